@@ -1,0 +1,28 @@
+// coeffnet/coeffnet.hpp: the umbrella header. Its path is stable; include this one.
+//
+// coeffnet is a header-only C++20 tensor and reverse-mode autograd library built around
+// coefficient attention (Coeff-Tuning): each head's attention map is a graph filter, and a
+// learnable H x H matrix mixes the heads' filters into new ones.
+#pragma once
+
+#define COEFFNET_VERSION_MAJOR 0
+#define COEFFNET_VERSION_MINOR 1
+#define COEFFNET_VERSION_PATCH 0
+
+#include "core/dtype.hpp"
+#include "core/error.hpp"
+#include "core/parallel.hpp"
+#include "core/rng.hpp"
+#include "tensor/tensor.hpp"
+#include "tensor/print.hpp"
+#include "ops/elementwise.hpp"
+#include "ops/reduce.hpp"
+#include "ops/matmul.hpp"
+#include "ops/softmax.hpp"
+#include "ops/layernorm.hpp"
+#include "ops/dropout.hpp"
+#include "ops/embedding.hpp"
+#include "ops/shape.hpp"
+#include "ops/attention.hpp"
+#include "nn/module.hpp"
+#include "train/optim.hpp"

@@ -1,0 +1,56 @@
+// coeffnet/core/error.hpp: the one exception type of the library.
+//
+// Every failure a caller can cause (a bad shape, a bad file, a bad argument) throws
+// coeffnet::Error with a message naming the place (the op, file or tensor) and the values
+// that disagree. The library never calls exit() or assert(): checks stay in release builds.
+#pragma once
+
+#include <cstdint>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace coeffnet {
+
+class Error : public std::runtime_error {
+public:
+    explicit Error(const std::string& what) : std::runtime_error(what) {}
+};
+
+namespace detail {
+
+inline void append(std::ostringstream&) {}
+template <class A, class... R>
+void append(std::ostringstream& os, const A& a, const R&... rest) {
+    os << a;
+    append(os, rest...);
+}
+
+}  // namespace detail
+
+// Builds a message from any streamable pieces: fail("matmul: ", a, " vs ", b).
+template <class... A>
+[[noreturn]] void fail(const A&... parts) {
+    std::ostringstream os;
+    detail::append(os, parts...);
+    throw Error(os.str());
+}
+
+template <class... A>
+void check(bool ok, const A&... parts) {
+    if (!ok) fail(parts...);
+}
+
+using Shape = std::vector<int64_t>;
+
+inline std::string shape_str(const Shape& s) {
+    std::string out = "[";
+    for (size_t i = 0; i < s.size(); ++i) {
+        if (i) out += ", ";
+        out += std::to_string(s[i]);
+    }
+    return out + "]";
+}
+
+}  // namespace coeffnet

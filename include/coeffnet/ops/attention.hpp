@@ -1,0 +1,183 @@
+// coeffnet/ops/attention.hpp: multi-head attention and coefficient attention (Coeff-Tuning).
+//
+// Each head's map P_i = softmax(scale * Q_i K_i^T + mask) is a graph filter over the tokens.
+// Coefficient attention mixes the H filters of a layer with one H x H matrix before they
+// touch the values:
+//
+//     alpha' = I + Dropout_p(alpha)        alpha: [target head h, source head i], init 0
+//     Phat_h = sum_i alpha'[h, i] P_i      (one GEMM: alpha' [H, H] @ P [B, H, N*M])
+//     O_h    = Phat_h V_h
+//
+// This is the materialised reference path: it stores B*H*N*M maps, and is built from ops that
+// each have their own checked backward (matmul, softmax, dropout, add), so its gradient is
+// the composition of theirs. With alpha = 0 the mixing GEMM still runs and reproduces
+// P_h exactly (1 * p + 0 * q is exact in IEEE arithmetic), so the output equals plain
+// attention bit for bit. The alpha-dropout mask is one H x H draw per call, shared by the
+// whole batch; attention-probability dropout, where a model has it, acts on Phat.
+#pragma once
+
+#include <cmath>
+#include <limits>
+
+#include "dropout.hpp"
+#include "elementwise.hpp"
+#include "matmul.hpp"
+#include "softmax.hpp"
+
+namespace coeffnet {
+
+struct AttentionOptions {
+    double scale = 0.0;           // 0 means 1/sqrt(head_dim)
+    bool causal = false;          // query n sees keys m <= n + (M - N) (bottom-right aligned)
+    double alpha_dropout = 0.0;   // p of Dropout on alpha (training only)
+    double attn_dropout = 0.0;    // p of Dropout on the (mixed) maps (training only)
+    bool training = false;
+    bool return_maps = false;     // fill AttentionResult::maps and ::mixed_maps
+    Generator* generator = nullptr;  // required when training with a dropout p > 0
+};
+
+template <class T>
+struct AttentionResult {
+    Tensor<T> out;         // [B, H, N, dv]
+    Tensor<T> maps;        // P, [B, H, N, M] (return_maps), part of the graph
+    Tensor<T> mixed_maps;  // Phat (return_maps); equals maps for plain attention
+};
+
+namespace detail {
+
+template <class T>
+void check_attention_shapes(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v, const char* op) {
+    check(q.defined() && k.defined() && v.defined(), op, ": undefined q, k or v");
+    check(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, op, ": q, k, v must be [batch, heads, tokens, head_dim], got ",
+          shape_str(q.shape()), ", ", shape_str(k.shape()), ", ", shape_str(v.shape()));
+    const Shape &qs = q.shape(), &ks = k.shape(), &vs = v.shape();
+    check(qs[0] == ks[0] && qs[1] == ks[1] && qs[3] == ks[3], op, ": q ", shape_str(qs), " and k ", shape_str(ks),
+          " must agree in batch, heads and head_dim");
+    check(vs[0] == ks[0] && vs[1] == ks[1] && vs[2] == ks[2], op, ": v ", shape_str(vs), " and k ", shape_str(ks),
+          " must agree in batch, heads and key tokens");
+}
+
+// One additive mask (broadcastable to [B, H, N, M]) from the causal flag, a key mask [B, M] (1 = token,
+// 0 = padding, the Hugging Face attention_mask convention) and a user additive mask.
+template <class T>
+Tensor<T> combined_mask(int64_t B, int64_t H, int64_t N, int64_t M, bool causal, const Tensor<T>& attn_mask,
+                        const Tensor<T>& key_mask, const char* op) {
+    const T neg_inf = -std::numeric_limits<T>::infinity();
+    Tensor<T> mask;
+    if (causal) {
+        mask = Tensor<T>::zeros({1, 1, N, M});
+        for (int64_t n = 0; n < N; ++n)
+            for (int64_t m = n + (M - N) + 1; m < M; ++m)
+                if (m >= 0) mask.data()[n * M + m] = neg_inf;
+    }
+    if (key_mask.defined()) {
+        check(key_mask.shape() == Shape{B, M}, op, ": key mask ", shape_str(key_mask.shape()), " must be [batch, keys] = [",
+              B, ", ", M, "]");
+        Tensor<T> km = Tensor<T>::empty({B, 1, 1, M});
+        const std::vector<T> kv = key_mask.to_vector();
+        for (int64_t i = 0; i < B * M; ++i) km.data()[i] = kv[static_cast<size_t>(i)] != T(0) ? T(0) : neg_inf;
+        mask = mask.defined() ? map_binary(mask, km, op, [](T a, T b) { return a + b; }) : km;
+    }
+    if (attn_mask.defined()) {
+        check(broadcasts_to(attn_mask.shape(), Shape{B, H, N, M}), op, ": additive mask ", shape_str(attn_mask.shape()),
+              " does not broadcast to [batch, heads, queries, keys] = ", shape_str({B, H, N, M}));
+        const Tensor<T> am = attn_mask.detach();
+        mask = mask.defined() ? map_binary(mask, am, op, [](T a, T b) { return a + b; }) : am;
+    }
+    return mask;
+}
+
+template <class T>
+Tensor<T> attention_probs(const Tensor<T>& q, const Tensor<T>& k, const AttentionOptions& o, const Tensor<T>& attn_mask,
+                          const Tensor<T>& key_mask, const char* op) {
+    const int64_t B = q.shape()[0], H = q.shape()[1], N = q.shape()[2], M = k.shape()[2], d = q.shape()[3];
+    const double s = o.scale != 0.0 ? o.scale : 1.0 / std::sqrt(static_cast<double>(d));
+    const Tensor<T> mask = combined_mask(B, H, N, M, o.causal, attn_mask, key_mask, op);
+    return softmax(scale(matmul(q, k.mT()), s), mask);
+}
+
+inline Generator& need_generator(const AttentionOptions& o, double p, const char* op) {
+    check(o.generator != nullptr, op, ": training with dropout p = ", p, " needs AttentionOptions::generator");
+    return *o.generator;
+}
+
+template <class T>
+Tensor<T> maybe_dropout(const Tensor<T>& x, double p, const AttentionOptions& o, const char* op) {
+    check_probability(p, op);
+    if (!o.training || p == 0.0) return x;
+    return dropout(x, p, need_generator(o, p, op), true);
+}
+
+}  // namespace detail
+
+// Phat[b, h] = sum_i alpha_prime[h, i] P[b, i] for P [B, H, N, M] and alpha_prime [H, H].
+template <class T>
+Tensor<T> mix_heads(const Tensor<T>& maps, const Tensor<T>& alpha_prime) {
+    check(maps.defined() && alpha_prime.defined(), "mix_heads: undefined operand");
+    check(maps.dim() == 4, "mix_heads: maps must be [batch, heads, queries, keys], got ", shape_str(maps.shape()));
+    const int64_t B = maps.shape()[0], H = maps.shape()[1], N = maps.shape()[2], M = maps.shape()[3];
+    check(alpha_prime.shape() == Shape{H, H}, "mix_heads: coefficients ", shape_str(alpha_prime.shape()),
+          " must be [heads, heads] = [", H, ", ", H, "] for maps ", shape_str(maps.shape()));
+    return matmul(alpha_prime, maps.reshape({B, H, N * M})).reshape({B, H, N, M});
+}
+
+// alpha' = I + Dropout_p(alpha): the residual parameterisation (alpha = 0 is the pretrained model).
+template <class T>
+Tensor<T> alpha_prime(const Tensor<T>& alpha, const AttentionOptions& o) {
+    check(alpha.defined() && alpha.dim() == 2 && alpha.shape()[0] == alpha.shape()[1],
+          "coeff_attention: alpha must be square [heads, heads], got ",
+          alpha.defined() ? shape_str(alpha.shape()) : std::string("undefined"));
+    return add(Tensor<T>::eye(alpha.shape()[0]), detail::maybe_dropout(alpha, o.alpha_dropout, o, "coeff_attention"));
+}
+
+// Plain multi-head attention: out_h = softmax(scale q_h k_h^T + mask) v_h.
+// q [B, H, N, d], k [B, H, M, d], v [B, H, M, dv]; attn_mask additive, broadcastable to
+// [B, H, N, M]; key_mask [B, M] with 1 for tokens and 0 for padding.
+template <class T>
+AttentionResult<T> attention(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v,
+                             const AttentionOptions& o = {}, const Tensor<T>& attn_mask = Tensor<T>(),
+                             const Tensor<T>& key_mask = Tensor<T>()) {
+    detail::check_attention_shapes(q, k, v, "attention");
+    const Tensor<T> p = detail::attention_probs(q, k, o, attn_mask, key_mask, "attention");
+    const Tensor<T> pd = detail::maybe_dropout(p, o.attn_dropout, o, "attention");
+    AttentionResult<T> r{matmul(pd, v), {}, {}};
+    if (o.return_maps) r.maps = r.mixed_maps = p;
+    return r;
+}
+
+// Coefficient attention (Coeff-Tuning): the maps of all heads are mixed by I + Dropout(alpha)
+// before they weight the values; alpha is [H, H], row = target head, column = source head.
+template <class T>
+AttentionResult<T> coeff_attention(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v, const Tensor<T>& alpha,
+                                   const AttentionOptions& o = {}, const Tensor<T>& attn_mask = Tensor<T>(),
+                                   const Tensor<T>& key_mask = Tensor<T>()) {
+    detail::check_attention_shapes(q, k, v, "coeff_attention");
+    check(alpha.defined() && alpha.shape() == Shape{q.shape()[1], q.shape()[1]}, "coeff_attention: alpha ",
+          alpha.defined() ? shape_str(alpha.shape()) : std::string("undefined"), " must be [heads, heads] = [",
+          q.shape()[1], ", ", q.shape()[1], "] for q ", shape_str(q.shape()));
+    const Tensor<T> p = detail::attention_probs(q, k, o, attn_mask, key_mask, "coeff_attention");
+    const Tensor<T> mixed = mix_heads(p, alpha_prime(alpha, o));
+    const Tensor<T> pd = detail::maybe_dropout(mixed, o.attn_dropout, o, "coeff_attention");
+    AttentionResult<T> r{matmul(pd, v), {}, {}};
+    if (o.return_maps) {
+        r.maps = p;
+        r.mixed_maps = mixed;
+    }
+    return r;
+}
+
+// [B, N, H*d] -> [B, H, N, d] (a view) and back (a copy).
+template <class T>
+Tensor<T> split_heads(const Tensor<T>& x, int64_t heads) {
+    check(x.dim() == 3 && heads > 0 && x.shape()[2] % heads == 0, "split_heads: cannot split ", shape_str(x.shape()),
+          " into ", heads, " heads");
+    return x.reshape({x.shape()[0], x.shape()[1], heads, x.shape()[2] / heads}).permute({0, 2, 1, 3});
+}
+
+template <class T>
+Tensor<T> merge_heads(const Tensor<T>& x) {
+    check(x.dim() == 4, "merge_heads: expects [batch, heads, tokens, head_dim], got ", shape_str(x.shape()));
+    return x.permute({0, 2, 1, 3}).reshape({x.shape()[0], x.shape()[2], x.shape()[1] * x.shape()[3]});
+}
+
+}  // namespace coeffnet

@@ -1,0 +1,493 @@
+// coeffnet/tensor/tensor.hpp: Tensor<T>, a shared handle to strided data plus autograd state.
+//
+// A Tensor is a view: (storage, shape, strides, offset). Copying a Tensor copies the handle,
+// not the data (like torch.Tensor). Views (reshape, permute, slice, expand) share storage and
+// are differentiable. Element types: float and double compute; half_t, bfloat16_t, int64_t,
+// uint8_t and friends are storage types that can be created, converted and indexed.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <initializer_list>
+#include <memory>
+#include <new>
+#include <numeric>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "../autograd/graph.hpp"
+#include "../core/dtype.hpp"
+#include "../core/error.hpp"
+#include "../core/parallel.hpp"
+#include "../core/rng.hpp"
+
+namespace coeffnet {
+
+// ---- shape arithmetic -------------------------------------------------------------------
+
+inline int64_t shape_numel(const Shape& s, const char* where = "shape") {
+    int64_t n = 1;
+    for (int64_t d : s) {
+        check(d >= 0, where, ": negative dimension in ", shape_str(s));
+        if (d != 0 && n > INT64_MAX / d) fail(where, ": element count of ", shape_str(s), " overflows int64");
+        n *= d;
+    }
+    return n;
+}
+
+inline Shape contiguous_strides(const Shape& s) {
+    Shape st(s.size());
+    int64_t acc = 1;
+    for (size_t i = s.size(); i-- > 0;) {
+        st[i] = acc;
+        acc *= std::max<int64_t>(s[i], 1);
+    }
+    return st;
+}
+
+// Maps a possibly negative axis into [0, rank); `op` names the caller in the error.
+inline int64_t normalize_axis(int64_t axis, int64_t rank, const char* op) {
+    const int64_t r = std::max<int64_t>(rank, 1);
+    if (axis < -r || axis >= r) fail(op, ": axis ", axis, " is out of range for a tensor of rank ", rank);
+    return axis < 0 ? axis + r : axis;
+}
+
+// NumPy broadcasting of two shapes; throws naming the op and both shapes.
+inline Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
+    const size_t r = std::max(a.size(), b.size());
+    Shape out(r);
+    for (size_t i = 0; i < r; ++i) {
+        const int64_t da = i < r - a.size() ? 1 : a[i - (r - a.size())];
+        const int64_t db = i < r - b.size() ? 1 : b[i - (r - b.size())];
+        if (da != db && da != 1 && db != 1)
+            fail(op, ": shapes ", shape_str(a), " and ", shape_str(b), " cannot be broadcast (dimension ", i,
+                 ": ", da, " vs ", db, ")");
+        out[i] = da == 1 ? db : da;
+    }
+    return out;
+}
+
+// True when `from` broadcasts to exactly `to` (NumPy rules, `to` unchanged).
+inline bool broadcasts_to(const Shape& from, const Shape& to) {
+    if (from.size() > to.size()) return false;
+    const size_t lead = to.size() - from.size();
+    for (size_t i = 0; i < from.size(); ++i)
+        if (from[i] != 1 && from[i] != to[lead + i]) return false;
+    return true;
+}
+
+// Strides that read a tensor of `shape`/`strides` as if it had `out` shape (0 where broadcast).
+inline Shape broadcast_strides(const Shape& shape, const Shape& strides, const Shape& out) {
+    Shape st(out.size(), 0);
+    const size_t lead = out.size() - shape.size();
+    for (size_t i = 0; i < shape.size(); ++i) st[lead + i] = shape[i] == 1 ? 0 : strides[i];
+    return st;
+}
+
+// Calls f(first_row, last_row, offsets) once per chunk of rows, where a row is the last axis of
+// `shape` and offsets[k] is operand k's element offset of row `first_row`; f walks the rows of
+// its chunk with next_row(). Parallel over chunks of rows.
+template <size_t K>
+struct RowCursor {
+    const Shape* shape;
+    const std::array<const Shape*, K>* strides;
+    Shape idx;
+    std::array<int64_t, K> off{};
+
+    RowCursor(const Shape& s, const std::array<const Shape*, K>& st, int64_t row) : shape(&s), strides(&st) {
+        const int64_t r = static_cast<int64_t>(s.size());
+        idx.assign(static_cast<size_t>(std::max<int64_t>(r - 1, 0)), 0);
+        for (int64_t d = r - 2; d >= 0; --d) {
+            const int64_t n = std::max<int64_t>(s[static_cast<size_t>(d)], 1);
+            idx[static_cast<size_t>(d)] = row % n;
+            row /= n;
+        }
+        for (size_t k = 0; k < K; ++k)
+            for (size_t d = 0; d < idx.size(); ++d) off[k] += idx[d] * (*st[k])[d];
+    }
+    void next_row() {
+        for (size_t d = idx.size(); d-- > 0;) {
+            if (++idx[d] < (*shape)[d]) {
+                for (size_t k = 0; k < K; ++k) off[k] += (*(*strides)[k])[d];
+                return;
+            }
+            for (size_t k = 0; k < K; ++k) off[k] -= (idx[d] - 1) * (*(*strides)[k])[d];
+            idx[d] = 0;
+        }
+    }
+};
+
+// For each row of `shape`: f(offsets, row_len, inner_strides). Rows run in parallel chunks.
+template <size_t K, class F>
+void for_each_row(const Shape& shape, const std::array<const Shape*, K>& strides, F&& f) {
+    const int64_t total = shape_numel(shape);
+    if (total == 0) return;
+    const int64_t len = shape.empty() ? 1 : shape.back();
+    const int64_t rows = total / len;
+    std::array<int64_t, K> inner{};
+    for (size_t k = 0; k < K; ++k) inner[k] = shape.empty() ? 0 : strides[k]->back();
+    parallel_for(rows, len, [&](int64_t r0, int64_t r1) {
+        RowCursor<K> cur(shape, strides, r0);
+        for (int64_t r = r0; r < r1; ++r) {
+            f(cur.off, len, inner);
+            if (r + 1 < r1) cur.next_row();
+        }
+    });
+}
+
+// ---- the handle -------------------------------------------------------------------------
+
+template <class T>
+class Tensor {
+public:
+    using value_type = T;
+
+    Tensor() = default;
+    explicit Tensor(std::shared_ptr<TensorImpl<T>> impl) : impl_(std::move(impl)) {}
+
+    // Creation. Data is 64-byte aligned; empty() leaves it uninitialised.
+    static Tensor empty(const Shape& shape);
+    static Tensor zeros(const Shape& shape);
+    static Tensor ones(const Shape& shape) { return full(shape, convert<T>(1.0f)); }
+    static Tensor full(const Shape& shape, T value);
+    static Tensor from(const std::vector<T>& values, const Shape& shape);
+    static Tensor scalar(T value) { return from({value}, {}); }
+    static Tensor eye(int64_t n);
+    static Tensor arange(int64_t n);
+    static Tensor randn(const Shape& shape, Generator& gen, double mean = 0.0, double stddev = 1.0);
+    static Tensor uniform(const Shape& shape, Generator& gen, double lo = 0.0, double hi = 1.0);
+    // Wraps memory owned elsewhere (a memory-mapped file, say) without copying; `owner` keeps
+    // it alive as long as any view of it.
+    static Tensor from_blob(T* data, const Shape& shape, std::shared_ptr<void> owner);
+
+    // Introspection.
+    bool defined() const { return static_cast<bool>(impl_); }
+    const Shape& shape() const;
+    const Shape& strides() const;
+    int64_t dim() const { return static_cast<int64_t>(shape().size()); }
+    int64_t size(int64_t axis) const;
+    int64_t numel() const;
+    int64_t offset() const;
+    bool is_contiguous() const;
+    T* data() const;  // element [0, ..., 0]
+    T& at(std::initializer_list<int64_t> index) const;
+    T item() const;
+    std::vector<T> to_vector() const;  // row-major order, whatever the strides
+    std::shared_ptr<TensorImpl<T>>& impl() { return impl_; }
+    const std::shared_ptr<TensorImpl<T>>& impl() const { return impl_; }
+
+    // Autograd.
+    bool requires_grad() const;
+    Tensor& set_requires_grad(bool on = true);
+    bool is_leaf() const;
+    Tensor grad() const;
+    void zero_grad() const;  // drops the gradient (like PyTorch's set_to_none)
+    std::string grad_fn_name() const;
+    // Backpropagates from this tensor: a scalar needs no `grad`; any other shape needs the
+    // upstream gradient of its own shape. See autograd/graph.hpp for the semantics.
+    void backward(const Tensor& grad = Tensor(), bool retain_graph = false) const;
+    Tensor detach() const;  // same data, no history
+
+    // Views and copies: differentiable (defined in tensor/views.hpp).
+    Tensor reshape(const Shape& shape) const;
+    Tensor flatten(int64_t start = 0, int64_t end = -1) const;
+    Tensor permute(const Shape& order) const;
+    Tensor transpose(int64_t a, int64_t b) const;
+    Tensor mT() const { return transpose(-2, -1); }
+    Tensor slice(int64_t axis, int64_t start, int64_t end, int64_t step = 1) const;
+    Tensor select(int64_t axis, int64_t index) const;
+    Tensor unsqueeze(int64_t axis) const;
+    Tensor squeeze(int64_t axis) const;
+    Tensor expand(const Shape& shape) const;
+    Tensor contiguous() const;
+    Tensor clone() const;
+
+    // Element type conversion; a new tensor without history.
+    template <class U>
+    Tensor<U> to() const;
+
+private:
+    void require_defined(const char* what) const {
+        if (!impl_) fail(what, ": the tensor is undefined (default-constructed)");
+    }
+    std::shared_ptr<TensorImpl<T>> impl_;
+};
+
+template <class T>
+struct TensorImpl {
+    std::shared_ptr<T> data;  // element 0 of the storage
+    int64_t capacity = 0;     // elements the storage holds
+    Shape shape, strides;
+    int64_t offset = 0;
+    bool requires_grad = false;  // for leaves; a tensor with a grad_fn always requires grad
+    Tensor<T> grad;
+    std::shared_ptr<Node<T>> grad_fn;
+
+    ~TensorImpl() {
+        if (grad_fn) release_graph(std::move(grad_fn));
+    }
+};
+
+namespace detail {
+
+template <class T>
+std::shared_ptr<T> allocate(int64_t n) {
+    const size_t bytes = static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(T);
+    void* p = ::operator new[](bytes, std::align_val_t{64});
+    return std::shared_ptr<T>(static_cast<T*>(p), [](T* q) { ::operator delete[](q, std::align_val_t{64}); });
+}
+
+template <class T>
+Tensor<T> make_tensor(std::shared_ptr<T> data, int64_t capacity, Shape shape, Shape strides, int64_t offset) {
+    auto impl = std::make_shared<TensorImpl<T>>();
+    impl->data = std::move(data);
+    impl->capacity = capacity;
+    impl->shape = std::move(shape);
+    impl->strides = std::move(strides);
+    impl->offset = offset;
+    return Tensor<T>(std::move(impl));
+}
+
+}  // namespace detail
+
+// ---- recording an op ---------------------------------------------------------------------
+
+// Attaches `backward` to `out` when recording is on and any input requires grad.
+// `backward(grad_out, needs)` returns one gradient per input (undefined where !needs[i]);
+// it must capture only detached tensors (see Tensor::detach), never `out` itself.
+template <class T>
+Tensor<T> record(Tensor<T> out, const char* name, const std::vector<Tensor<T>>& inputs, BackwardFn<T> backward) {
+    if (!GradMode::enabled()) return out;
+    bool any = false;
+    for (const auto& in : inputs) any = any || (in.defined() && in.requires_grad());
+    if (!any) return out;
+    auto node = std::make_shared<Node<T>>();
+    node->name = name;
+    node->edges.resize(inputs.size());
+    node->input_shapes.resize(inputs.size());
+    node->needs.resize(inputs.size(), false);
+    for (size_t i = 0; i < inputs.size(); ++i) {
+        if (!inputs[i].defined()) continue;
+        node->input_shapes[i] = inputs[i].shape();
+        if (!inputs[i].requires_grad()) continue;
+        node->needs[i] = true;
+        if (inputs[i].impl()->grad_fn) node->edges[i].node = inputs[i].impl()->grad_fn;
+        else node->edges[i].leaf = inputs[i].impl();
+    }
+    node->backward = std::move(backward);
+    out.impl()->grad_fn = std::move(node);
+    return out;
+}
+
+// ---- simple members -------------------------------------------------------------------
+
+template <class T>
+Tensor<T> Tensor<T>::empty(const Shape& shape) {
+    const int64_t n = shape_numel(shape, "Tensor::empty");
+    return detail::make_tensor<T>(detail::allocate<T>(n), n, shape, contiguous_strides(shape), 0);
+}
+
+template <class T>
+Tensor<T> Tensor<T>::zeros(const Shape& shape) {
+    Tensor t = empty(shape);
+    std::memset(static_cast<void*>(t.data()), 0, static_cast<size_t>(t.numel()) * sizeof(T));
+    return t;
+}
+
+template <class T>
+Tensor<T> Tensor<T>::full(const Shape& shape, T value) {
+    Tensor t = empty(shape);
+    std::fill_n(t.data(), t.numel(), value);
+    return t;
+}
+
+template <class T>
+Tensor<T> Tensor<T>::from(const std::vector<T>& values, const Shape& shape) {
+    const int64_t n = shape_numel(shape, "Tensor::from");
+    check(static_cast<int64_t>(values.size()) == n, "Tensor::from: ", values.size(), " values for shape ",
+          shape_str(shape), " (", n, " elements)");
+    Tensor t = empty(shape);
+    std::copy(values.begin(), values.end(), t.data());
+    return t;
+}
+
+template <class T>
+Tensor<T> Tensor<T>::eye(int64_t n) {
+    Tensor t = zeros({n, n});
+    for (int64_t i = 0; i < n; ++i) t.data()[i * n + i] = convert<T>(1.0f);
+    return t;
+}
+
+template <class T>
+Tensor<T> Tensor<T>::arange(int64_t n) {
+    Tensor t = empty({n});
+    for (int64_t i = 0; i < n; ++i) t.data()[i] = convert<T>(static_cast<double>(i));
+    return t;
+}
+
+template <class T>
+Tensor<T> Tensor<T>::randn(const Shape& shape, Generator& gen, double mean, double stddev) {
+    Tensor t = empty(shape);
+    const int64_t n = t.numel();
+    const uint64_t first = gen.reserve(static_cast<uint64_t>(n));  // a block gives four normals
+    T* p = t.data();
+    for (int64_t b = 0; b * 4 < n; ++b) {
+        const Philox4 w = philox_block(gen.seed, first + static_cast<uint64_t>(b));
+        const auto z0 = box_muller(w[0], w[1]);
+        const auto z1 = box_muller(w[2], w[3]);
+        const double z[4] = {z0[0], z0[1], z1[0], z1[1]};
+        for (int64_t j = 0; j < 4 && b * 4 + j < n; ++j) p[b * 4 + j] = convert<T>(mean + stddev * z[j]);
+    }
+    return t;
+}
+
+template <class T>
+Tensor<T> Tensor<T>::uniform(const Shape& shape, Generator& gen, double lo, double hi) {
+    Tensor t = empty(shape);
+    const int64_t n = t.numel();
+    const uint64_t first = gen.reserve(static_cast<uint64_t>(n));
+    T* p = t.data();
+    for_each_draw(gen.seed, first, n, [&](int64_t i, uint32_t w) {
+        p[i] = convert<T>(lo + (hi - lo) * static_cast<double>(uniform_from_bits(w)));
+    });
+    return t;
+}
+
+template <class T>
+Tensor<T> Tensor<T>::from_blob(T* data, const Shape& shape, std::shared_ptr<void> owner) {
+    const int64_t n = shape_numel(shape, "Tensor::from_blob");
+    return detail::make_tensor<T>(std::shared_ptr<T>(std::move(owner), data), n, shape, contiguous_strides(shape), 0);
+}
+
+template <class T>
+const Shape& Tensor<T>::shape() const {
+    require_defined("Tensor::shape");
+    return impl_->shape;
+}
+template <class T>
+const Shape& Tensor<T>::strides() const {
+    require_defined("Tensor::strides");
+    return impl_->strides;
+}
+template <class T>
+int64_t Tensor<T>::size(int64_t axis) const {
+    return shape()[static_cast<size_t>(normalize_axis(axis, dim(), "Tensor::size"))];
+}
+template <class T>
+int64_t Tensor<T>::numel() const {
+    return shape_numel(shape());
+}
+template <class T>
+int64_t Tensor<T>::offset() const {
+    require_defined("Tensor::offset");
+    return impl_->offset;
+}
+template <class T>
+bool Tensor<T>::is_contiguous() const {
+    const Shape& s = shape();
+    const Shape& st = strides();
+    int64_t expect = 1;
+    for (size_t i = s.size(); i-- > 0;) {
+        if (s[i] != 1 && st[i] != expect) return false;
+        expect *= s[i];
+    }
+    return true;
+}
+template <class T>
+T* Tensor<T>::data() const {
+    require_defined("Tensor::data");
+    return impl_->data.get() + impl_->offset;
+}
+template <class T>
+T& Tensor<T>::at(std::initializer_list<int64_t> index) const {
+    check(static_cast<int64_t>(index.size()) == dim(), "Tensor::at: ", index.size(), " indices for a tensor of shape ",
+          shape_str(shape()));
+    int64_t off = 0, d = 0;
+    for (int64_t i : index) {
+        const int64_t n = shape()[static_cast<size_t>(d)];
+        check(i >= -n && i < n, "Tensor::at: index ", i, " out of range for axis ", d, " of shape ", shape_str(shape()));
+        off += (i < 0 ? i + n : i) * strides()[static_cast<size_t>(d)];
+        ++d;
+    }
+    return data()[off];
+}
+template <class T>
+T Tensor<T>::item() const {
+    check(numel() == 1, "Tensor::item: needs one element, the tensor has shape ", shape_str(shape()));
+    return data()[0];
+}
+template <class T>
+std::vector<T> Tensor<T>::to_vector() const {
+    std::vector<T> out(static_cast<size_t>(numel()));
+    const Shape cs = contiguous_strides(shape());
+    T* dst = out.data();
+    const T* src = data();
+    for_each_row<2>(shape(), {&cs, &strides()}, [&](const std::array<int64_t, 2>& off, int64_t len,
+                                                    const std::array<int64_t, 2>& inner) {
+        for (int64_t j = 0; j < len; ++j) dst[off[0] + j] = src[off[1] + j * inner[1]];
+    });
+    return out;
+}
+
+template <class T>
+bool Tensor<T>::requires_grad() const {
+    require_defined("Tensor::requires_grad");
+    return impl_->requires_grad || impl_->grad_fn != nullptr;
+}
+template <class T>
+Tensor<T>& Tensor<T>::set_requires_grad(bool on) {
+    require_defined("Tensor::set_requires_grad");
+    check(!impl_->grad_fn, "Tensor::set_requires_grad: only leaves can be marked; this tensor is the output of ",
+          impl_->grad_fn ? impl_->grad_fn->name : std::string());
+    static_assert(is_compute_type_v<T>, "only float and double tensors can require grad");
+    impl_->requires_grad = on;
+    return *this;
+}
+template <class T>
+bool Tensor<T>::is_leaf() const {
+    require_defined("Tensor::is_leaf");
+    return !impl_->grad_fn;
+}
+template <class T>
+Tensor<T> Tensor<T>::grad() const {
+    require_defined("Tensor::grad");
+    return impl_->grad;
+}
+template <class T>
+void Tensor<T>::zero_grad() const {
+    require_defined("Tensor::zero_grad");
+    impl_->grad = Tensor<T>();
+}
+template <class T>
+std::string Tensor<T>::grad_fn_name() const {
+    require_defined("Tensor::grad_fn_name");
+    return impl_->grad_fn ? impl_->grad_fn->name : std::string();
+}
+template <class T>
+Tensor<T> Tensor<T>::detach() const {
+    require_defined("Tensor::detach");
+    return detail::make_tensor<T>(impl_->data, impl_->capacity, impl_->shape, impl_->strides, impl_->offset);
+}
+
+template <class T>
+template <class U>
+Tensor<U> Tensor<T>::to() const {
+    Tensor<U> out = Tensor<U>::empty(shape());
+    const Tensor<T> src = contiguous().detach();
+    const T* s = src.data();
+    U* d = out.data();
+    parallel_for(src.numel(), 1, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) d[i] = convert<U>(s[i]);
+    });
+    return out;
+}
+
+}  // namespace coeffnet
+
+// The rest of the Tensor class lives in these files (each includes this one first).
+#include "../autograd/engine.hpp"
+#include "kernels.hpp"
+#include "views.hpp"

@@ -1,0 +1,94 @@
+// Core: the counter-based RNG (known answers, stream layout) and 16-bit storage types.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+
+#include <coeffnet/coeffnet.hpp>
+
+using namespace coeffnet;
+
+TEST_CASE("philox4x32-10 matches Random123's known-answer vectors") {
+    CHECK(philox4x32_10({0, 0, 0, 0}, {0, 0}) == Philox4{0x6627e8d5u, 0xe169c58du, 0xbc57ac4cu, 0x9b00dbd8u});
+    CHECK(philox4x32_10({0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}, {0xffffffffu, 0xffffffffu}) ==
+          Philox4{0x408f276du, 0x41c83b0eu, 0xa20bc7c6u, 0x6d5451fdu});
+    CHECK(philox4x32_10({0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u}, {0xa4093822u, 0x299f31d0u}) ==
+          Philox4{0xd16cfe09u, 0x94fdccebu, 0x5001e420u, 0x24126ea1u});
+}
+
+TEST_CASE("generator: a draw is a pure function of (seed, offset) and advances by ceil(n/4) blocks") {
+    Generator g(42);
+    const auto a = Tensor<float>::uniform({10}, g);  // 3 blocks
+    CHECK(g.offset == 3);
+    Generator h(42, 3);
+    const auto b = Tensor<float>::uniform({5}, h);
+    Generator g2(42);
+    Tensor<float>::uniform({10}, g2);
+    const auto c = Tensor<float>::uniform({5}, g2);
+    CHECK(b.to_vector() == c.to_vector());
+    // Element i uses word i % 4 of block i / 4.
+    for (int64_t i = 0; i < 10; ++i)
+        CHECK(a.to_vector()[static_cast<size_t>(i)] == uniform_from_bits(draw_bits(42, 0, static_cast<uint64_t>(i))));
+    const auto av = a.to_vector();
+    for (float v : av) CHECK((v >= 0.0f && v < 1.0f));
+}
+
+TEST_CASE("randn has the moments of a standard normal") {
+    Generator g(7);
+    const auto x = Tensor<double>::randn({200000}, g).to_vector();
+    double m = 0, v = 0;
+    for (double e : x) m += e;
+    m /= static_cast<double>(x.size());
+    for (double e : x) v += (e - m) * (e - m);
+    v /= static_cast<double>(x.size());
+    CHECK(std::abs(m) < 0.01);
+    CHECK(std::abs(v - 1.0) < 0.02);
+}
+
+TEST_CASE("half and bfloat16 round to nearest even and keep specials") {
+    CHECK(half_t(1.0f).bits == 0x3c00);
+    CHECK(half_t(-2.0f).bits == 0xc000);
+    CHECK(half_t(65504.0f).bits == 0x7bff);
+    CHECK(half_t(65520.0f).bits == 0x7c00);        // ties to even past the largest finite: inf
+    CHECK(half_t(5.960464477539063e-08f).bits == 0x0001);  // smallest subnormal
+    CHECK(half_t(2.98023223876953125e-08f).bits == 0x0000);  // half of it: ties to even, 0
+    CHECK(half_t(1.0009765625f).bits == 0x3c01);
+    CHECK(half_t(1.00048828125f).bits == 0x3c00);  // exactly between 0x3c00 and 0x3c01: even
+    CHECK(half_t::to_float(0x0001) == 5.960464477539063e-08f);
+    CHECK(half_t::to_float(0x03ff) == 6.097555160522461e-05f);
+    CHECK(std::isinf(static_cast<float>(half_t(std::numeric_limits<float>::infinity()))));
+    CHECK(std::isnan(static_cast<float>(half_t(std::numeric_limits<float>::quiet_NaN()))));
+    // Every finite half survives half -> float -> half.
+    for (uint32_t b = 0; b < 0x10000; ++b) {
+        if (((b >> 10) & 0x1f) == 0x1f) continue;
+        const float f = half_t::to_float(static_cast<uint16_t>(b));
+        if (half_t::from_float(f) != b) FAIL("half round trip failed for bits ", b);
+    }
+    CHECK(bfloat16_t(1.0f).bits == 0x3f80);
+    CHECK(bfloat16_t(1.00390625f).bits == 0x3f80);   // tie: even
+    CHECK(bfloat16_t(1.01171875f).bits == 0x3f82);   // tie: even (up)
+    CHECK(static_cast<float>(bfloat16_t(3.140625f)) == 3.140625f);
+    CHECK(std::isnan(static_cast<float>(bfloat16_t(std::numeric_limits<float>::quiet_NaN()))));
+}
+
+TEST_CASE("storage types convert through Tensor::to") {
+    const auto f = Tensor<float>::from({0.5f, -1.25f, 3.0f, 1e-3f}, {2, 2});
+    const auto h = f.to<half_t>();
+    const auto b = f.to<bfloat16_t>();
+    const auto back = h.to<float>().to_vector();
+    CHECK(back[0] == 0.5f);
+    CHECK(back[1] == -1.25f);
+    CHECK(back[3] == doctest::Approx(1e-3f).epsilon(1e-3));
+    CHECK(b.to<double>().to_vector()[2] == 3.0);
+    const auto i = Tensor<float>::from({1.9f, -2.5f}, {2}).to<int64_t>().to_vector();
+    CHECK(i == std::vector<int64_t>{1, -2});
+}
+
+TEST_CASE("errors are coeffnet::Error with the message built from parts") {
+    try {
+        fail("op: ", shape_str({2, 3}), " vs ", 4);
+        FAIL("no throw");
+    } catch (const Error& e) {
+        CHECK(std::string(e.what()) == "op: [2, 3] vs 4");
+    }
+}
