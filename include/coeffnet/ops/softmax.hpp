@@ -53,6 +53,17 @@ Tensor<T> softmax_raw(const Tensor<T>& x, const Tensor<T>& mask, const char* op)
     return y;
 }
 
+// log(sum_j exp(row[j])), max-subtracted (finite for logits of +-1e4); -inf for an all -inf row.
+template <class T>
+acc_t<T> row_logsumexp(const T* row, int64_t n) {
+    T mx = -std::numeric_limits<T>::infinity();
+    for (int64_t j = 0; j < n; ++j) mx = std::max(mx, row[j]);
+    if (mx == -std::numeric_limits<T>::infinity()) return mx;
+    acc_t<T> s = 0;
+    for (int64_t j = 0; j < n; ++j) s += std::exp(static_cast<acc_t<T>>(row[j] - mx));
+    return mx + std::log(s);
+}
+
 // dx = y * (g - rowsum(g * y)).
 template <class T>
 Tensor<T> softmax_backward_raw(const Tensor<T>& y, const Tensor<T>& g) {
@@ -97,11 +108,7 @@ Tensor<T> log_softmax(const Tensor<T>& x) {
     parallel_for(rows, n, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
             const T* row = px + r * n;
-            T mx = -std::numeric_limits<T>::infinity();
-            for (int64_t j = 0; j < n; ++j) mx = std::max(mx, row[j]);
-            acc_t<T> s = 0;
-            for (int64_t j = 0; j < n; ++j) s += std::exp(row[j] - mx);
-            const T lse = mx + static_cast<T>(std::log(s));
+            const T lse = static_cast<T>(detail::row_logsumexp(row, n));
             for (int64_t j = 0; j < n; ++j) py[r * n + j] = row[j] - lse;
         }
     });
@@ -153,11 +160,7 @@ Tensor<T> cross_entropy(const Tensor<T>& logits, const Tensor<int64_t>& targets,
     parallel_for(rows, C, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
             const T* row = px + r * C;
-            T mx = -std::numeric_limits<T>::infinity();
-            for (int64_t j = 0; j < C; ++j) mx = std::max(mx, row[j]);
-            acc_t<T> s = 0;
-            for (int64_t j = 0; j < C; ++j) s += std::exp(static_cast<acc_t<T>>(row[j] - mx));
-            const acc_t<T> lse = mx + std::log(s);
+            const acc_t<T> lse = detail::row_logsumexp(row, C);
             for (int64_t j = 0; j < C; ++j) pp[r * C + j] = static_cast<T>(std::exp(row[j] - lse));
             const int64_t t = tv[static_cast<size_t>(r)];
             if (t != ignore_index) row_loss[static_cast<size_t>(r)] = lse - row[t];

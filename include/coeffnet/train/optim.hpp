@@ -51,6 +51,20 @@ protected:
                 check(p.defined() && p.is_leaf(), name, ": parameters must be defined leaf tensors");
         }
     }
+    // Calls f(group, group_index, param_index, param, grad) for each parameter with a gradient.
+    template <class F>
+    void for_each_with_grad(const char* name, F&& f) {
+        NoGrad ng;
+        for (size_t gi = 0; gi < groups_.size(); ++gi) {
+            for (size_t pi = 0; pi < groups_[gi].params.size(); ++pi) {
+                Tensor<T>& p = groups_[gi].params[pi];
+                const Tensor<T> grad = p.grad();
+                if (!grad.defined()) continue;
+                check(p.is_contiguous(), name, ": parameters must be contiguous");
+                f(groups_[gi], gi, pi, p, grad);
+            }
+        }
+    }
     std::vector<ParamGroup<T>> groups_;
 };
 
@@ -72,33 +86,25 @@ public:
     SGD(std::vector<Tensor<T>> params, Options o) : SGD(std::vector<ParamGroup<T>>{{std::move(params), {}, {}, ""}}, o) {}
 
     void step() override {
-        NoGrad ng;
-        for (size_t gi = 0; gi < this->groups_.size(); ++gi) {
-            auto& g = this->groups_[gi];
+        this->for_each_with_grad("SGD", [&](const ParamGroup<T>& g, size_t gi, size_t pi, Tensor<T>& p,
+                                            const Tensor<T>& grad) {
             const T lr = static_cast<T>(*g.lr), wd = static_cast<T>(*g.weight_decay);
             const T mu = static_cast<T>(o_.momentum), damp = static_cast<T>(1.0 - o_.dampening);
-            for (size_t pi = 0; pi < g.params.size(); ++pi) {
-                Tensor<T>& p = g.params[pi];
-                const Tensor<T> grad = p.grad();
-                if (!grad.defined()) continue;
-                T* w = p.data();
-                const T* d = grad.data();
-                const int64_t n = p.numel();
-                check(p.is_contiguous(), "SGD: parameters must be contiguous");
-                Tensor<T>& b = buf_[gi][pi];
-                const bool first = !b.defined();
-                if (o_.momentum != 0.0 && first) b = Tensor<T>::zeros(p.shape());
-                T* pb = b.defined() ? b.data() : nullptr;
-                for (int64_t i = 0; i < n; ++i) {
-                    T step = d[i] + wd * w[i];
-                    if (pb) {
-                        pb[i] = first ? step : mu * pb[i] + damp * step;
-                        step = o_.nesterov ? step + mu * pb[i] : pb[i];
-                    }
-                    w[i] -= lr * step;
+            T* w = p.data();
+            const T* d = grad.data();
+            Tensor<T>& b = buf_[gi][pi];
+            const bool first = !b.defined();
+            if (o_.momentum != 0.0 && first) b = Tensor<T>::zeros(p.shape());
+            T* pb = b.defined() ? b.data() : nullptr;
+            for (int64_t i = 0; i < p.numel(); ++i) {
+                T step = d[i] + wd * w[i];
+                if (pb) {
+                    pb[i] = first ? step : mu * pb[i] + damp * step;
+                    step = o_.nesterov ? step + mu * pb[i] : pb[i];
                 }
+                w[i] -= lr * step;
             }
-        }
+        });
     }
 
 private:
@@ -130,38 +136,31 @@ public:
     AdamW(std::vector<Tensor<T>> params, Options o) : AdamW(std::vector<ParamGroup<T>>{{std::move(params), {}, {}, ""}}, o) {}
 
     void step() override {
-        NoGrad ng;
-        for (size_t gi = 0; gi < this->groups_.size(); ++gi) {
-            auto& g = this->groups_[gi];
+        this->for_each_with_grad("AdamW", [&](const ParamGroup<T>& g, size_t gi, size_t pi, Tensor<T>& p,
+                                              const Tensor<T>& grad) {
             const double lr = *g.lr, wd = *g.weight_decay;
-            for (size_t pi = 0; pi < g.params.size(); ++pi) {
-                Tensor<T>& p = g.params[pi];
-                const Tensor<T> grad = p.grad();
-                if (!grad.defined()) continue;
-                check(p.is_contiguous(), "AdamW: parameters must be contiguous");
-                State& s = state_[gi][pi];
-                if (!s.m.defined()) {
-                    s.m = Tensor<T>::zeros(p.shape());
-                    s.v = Tensor<T>::zeros(p.shape());
-                }
-                ++s.step;
-                const double bc1 = 1.0 - std::pow(o_.beta1, static_cast<double>(s.step));
-                const double bc2 = 1.0 - std::pow(o_.beta2, static_cast<double>(s.step));
-                const T step_size = static_cast<T>(lr / bc1), bc2_sqrt = static_cast<T>(std::sqrt(bc2));
-                const T decay = static_cast<T>(1.0 - lr * wd), b1 = static_cast<T>(o_.beta1),
-                        b2 = static_cast<T>(o_.beta2), eps = static_cast<T>(o_.eps);
-                T *w = p.data(), *m = s.m.data(), *v = s.v.data();
-                const T* d = grad.data();
-                parallel_for(p.numel(), 16, [&](int64_t b, int64_t e) {
-                    for (int64_t i = b; i < e; ++i) {
-                        w[i] *= decay;
-                        m[i] = b1 * m[i] + (T(1) - b1) * d[i];
-                        v[i] = b2 * v[i] + (T(1) - b2) * d[i] * d[i];
-                        w[i] -= step_size * m[i] / (std::sqrt(v[i]) / bc2_sqrt + eps);
-                    }
-                });
+            State& s = state_[gi][pi];
+            if (!s.m.defined()) {
+                s.m = Tensor<T>::zeros(p.shape());
+                s.v = Tensor<T>::zeros(p.shape());
             }
-        }
+            ++s.step;
+            const double bc1 = 1.0 - std::pow(o_.beta1, static_cast<double>(s.step));
+            const double bc2 = 1.0 - std::pow(o_.beta2, static_cast<double>(s.step));
+            const T step_size = static_cast<T>(lr / bc1), bc2_sqrt = static_cast<T>(std::sqrt(bc2));
+            const T decay = static_cast<T>(1.0 - lr * wd), b1 = static_cast<T>(o_.beta1), b2 = static_cast<T>(o_.beta2),
+                    eps = static_cast<T>(o_.eps);
+            T *w = p.data(), *m = s.m.data(), *v = s.v.data();
+            const T* d = grad.data();
+            parallel_for(p.numel(), 16, [&](int64_t b, int64_t e) {
+                for (int64_t i = b; i < e; ++i) {
+                    w[i] *= decay;
+                    m[i] = b1 * m[i] + (T(1) - b1) * d[i];
+                    v[i] = b2 * v[i] + (T(1) - b2) * d[i] * d[i];
+                    w[i] -= step_size * m[i] / (std::sqrt(v[i]) / bc2_sqrt + eps);
+                }
+            });
+        });
     }
 
     const State& state(size_t group, size_t param) const { return state_.at(group).at(param); }
