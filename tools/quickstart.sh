@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
 JOBS=${JOBS:-$(nproc)}
 
-packages=(cmake make g++ libeigen3-dev nlohmann-json3-dev doctest-dev)
+packages=(cmake make g++ libeigen3-dev nlohmann-json3-dev doctest-dev libstb-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

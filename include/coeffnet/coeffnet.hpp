@@ -26,3 +26,4 @@
 #include "ops/attention.hpp"
 #include "nn/module.hpp"
 #include "train/optim.hpp"
+#include "io/safetensors.hpp"

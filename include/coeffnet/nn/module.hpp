@@ -1,8 +1,10 @@
 // coeffnet/nn/module.hpp: modules with named parameters, and the layers a transformer needs.
 //
 // A Module registers its parameters and children by name, so named_parameters() yields the
-// dotted names checkpoints use ("attn.query.weight"). Modules are neither copied nor moved
-// (they hold pointers to their own members); create them in place.
+// dotted names checkpoints use ("attention.attention.query.weight"). A registered parameter
+// may stay undefined (an optional bias, alpha before Coeff-Tuning is switched on); it is then
+// skipped. Modules are neither copied nor moved (they hold pointers to their own members):
+// create them in place or behind a unique_ptr.
 #pragma once
 
 #include <cmath>
@@ -24,6 +26,13 @@ public:
     Module& operator=(const Module&) = delete;
     virtual ~Module() = default;
 
+    // The parameter slots by dotted name, defined or not; loaders assign through them.
+    std::vector<std::pair<std::string, Tensor<T>*>> named_slots() {
+        std::vector<std::pair<std::string, Tensor<T>*>> out = params_;
+        for (const auto& [name, m] : children_)
+            for (auto& [sub, p] : m->named_slots()) out.emplace_back(name + "." + sub, p);
+        return out;
+    }
     std::vector<std::pair<std::string, Tensor<T>>> named_parameters() const {
         std::vector<std::pair<std::string, Tensor<T>>> out;
         for (const auto& [name, p] : params_)
@@ -64,20 +73,33 @@ private:
     bool training_ = true;
 };
 
-// y = x W^T + b; weight and bias initialised U(-1/sqrt(in), 1/sqrt(in)) as torch.nn.Linear does.
+// Initialisers (in place, no history).
+template <class T>
+void init_normal(Tensor<T>& t, Generator& gen, double stddev) {
+    t = Tensor<T>::randn(t.shape(), gen, 0.0, stddev).set_requires_grad(t.requires_grad());
+}
+template <class T>
+void init_uniform(Tensor<T>& t, Generator& gen, double bound) {
+    t = Tensor<T>::uniform(t.shape(), gen, -bound, bound).set_requires_grad(t.requires_grad());
+}
+
+// y = x W^T + b. The first constructor initialises like torch.nn.Linear (uniform with bound
+// 1/sqrt(in)); the second leaves zeros for a loader or an init_* call to fill.
 template <class T>
 class Linear : public Module<T> {
 public:
     Tensor<T> weight, bias;
 
-    Linear(int64_t in, int64_t out, Generator& gen, bool with_bias = true) {
-        const double bound = in > 0 ? 1.0 / std::sqrt(static_cast<double>(in)) : 0.0;
-        weight = Tensor<T>::uniform({out, in}, gen, -bound, bound).set_requires_grad(true);
+    Linear(int64_t in, int64_t out, bool with_bias = true) {
+        weight = Tensor<T>::zeros({out, in}).set_requires_grad(true);
+        if (with_bias) bias = Tensor<T>::zeros({out}).set_requires_grad(true);
         this->register_parameter("weight", weight);
-        if (with_bias) {
-            bias = Tensor<T>::uniform({out}, gen, -bound, bound).set_requires_grad(true);
-            this->register_parameter("bias", bias);
-        }
+        this->register_parameter("bias", bias);
+    }
+    Linear(int64_t in, int64_t out, Generator& gen, bool with_bias = true) : Linear(in, out, with_bias) {
+        const double bound = in > 0 ? 1.0 / std::sqrt(static_cast<double>(in)) : 0.0;
+        init_uniform(weight, gen, bound);
+        if (with_bias) init_uniform(bias, gen, bound);
     }
     Tensor<T> operator()(const Tensor<T>& x) const { return linear(x, weight, bias); }
 };
@@ -97,6 +119,23 @@ public:
     Tensor<T> operator()(const Tensor<T>& x) const { return layer_norm(x, weight, bias, eps); }
 };
 
+// The projections-and-heads part of multi-head attention, shared by every attention module:
+// x [B, N, C] queries context [B, M, C] through q/k/v projections split into `heads`, with
+// head mixing when alpha is defined. Returns the merged heads [B, N, C] in .out (before the
+// output projection) and the maps when o.return_maps.
+template <class T>
+AttentionResult<T> project_and_attend(const Linear<T>& query, const Linear<T>& key, const Linear<T>& value,
+                                      const Tensor<T>& alpha, int64_t heads, const Tensor<T>& x,
+                                      const Tensor<T>& context, const AttentionOptions& o,
+                                      const Tensor<T>& key_mask = Tensor<T>()) {
+    const Tensor<T>& ctx = context.defined() ? context : x;
+    const Tensor<T> q = split_heads(query(x), heads), k = split_heads(key(ctx), heads), v = split_heads(value(ctx), heads);
+    AttentionResult<T> r = alpha.defined() ? coeff_attention(q, k, v, alpha, o, Tensor<T>(), key_mask)
+                                           : attention(q, k, v, o, Tensor<T>(), key_mask);
+    r.out = merge_heads(r.out);
+    return r;
+}
+
 // Multi-head attention with Coeff-Tuning's head mixing: query/key/value/out projections and
 // one alpha [heads, heads], zero-initialised so a fresh layer is plain attention. alpha is
 // registered as "coeff_alpha", the name adapters use.
@@ -115,17 +154,14 @@ public:
         this->register_module("key", key);
         this->register_module("value", value);
         this->register_module("out", out);
-        if (coeff) {
-            alpha = Tensor<T>::zeros({heads, heads}).set_requires_grad(true);
-            this->register_parameter("coeff_alpha", alpha);
-        }
+        if (coeff) alpha = Tensor<T>::zeros({heads, heads}).set_requires_grad(true);
+        this->register_parameter("coeff_alpha", alpha);
     }
 
     // x [B, N, C] attends to context [B, M, C] (x itself when undefined).
     AttentionResult<T> forward(const Tensor<T>& x, const Tensor<T>& context = Tensor<T>(), Generator* gen = nullptr,
                                const Tensor<T>& key_mask = Tensor<T>(), bool causal = false,
                                bool return_maps = false) const {
-        const Tensor<T>& ctx = context.defined() ? context : x;
         AttentionOptions o;
         o.causal = causal;
         o.training = this->training();
@@ -133,11 +169,8 @@ public:
         o.attn_dropout = attn_dropout;
         o.generator = gen;
         o.return_maps = return_maps;
-        const Tensor<T> q = split_heads(query(x), heads), k = split_heads(key(ctx), heads),
-                        v = split_heads(value(ctx), heads);
-        AttentionResult<T> r = alpha.defined() ? coeff_attention(q, k, v, alpha, o, Tensor<T>(), key_mask)
-                                               : attention(q, k, v, o, Tensor<T>(), key_mask);
-        r.out = out(merge_heads(r.out));
+        AttentionResult<T> r = project_and_attend(query, key, value, alpha, heads, x, context, o, key_mask);
+        r.out = out(r.out);
         return r;
     }
     Tensor<T> operator()(const Tensor<T>& x) const { return forward(x).out; }

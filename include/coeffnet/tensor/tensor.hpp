@@ -38,12 +38,15 @@ inline int64_t shape_numel(const Shape& s, const char* where = "shape") {
     return n;
 }
 
+// Row-major strides. Saturates at INT64_MAX instead of overflowing: only a tensor with no
+// elements can have such dimensions ([0, 2^62, 2^62]), and its strides address nothing.
 inline Shape contiguous_strides(const Shape& s) {
     Shape st(s.size());
     int64_t acc = 1;
     for (size_t i = s.size(); i-- > 0;) {
         st[i] = acc;
-        acc *= std::max<int64_t>(s[i], 1);
+        const int64_t d = std::max<int64_t>(s[i], 1);
+        acc = acc > INT64_MAX / d ? INT64_MAX : acc * d;
     }
     return st;
 }

@@ -1,0 +1,438 @@
+// coeffnet/models/vit.hpp: the Vision Transformer as Hugging Face transformers defines it
+// (ViTModel, ViTForImageClassification), with Coeff-Tuning switchable per model.
+//
+// Modules carry the checkpoint's own names, so named_parameters() is the list of tensors a
+// save_pretrained directory holds ("vit.encoder.layer.3.attention.attention.query.weight") and
+// loading is one shape-checked lookup per parameter. The forward pass:
+//
+//   patches = pixels cut into P x P tiles, flattened (c, y, x)      the stride-P convolution,
+//   x       = patches W^T + b                                         as one GEMM
+//   x       = [cls; x] + position_embeddings, dropout
+//   layer:  x = x + dropout(O(attention(LN_before(x))))               attention with alpha when on
+//           x = x + dropout(fc2(act(fc1(LN_after(x)))))
+//   out     = LN(x); pooler = tanh(dense(out[:, 0])); logits = classifier(out[:, 0])
+//
+// Coefficient attention: enable_coeff(p) gives every attention layer an alpha [H, H]
+// (registered as ...attention.attention.coeff_alpha, zero, so the model is unchanged) and
+// alpha-dropout p; ViT-B/16 gets 12 x 144 = 1,728 of them.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../io/hf.hpp"
+#include "../nn/module.hpp"
+#include "../ops/elementwise.hpp"
+#include "../ops/shape.hpp"
+
+namespace coeffnet::models {
+
+// The activations transformers names in config.json (ACT2FN) that coeffnet computes.
+template <class T>
+Tensor<T> activation(const std::string& name, const Tensor<T>& x) {
+    if (name == "gelu" || name == "gelu_python") return gelu(x);
+    if (name == "gelu_new" || name == "gelu_pytorch_tanh" || name == "gelu_fast" || name == "gelu_python_tanh")
+        return gelu(x, GeluApprox::tanh);
+    if (name == "relu") return relu(x);
+    if (name == "silu" || name == "swish") return silu(x);
+    if (name == "tanh") return tanh(x);
+    if (name == "quick_gelu") return mul(x, sigmoid(scale(x, 1.702)));
+    fail("activation: '", name, "' is not supported (gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, relu, silu, tanh, "
+         "quick_gelu)");
+}
+
+inline bool is_known_activation(const std::string& name) {
+    for (const char* a : {"gelu", "gelu_python", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "gelu_python_tanh",
+                          "relu", "silu", "swish", "tanh", "quick_gelu"})
+        if (name == a) return true;
+    return false;
+}
+
+// transformers' ViTConfig, with its defaults (google/vit-base-patch16-224).
+struct ViTConfig {
+    int64_t hidden_size = 768;
+    int64_t num_hidden_layers = 12;
+    int64_t num_attention_heads = 12;
+    int64_t intermediate_size = 3072;
+    std::string hidden_act = "gelu";
+    double hidden_dropout_prob = 0.0;
+    double attention_probs_dropout_prob = 0.0;
+    double initializer_range = 0.02;
+    double layer_norm_eps = 1e-12;
+    int64_t image_height = 224, image_width = 224;
+    int64_t patch_height = 16, patch_width = 16;
+    int64_t num_channels = 3;
+    bool qkv_bias = true;
+    int64_t pooler_output_size = 0;  // 0: hidden_size
+    std::string pooler_act = "tanh";
+    std::vector<std::string> id2label{"LABEL_0", "LABEL_1"};  // transformers' default: 2 labels
+
+    int64_t num_labels() const { return static_cast<int64_t>(id2label.size()); }
+    int64_t head_dim() const { return hidden_size / num_attention_heads; }
+    int64_t num_patches() const { return (image_height / patch_height) * (image_width / patch_width); }
+
+    // Missing keys keep the defaults above; unknown keys are ignored; wrong types are errors.
+    static ViTConfig from_json(const nlohmann::json& j, const std::string& file = "config.json") {
+        check(j.is_object(), file, ": expected a JSON object");
+        ViTConfig c;
+        if (j.contains("model_type") && j["model_type"].is_string())
+            check(j["model_type"] == "vit", file, ": model_type is '", j["model_type"].get<std::string>(),
+                  "', expected 'vit'");
+        io::read_field(j, "hidden_size", c.hidden_size, file);
+        io::read_field(j, "num_hidden_layers", c.num_hidden_layers, file);
+        io::read_field(j, "num_attention_heads", c.num_attention_heads, file);
+        io::read_field(j, "intermediate_size", c.intermediate_size, file);
+        io::read_field(j, "hidden_act", c.hidden_act, file);
+        io::read_field(j, "hidden_dropout_prob", c.hidden_dropout_prob, file);
+        io::read_field(j, "attention_probs_dropout_prob", c.attention_probs_dropout_prob, file);
+        io::read_field(j, "initializer_range", c.initializer_range, file);
+        io::read_field(j, "layer_norm_eps", c.layer_norm_eps, file);
+        io::read_field(j, "num_channels", c.num_channels, file);
+        io::read_field(j, "qkv_bias", c.qkv_bias, file);
+        io::read_field(j, "pooler_output_size", c.pooler_output_size, file);
+        io::read_field(j, "pooler_act", c.pooler_act, file);
+        read_pair(j, "image_size", c.image_height, c.image_width, file);
+        read_pair(j, "patch_size", c.patch_height, c.patch_width, file);
+        if (j.contains("id2label") && !j["id2label"].is_null()) {
+            const auto& m = j["id2label"];
+            check(m.is_object(), file, ": config key 'id2label' should be an object, got ", m.dump());
+            c.id2label.assign(m.size(), "");
+            for (auto& [k, v] : m.items()) {
+                size_t pos = 0;
+                int64_t i = -1;
+                try {
+                    i = std::stoll(k, &pos);
+                } catch (const std::exception&) {
+                }
+                check(pos == k.size() && i >= 0 && i < static_cast<int64_t>(m.size()) && v.is_string(), file,
+                      ": id2label must map the indices 0..", m.size() - 1, " to strings; got '", k, "': ", v.dump());
+                c.id2label[static_cast<size_t>(i)] = v.get<std::string>();
+            }
+        } else if (j.contains("num_labels") && j["num_labels"].is_number_integer()) {
+            const int64_t n = j["num_labels"].get<int64_t>();
+            check(n >= 0, file, ": num_labels must be >= 0");
+            c.id2label.clear();
+            for (int64_t i = 0; i < n; ++i) c.id2label.push_back("LABEL_" + std::to_string(i));
+        }
+        c.validate(file);
+        return c;
+    }
+
+    void validate(const std::string& file = "ViTConfig") const {
+        check(hidden_size > 0 && num_hidden_layers >= 0 && num_attention_heads > 0 && intermediate_size > 0, file,
+              ": sizes must be positive");
+        check(hidden_size % num_attention_heads == 0, file, ": hidden_size ", hidden_size,
+              " is not divisible by num_attention_heads ", num_attention_heads);
+        check(patch_height > 0 && patch_width > 0 && image_height >= patch_height && image_width >= patch_width, file,
+              ": image_size [", image_height, ", ", image_width, "] must hold at least one patch of [", patch_height,
+              ", ", patch_width, "]");
+        check(num_channels > 0, file, ": num_channels must be positive");
+        check(is_known_activation(hidden_act), file, ": hidden_act '", hidden_act, "' is not supported");
+        check(is_known_activation(pooler_act), file, ": pooler_act '", pooler_act, "' is not supported");
+        check(layer_norm_eps >= 0, file, ": layer_norm_eps must be >= 0");
+    }
+
+    // config.json as transformers writes it (for models coeffnet trains itself).
+    nlohmann::json to_json(const std::string& architecture = "ViTForImageClassification") const {
+        nlohmann::json j;
+        j["architectures"] = {architecture};
+        j["model_type"] = "vit";
+        j["hidden_size"] = hidden_size;
+        j["num_hidden_layers"] = num_hidden_layers;
+        j["num_attention_heads"] = num_attention_heads;
+        j["intermediate_size"] = intermediate_size;
+        j["hidden_act"] = hidden_act;
+        j["hidden_dropout_prob"] = hidden_dropout_prob;
+        j["attention_probs_dropout_prob"] = attention_probs_dropout_prob;
+        j["initializer_range"] = initializer_range;
+        j["layer_norm_eps"] = layer_norm_eps;
+        j["image_size"] = image_height == image_width ? nlohmann::json(image_height)
+                                                       : nlohmann::json({image_height, image_width});
+        j["patch_size"] = patch_height == patch_width ? nlohmann::json(patch_height)
+                                                       : nlohmann::json({patch_height, patch_width});
+        j["num_channels"] = num_channels;
+        j["qkv_bias"] = qkv_bias;
+        j["pooler_output_size"] = pooler_output_size > 0 ? pooler_output_size : hidden_size;
+        j["pooler_act"] = pooler_act;
+        nlohmann::json id2label = nlohmann::json::object(), label2id = nlohmann::json::object();
+        for (size_t i = 0; i < this->id2label.size(); ++i) {
+            id2label[std::to_string(i)] = this->id2label[i];
+            label2id[this->id2label[i]] = i;
+        }
+        j["id2label"] = id2label;
+        j["label2id"] = label2id;
+        j["dtype"] = "float32";
+        return j;
+    }
+
+private:
+    // image_size / patch_size: an integer, or [height, width].
+    static void read_pair(const nlohmann::json& j, const char* key, int64_t& h, int64_t& w, const std::string& file) {
+        auto it = j.find(key);
+        if (it == j.end() || it->is_null()) return;
+        if (it->is_number_integer()) {
+            h = w = it->get<int64_t>();
+        } else {
+            check(it->is_array() && it->size() == 2 && (*it)[0].is_number_integer() && (*it)[1].is_number_integer(),
+                  file, ": config key '", key, "' should be an integer or [height, width], got ", it->dump());
+            h = (*it)[0].get<int64_t>();
+            w = (*it)[1].get<int64_t>();
+        }
+    }
+};
+
+// A module holding one Linear named "dense" (transformers' ViTSelfOutput, ViTIntermediate, ...).
+template <class T>
+struct Dense : nn::Module<T> {
+    nn::Linear<T> dense;
+    Dense(int64_t in, int64_t out, bool bias = true) : dense(in, out, bias) { this->register_module("dense", dense); }
+};
+
+// "attention.attention": query, key, value and, with Coeff-Tuning, coeff_alpha.
+template <class T>
+struct ViTSelfAttention : nn::Module<T> {
+    nn::Linear<T> query, key, value;
+    Tensor<T> coeff_alpha;
+    ViTSelfAttention(int64_t hidden, bool bias) : query(hidden, hidden, bias), key(hidden, hidden, bias), value(hidden, hidden, bias) {
+        this->register_module("query", query);
+        this->register_module("key", key);
+        this->register_module("value", value);
+        this->register_parameter("coeff_alpha", coeff_alpha);
+    }
+};
+
+template <class T>
+struct ViTAttention : nn::Module<T> {
+    ViTSelfAttention<T> attention;
+    Dense<T> output;
+    ViTAttention(int64_t hidden, bool bias) : attention(hidden, bias), output(hidden, hidden) {
+        this->register_module("attention", attention);
+        this->register_module("output", output);
+    }
+};
+
+template <class T>
+struct ViTLayer : nn::Module<T> {
+    ViTAttention<T> attention;
+    Dense<T> intermediate, output;
+    nn::LayerNorm<T> layernorm_before, layernorm_after;
+    explicit ViTLayer(const ViTConfig& c)
+        : attention(c.hidden_size, c.qkv_bias), intermediate(c.hidden_size, c.intermediate_size),
+          output(c.intermediate_size, c.hidden_size), layernorm_before(c.hidden_size, c.layer_norm_eps),
+          layernorm_after(c.hidden_size, c.layer_norm_eps) {
+        this->register_module("attention", attention);
+        this->register_module("intermediate", intermediate);
+        this->register_module("output", output);
+        this->register_module("layernorm_before", layernorm_before);
+        this->register_module("layernorm_after", layernorm_after);
+    }
+};
+
+template <class T>
+struct ViTEncoder : nn::Module<T> {
+    std::vector<std::unique_ptr<ViTLayer<T>>> layer;
+    explicit ViTEncoder(const ViTConfig& c) {
+        for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+            layer.push_back(std::make_unique<ViTLayer<T>>(c));
+            this->register_module("layer." + std::to_string(i), *layer.back());
+        }
+    }
+};
+
+// The convolution that cuts the image into patches, stored as transformers stores it:
+// weight [hidden, channels, P_h, P_w], bias [hidden].
+template <class T>
+struct PatchProjection : nn::Module<T> {
+    Tensor<T> weight, bias;
+    explicit PatchProjection(const ViTConfig& c) {
+        weight = Tensor<T>::zeros({c.hidden_size, c.num_channels, c.patch_height, c.patch_width}).set_requires_grad(true);
+        bias = Tensor<T>::zeros({c.hidden_size}).set_requires_grad(true);
+        this->register_parameter("weight", weight);
+        this->register_parameter("bias", bias);
+    }
+};
+
+template <class T>
+struct PatchEmbeddings : nn::Module<T> {
+    PatchProjection<T> projection;
+    explicit PatchEmbeddings(const ViTConfig& c) : projection(c) { this->register_module("projection", projection); }
+};
+
+template <class T>
+struct ViTEmbeddings : nn::Module<T> {
+    Tensor<T> cls_token, position_embeddings;
+    PatchEmbeddings<T> patch_embeddings;
+    explicit ViTEmbeddings(const ViTConfig& c) : patch_embeddings(c) {
+        cls_token = Tensor<T>::zeros({1, 1, c.hidden_size}).set_requires_grad(true);
+        position_embeddings = Tensor<T>::zeros({1, c.num_patches() + 1, c.hidden_size}).set_requires_grad(true);
+        this->register_parameter("cls_token", cls_token);
+        this->register_parameter("position_embeddings", position_embeddings);
+        this->register_module("patch_embeddings", patch_embeddings);
+    }
+};
+
+// [B, C, H, W] -> [B, (H/P_h) (W/P_w), C P_h P_w], each patch flattened in (channel, row, column)
+// order, the order of the convolution weight; pixels past the last whole patch are dropped,
+// as a stride-P convolution drops them. Differentiable (views and one copy).
+template <class T>
+Tensor<T> patchify(const Tensor<T>& pixels, int64_t ph, int64_t pw) {
+    check(pixels.dim() == 4, "patchify: pixels must be [batch, channels, height, width], got ", shape_str(pixels.shape()));
+    const int64_t B = pixels.size(0), C = pixels.size(1), hp = pixels.size(2) / ph, wp = pixels.size(3) / pw;
+    return pixels.slice(2, 0, hp * ph)
+        .slice(3, 0, wp * pw)
+        .reshape({B, C, hp, ph, wp, pw})
+        .permute({0, 2, 4, 1, 3, 5})
+        .reshape({B, hp * wp, C * ph * pw});
+}
+
+template <class T>
+struct ViTOutput {
+    Tensor<T> last_hidden_state;  // [B, N + 1, D], after the final layer norm
+    Tensor<T> pooler_output;      // [B, P] when the model has a pooler
+    std::vector<Tensor<T>> maps;  // per layer [B, H, N+1, N+1] (the mixed maps), when asked
+};
+
+// transformers' ViTModel. `with_pooler` decides whether "pooler.dense" is part of the model.
+template <class T>
+class ViTModel : public nn::Module<T> {
+public:
+    ViTConfig config;
+    ViTEmbeddings<T> embeddings;
+    ViTEncoder<T> encoder;
+    nn::LayerNorm<T> layernorm;
+    std::unique_ptr<Dense<T>> pooler;
+    double alpha_dropout = 0.0;
+    Generator rng{0};  // draws every dropout mask in training mode; save it to resume exactly
+
+    ViTModel(const ViTConfig& c, bool with_pooler)
+        : config(c), embeddings(c), encoder(c), layernorm(c.hidden_size, c.layer_norm_eps) {
+        c.validate();
+        this->register_module("embeddings", embeddings);
+        this->register_module("encoder", encoder);
+        this->register_module("layernorm", layernorm);
+        if (with_pooler) {
+            pooler = std::make_unique<Dense<T>>(c.hidden_size, c.pooler_output_size > 0 ? c.pooler_output_size : c.hidden_size);
+            this->register_module("pooler", *pooler);
+        }
+    }
+
+    // Coeff-Tuning on: one alpha [H, H] per layer, zero (the model's output is unchanged), with
+    // alpha-dropout p; trainable. Off: the alphas are dropped.
+    void enable_coeff(bool on = true, double p = 0.0) {
+        detail::check_probability(p, "ViTModel::enable_coeff");
+        alpha_dropout = p;
+        const int64_t H = config.num_attention_heads;
+        for (auto& l : encoder.layer)
+            l->attention.attention.coeff_alpha = on ? Tensor<T>::zeros({H, H}).set_requires_grad(true) : Tensor<T>();
+    }
+    bool coeff_enabled() const {
+        return !encoder.layer.empty() && encoder.layer[0]->attention.attention.coeff_alpha.defined();
+    }
+    std::vector<Tensor<T>> alphas() const {
+        std::vector<Tensor<T>> out;
+        for (auto& l : encoder.layer)
+            if (l->attention.attention.coeff_alpha.defined()) out.push_back(l->attention.attention.coeff_alpha);
+        return out;
+    }
+
+    void init_weights(Generator& gen) {
+        for (auto& [name, slot] : this->named_slots()) {
+            if (!slot->defined() || name.find("coeff_alpha") != std::string::npos) continue;
+            const bool is_norm = name.find("layernorm") != std::string::npos;
+            const bool is_bias = name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0;
+            if (is_norm && !is_bias) *slot = Tensor<T>::ones(slot->shape()).set_requires_grad(slot->requires_grad());
+            else if (is_bias) *slot = Tensor<T>::zeros(slot->shape()).set_requires_grad(slot->requires_grad());
+            else nn::init_normal(*slot, gen, config.initializer_range);
+        }
+    }
+
+    ViTOutput<T> forward(const Tensor<T>& pixels, bool return_maps = false) {
+        check(pixels.defined() && pixels.dim() == 4, "ViTModel: pixel_values must be [batch, channels, height, width], got ",
+              pixels.defined() ? shape_str(pixels.shape()) : "undefined");
+        check(pixels.size(1) == config.num_channels && pixels.size(2) == config.image_height &&
+                  pixels.size(3) == config.image_width,
+              "ViTModel: pixel_values ", shape_str(pixels.shape()), " do not match the model's [batch, ",
+              config.num_channels, ", ", config.image_height, ", ", config.image_width, "]");
+        const bool training = this->training();
+        const int64_t B = pixels.size(0), D = config.hidden_size, H = config.num_attention_heads;
+        const PatchProjection<T>& proj = embeddings.patch_embeddings.projection;
+        Tensor<T> x = linear(patchify(pixels, config.patch_height, config.patch_width), proj.weight.reshape({D, -1}), proj.bias);
+        x = add(concat(std::vector<Tensor<T>>{embeddings.cls_token.expand({B, 1, D}), x}, 1), embeddings.position_embeddings);
+        x = dropout(x, config.hidden_dropout_prob, rng, training);
+
+        AttentionOptions o;
+        o.training = training;
+        o.alpha_dropout = alpha_dropout;
+        o.attn_dropout = config.attention_probs_dropout_prob;
+        o.generator = &rng;
+        o.return_maps = return_maps;
+        ViTOutput<T> out;
+        for (auto& l : encoder.layer) {
+            const ViTSelfAttention<T>& sa = l->attention.attention;
+            AttentionResult<T> r =
+                nn::project_and_attend(sa.query, sa.key, sa.value, sa.coeff_alpha, H, l->layernorm_before(x), Tensor<T>(), o);
+            if (return_maps) out.maps.push_back(r.mixed_maps);
+            x = add(x, dropout(l->attention.output.dense(r.out), config.hidden_dropout_prob, rng, training));
+            const Tensor<T> m = activation(config.hidden_act, l->intermediate.dense(l->layernorm_after(x)));
+            x = add(x, dropout(l->output.dense(m), config.hidden_dropout_prob, rng, training));
+        }
+        out.last_hidden_state = layernorm(x);
+        if (pooler) out.pooler_output = activation(config.pooler_act, pooler->dense(out.last_hidden_state.select(1, 0)));
+        return out;
+    }
+};
+
+// transformers' ViTForImageClassification: ViTModel without pooler ("vit.") and a linear
+// classifier on the final CLS token.
+template <class T>
+class ViTForImageClassification : public nn::Module<T> {
+public:
+    ViTModel<T> vit;
+    nn::Linear<T> classifier;
+
+    explicit ViTForImageClassification(const ViTConfig& c) : vit(c, false), classifier(c.hidden_size, c.num_labels()) {
+        this->register_module("vit", vit);
+        this->register_module("classifier", classifier);
+    }
+    const ViTConfig& config() const { return vit.config; }
+
+    struct Output {
+        Tensor<T> logits;  // [B, num_labels]
+        ViTOutput<T> vit;
+    };
+    Output forward(const Tensor<T>& pixels, bool return_maps = false) {
+        Output o{{}, vit.forward(pixels, return_maps)};
+        o.logits = classifier(o.vit.last_hidden_state.select(1, 0));
+        return o;
+    }
+};
+
+// Loads a save_pretrained directory (config.json + safetensors, sharded or not). The result
+// is in evaluation mode, every parameter trainable; the report lists what was not used.
+template <class T>
+std::unique_ptr<ViTForImageClassification<T>> load_vit_for_image_classification(const std::filesystem::path& dir,
+                                                                                 io::LoadReport* report = nullptr) {
+    const io::ModelDir md = io::ModelDir::open(dir);
+    auto model = std::make_unique<ViTForImageClassification<T>>(ViTConfig::from_json(md.config(), md.config_file()));
+    io::LoadReport r = io::load_parameters(*model, io::WeightScope(md, "", "vit"));
+    model->eval();
+    if (report) *report = std::move(r);
+    return model;
+}
+
+// ViTModel from a directory; it has a pooler when the checkpoint holds one.
+template <class T>
+std::unique_ptr<ViTModel<T>> load_vit_model(const std::filesystem::path& dir, io::LoadReport* report = nullptr) {
+    const io::ModelDir md = io::ModelDir::open(dir);
+    const io::WeightScope scope(md, "", "vit");
+    auto model = std::make_unique<ViTModel<T>>(ViTConfig::from_json(md.config(), md.config_file()),
+                                               scope.contains("pooler.dense.weight"));
+    io::LoadReport r = io::load_parameters(*model, scope);
+    model->eval();
+    if (report) *report = std::move(r);
+    return model;
+}
+
+}  // namespace coeffnet::models

@@ -1,0 +1,410 @@
+#!/usr/bin/env bash
+# tests/cli_test.sh: end-to-end tests of the `coeffnet` command-line tool (tools/coeffnet.cpp):
+# exit codes, messages, and the JSON it prints checked against numbers from Python's
+# safetensors and transformers (the fixtures in tests/data). Needs bash and python3 (stdlib only).
+#
+#   bash tests/cli_test.sh build/tools/coeffnet            # every scenario
+#   bash tests/cli_test.sh build/tools/coeffnet inspect_file predict_pixels
+#
+# ctest runs each scenario as its own test (tools/CMakeLists.txt). Exit status: 0 when every
+# check passed; each failed check prints one FAIL line.
+set -u
+[ $# -ge 1 ] || { echo "usage: $0 COEFFNET [SCENARIO...]" >&2; exit 2; }
+BIN=$1
+shift
+DATA=$(cd "$(dirname "$0")/data" && pwd)
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+failures=0
+scenario=""
+
+fail() {
+  echo "FAIL [$scenario]: $*" >&2
+  failures=$((failures + 1))
+}
+
+# run ARGS...: runs coeffnet; leaves its exit code in $rc, stdout in $TMP/out, stderr in $TMP/err.
+run() {
+  last="coeffnet $*"
+  "$BIN" "$@" >"$TMP/out" 2>"$TMP/err"
+  rc=$?
+}
+expect_rc() {
+  [ "$rc" -eq "$1" ] || fail "$last: exit code $rc, expected $1; stderr: $(head -c 600 "$TMP/err")"
+}
+out_has() { grep -qF -- "$1" "$TMP/out" || fail "$last: stdout lacks '$1'"; }
+err_has() { grep -qF -- "$1" "$TMP/err" || fail "$last: stderr lacks '$1': $(head -c 600 "$TMP/err")"; }
+out_empty() { [ ! -s "$TMP/out" ] || fail "$last: stdout should be empty"; }
+err_empty() { [ ! -s "$TMP/err" ] || fail "$last: stderr should be empty: $(head -c 600 "$TMP/err")"; }
+
+# A usage error: exit 2, the message and the usage line on stderr, nothing on stdout.
+expect_usage() {
+  local want=$1
+  shift
+  run "$@"
+  expect_rc 2
+  err_has "$want"
+  err_has "usage: coeffnet"
+  out_empty
+}
+# A bad file or model: exit 1, "coeffnet: error: " and the message on stderr.
+expect_error() {
+  local want=$1
+  shift
+  run "$@"
+  expect_rc 1
+  err_has "coeffnet: error: "
+  err_has "$want"
+  out_empty
+}
+
+# Python helpers: read and write safetensors files with the standard library only.
+cat >"$TMP/st.py" <<'PY'
+import json, struct
+
+def read(path):
+    """{name: (dtype, shape, flat list)} for the F32 and I64 tensors of a safetensors file."""
+    b = open(path, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    header = json.loads(b[8:8 + n])
+    out = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        s, e = t["data_offsets"]
+        raw = b[8 + n + s:8 + n + e]
+        fmt = {"F32": "f", "I64": "q"}.get(t["dtype"])
+        if fmt:
+            out[name] = (t["dtype"], t["shape"], list(struct.unpack("<%d%s" % (len(raw) // struct.calcsize(fmt), fmt), raw)))
+    return out
+
+def write(path, tensors, metadata=None):
+    """tensors: {name: (shape, flat list of floats)}, written as F32."""
+    header, data = {}, b""
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    for name, (shape, values) in tensors.items():
+        raw = struct.pack("<%df" % len(values), *values)
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    open(path, "wb").write(struct.pack("<Q", len(h)) + h + data)
+PY
+
+# json_check EXPR...: each Python expression must hold for j, the JSON coeffnet printed (st:
+# the helpers above; D: the test data folder).
+json_check() {
+  PYTHONPATH="$TMP" python3 - "$TMP/out" "$DATA" "$@" <<'PY' || fail "$last: JSON checks failed"
+import json, math, sys
+import st
+try:
+    j = json.load(open(sys.argv[1]))
+except Exception as e:
+    print("  stdout is not JSON:", e, file=sys.stderr)
+    sys.exit(1)
+env = {"j": j, "st": st, "D": sys.argv[2], "math": math}
+bad = 0
+for expr in sys.argv[3:]:
+    try:
+        ok = eval(expr, env)
+    except Exception as e:
+        ok, expr = False, f"{expr}  ({type(e).__name__}: {e})"
+    if not ok:
+        print("  not true:", expr, file=sys.stderr)
+        bad += 1
+sys.exit(1 if bad else 0)
+PY
+}
+
+# ---- scenarios ------------------------------------------------------------------------------
+
+t_help() {
+  run --help
+  expect_rc 0
+  out_has "usage: coeffnet COMMAND"
+  out_has "inspect"
+  out_has "vit predict"
+  err_empty
+  run -h
+  expect_rc 0
+  run inspect --help
+  expect_rc 0
+  out_has "usage: coeffnet inspect [--json] PATH"
+  out_has "-h, --help"
+  run vit --help
+  expect_rc 0
+  out_has "predict"
+  run vit predict --help
+  expect_rc 0
+  out_has "usage: coeffnet vit predict --model DIR (--image FILE... | --pixels FILE) [--top K] [--adapter DIR] [--json]"
+  out_has "(default 5)"
+  out_has "(required)"
+  run vit predict --model nowhere --help  # --help wins over everything else
+  expect_rc 0
+}
+
+t_usage_errors() {
+  expect_usage "missing command"
+  expect_usage "unknown command 'frobnicate'" frobnicate
+  expect_usage "did you mean 'inspect'?" inspct x
+  expect_usage "missing PATH" inspect
+  expect_usage "unexpected argument 'b'" inspect a b
+  expect_usage "unknown option '--jsn' (did you mean '--json'?)" inspect --jsn x
+  expect_usage "--json takes no value" inspect --json=yes x
+  expect_usage "missing command" vit
+  expect_usage "unknown command 'predcit' (did you mean 'predict'?)" vit predcit
+  expect_usage "missing --model DIR" vit predict --image x.png
+  expect_usage "give one of --image or --pixels" vit predict --model "$DATA/vit_cls"
+  expect_usage "--image and --pixels cannot be used together" vit predict --model "$DATA/vit_cls" --image a.png --pixels b
+  expect_usage "--top: must be at least 1, got 0" vit predict --model "$DATA/vit_cls" --pixels x --top 0
+  expect_usage "--top: expected an integer, got 'abc'" vit predict --model "$DATA/vit_cls" --pixels x --top abc
+  expect_usage "--top: expected an integer, got '3.5'" vit predict --model "$DATA/vit_cls" --pixels x --top=3.5
+  expect_usage "--top needs a value (K)" vit predict --model "$DATA/vit_cls" --pixels x --top
+  expect_usage "--model needs a value (DIR)" vit predict --model --json
+  expect_usage "--model given twice" vit predict --model a --model b --pixels x
+  expect_usage "unknown option '-x'" inspect -x file
+}
+
+t_inspect_file() {
+  local f="$DATA/vit_cls/model.safetensors"
+  run inspect "$f"
+  expect_rc 0
+  err_empty
+  out_has "tensors     56"
+  out_has "parameters  67,013 (F32 67,013)"
+  out_has "metadata    format=pt"
+  out_has "classifier.weight"
+  grep -qE '^  vit\.embeddings\.patch_embeddings\.projection\.weight +F32 +\[48, 3, 8, 8\] +9,216$' "$TMP/out" ||
+    fail "$last: no aligned row for the patch projection"
+  # natural order: layer.2 before layer.10 is not testable with 3 layers; layer.0 < layer.1 < layer.2
+  grep -n 'encoder.layer.[0-9].attention.attention.key.bias' "$TMP/out" | cut -d: -f2 | sort -c -n ||
+    fail "$last: tensors out of order"
+  run inspect --json "$f"
+  expect_rc 0
+  # The numbers Python's safetensors reports for this file: 56 tensors, 67,013 elements.
+  json_check 'j["kind"] == "safetensors"' 'j["num_tensors"] == 56' 'j["num_parameters"] == 67013' \
+    'j["data_bytes"] == 4 * 67013' 'j["metadata"] == {"format": "pt"}' 'j["parameters_by_dtype"] == {"F32": 67013}' \
+    'len(j["tensors"]) == 56' 'len(j["files"]) == 1 and j["files"][0]["bytes"] == 274044' \
+    'j["files"][0]["header_bytes"] + 8 + 4 * 67013 == 274044' \
+    '[t for t in j["tensors"] if t["name"] == "classifier.weight"] == [{"name": "classifier.weight", "dtype": "F32", "shape": [5, 48], "parameters": 240, "bytes": 960}]' \
+    'sum(t["parameters"] for t in j["tensors"]) == 67013' 'all("file" not in t for t in j["tensors"])'
+  # safetensors.torch.save_file's fixture: ten dtypes, 29 elements, two metadata keys.
+  run inspect --json "$DATA/torch_save_file.safetensors"
+  expect_rc 0
+  json_check 'j["num_tensors"] == 10' 'j["num_parameters"] == 29' 'j["metadata"] == {"format": "pt", "note": "coeffnet fixture"}' \
+    '{t["name"]: t["dtype"] for t in j["tensors"]}["bf16"] == "BF16"' \
+    '{t["name"]: t["shape"] for t in j["tensors"]}["scalar"] == []' \
+    '{t["name"]: t["shape"] for t in j["tensors"]}["empty"] == [0, 4]' \
+    'j["parameters_by_dtype"] == {"BF16": 4, "BOOL": 3, "F16": 5, "F32": 7, "F64": 1, "I32": 2, "I64": 3, "U8": 4}'
+  run inspect "$DATA/torch_save_file.safetensors"
+  expect_rc 0
+  out_has "metadata    format=pt, note=coeffnet fixture"
+}
+
+t_inspect_dir() {
+  run inspect --json "$DATA/vit_cls"
+  expect_rc 0
+  json_check 'j["kind"] == "model_dir"' 'j["config_file"] == "config.json"' 'j["index_file"] is None' \
+    'j["config"]["model_type"] == "vit"' 'j["config"]["architectures"] == ["ViTForImageClassification"]' \
+    'j["config"]["hidden_size"] == 48 and j["config"]["num_hidden_layers"] == 3' \
+    'j["config"]["num_attention_heads"] == 6 and j["config"]["image_size"] == 30 and j["config"]["patch_size"] == 8' \
+    'j["config"]["num_labels"] == 5' 'j["num_tensors"] == 56' 'j["num_parameters"] == 67013' \
+    '[f["file"] for f in j["files"]] == ["model.safetensors"]' 'j["metadata"] == {"format": "pt"}'
+  run inspect "$DATA/vit_cls"
+  expect_rc 0
+  out_has "config      config.json: model_type vit, architectures ViTForImageClassification, hidden_size 48"
+  out_has "weights     1 file"
+  run inspect --json "$DATA/vit_base"
+  expect_rc 0
+  json_check 'j["num_tensors"] == 34' 'j["num_parameters"] == 26552' 'j["config"]["image_size"] == [24, 40]' \
+    'j["config"]["qkv_bias"] is False' 'j["config"]["hidden_act"] == "gelu_new"'
+  # A directory without config.json: every .safetensors file in it (an adapter, say).
+  mkdir -p "$TMP/adapter"
+  cp "$DATA/torch_save_file.safetensors" "$TMP/adapter/adapter_model.safetensors"
+  echo '{"peft_type": "COEFF_TUNING", "method": "coeff", "r": 0}' >"$TMP/adapter/adapter_config.json"
+  run inspect --json "$TMP/adapter"
+  expect_rc 0
+  json_check 'j["config_file"] == "adapter_config.json"' 'j["config"] == {"peft_type": "COEFF_TUNING", "method": "coeff", "r": 0}' \
+    'j["num_tensors"] == 10'
+}
+
+t_inspect_sharded() {
+  run inspect --json "$DATA/vit_cls_sharded"
+  expect_rc 0
+  # Per shard, as Python's safetensors counts them.
+  json_check 'j["index_file"] == "model.safetensors.index.json"' 'len(j["files"]) == 7' \
+    'j["num_tensors"] == 56' 'j["num_parameters"] == 67013' \
+    '[f["num_tensors"] for f in j["files"]] == [5, 11, 9, 12, 4, 12, 3]' \
+    '[f["num_parameters"] for f in j["files"]] == [9557, 9984, 9600, 9648, 9312, 9648, 9264]' \
+    '[f["file"] for f in j["files"]] == ["model-%05d-of-00007.safetensors" % i for i in range(1, 8)]' \
+    'all(t["file"].startswith("model-0") for t in j["tensors"])' 'j["metadata"] == {"format": "pt"}' \
+    'j["config"]["num_labels"] == 5'
+  run inspect "$DATA/vit_cls_sharded"
+  expect_rc 0
+  out_has "weights     7 files (index model.safetensors.index.json)"
+  out_has "model-00007-of-00007.safetensors"
+}
+
+t_inspect_errors() {
+  printf 'abc' >"$TMP/short.safetensors"
+  expect_error "$TMP/short.safetensors: the file is 3 bytes, too short" inspect "$TMP/short.safetensors"
+  printf '\x10\x00\x00\x00\x00\x00\x00\x00{not json here!}' >"$TMP/bad.safetensors"
+  expect_error "$TMP/bad.safetensors: header is not valid JSON" inspect --json "$TMP/bad.safetensors"
+  head -c 10000 "$DATA/vit_cls/model.safetensors" >"$TMP/cut.safetensors"
+  expect_error "the file is truncated" inspect "$TMP/cut.safetensors"
+  err_has "coeffnet: error: $TMP/cut.safetensors: "
+  head -c 100000 /dev/urandom >"$TMP/random.bin"
+  run inspect "$TMP/random.bin"
+  expect_rc 1
+  err_has "coeffnet: error: $TMP/random.bin: "
+  expect_error "$TMP/nothing: no such file or directory" inspect "$TMP/nothing"
+  mkdir -p "$TMP/empty"
+  expect_error "$TMP/empty: no safetensors files" inspect "$TMP/empty"
+  mkdir -p "$TMP/broken"
+  cp "$DATA/vit_cls/config.json" "$TMP/broken/"
+  cp "$TMP/short.safetensors" "$TMP/broken/model.safetensors"
+  expect_error "$TMP/broken/model.safetensors: the file is 3 bytes" inspect "$TMP/broken"
+  echo '{"weight_map": {"x": "../evil.safetensors"}}' >"$TMP/broken/model.safetensors.index.json"
+  rm "$TMP/broken/model.safetensors"
+  expect_error "must be a plain file name" inspect "$TMP/broken"
+  printf '{oops' >"$TMP/broken/config.json"
+  expect_error "config.json: not valid JSON" inspect "$TMP/broken"
+}
+
+# The reference logits (transformers) and ours, item by item, within 1e-4.
+t_predict_pixels() {
+  local ref="$DATA/vit_cls_reference.safetensors"
+  for model in vit_cls vit_cls_sharded; do
+    run vit predict --model "$DATA/$model" --pixels "$ref" --json
+    expect_rc 0
+    err_empty
+    json_check 'len(j["predictions"]) == 2' 'all(len(p["top"]) == 5 for p in j["predictions"])' \
+      'all(set(p) == {"top"} for p in j["predictions"])' \
+      'all(set(e) == {"index", "label", "logit", "prob"} for p in j["predictions"] for e in p["top"])' \
+      'max(abs(e["logit"] - st.read(D + "/vit_cls_reference.safetensors")["logits"][2][5 * i + e["index"]]) for i, p in enumerate(j["predictions"]) for e in p["top"]) < 1e-4' \
+      'all([e["logit"] for e in p["top"]] == sorted([e["logit"] for e in p["top"]], reverse=True) for p in j["predictions"])' \
+      'all(abs(sum(e["prob"] for e in p["top"]) - 1) < 1e-9 for p in j["predictions"])' \
+      'all(e["label"] == ["circle", "square", "triangle", "star", "cross"][e["index"]] for p in j["predictions"] for e in p["top"])' \
+      'j["inputs"] == [D + "/vit_cls_reference.safetensors:pixel_values[0]", D + "/vit_cls_reference.safetensors:pixel_values[1]"]'
+  done
+  run vit predict --model "$DATA/vit_cls" --pixels "$ref" --top 2
+  expect_rc 0
+  out_has "model  $DATA/vit_cls: ViTForImageClassification, 5 labels, input 3 x 30 x 30"
+  out_has "$ref:pixel_values[1]"
+  [ "$(grep -cE '^  +[12]  ' "$TMP/out")" -eq 4 ] || fail "$last: expected two ranked rows per item"
+  # A checkpoint with a tensor the model does not use: a note on stderr, the same logits.
+  cp -r "$DATA/vit_cls_sharded" "$TMP/extra"
+  PYTHONPATH="$TMP" python3 -c '
+import json, st, sys
+st.write(sys.argv[1] + "/extra.safetensors", {"vit.pooler.dense.bias": ([48], [0.0] * 48)}, {"format": "pt"})
+idx = json.load(open(sys.argv[1] + "/model.safetensors.index.json"))
+idx["weight_map"]["vit.pooler.dense.bias"] = "extra.safetensors"
+json.dump(idx, open(sys.argv[1] + "/model.safetensors.index.json", "w"))
+' "$TMP/extra" || fail "cannot write the extra shard"
+  run vit predict --model "$TMP/extra" --pixels "$ref" --json
+  expect_rc 0
+  err_has "coeffnet: note: 1 tensor of $TMP/extra unused by ViTForImageClassification, e.g. 'vit.pooler.dense.bias'"
+  json_check 'max(abs(e["logit"] - st.read(D + "/vit_cls_reference.safetensors")["logits"][2][5 * i + e["index"]]) for i, p in enumerate(j["predictions"]) for e in p["top"]) < 1e-4'
+  # An adapter of Coeff-Tuning alphas: the reference's coefficient-attention logits.
+  mkdir -p "$TMP/alpha"
+  echo '{"peft_type": "COEFF_TUNING", "method": "coeff"}' >"$TMP/alpha/adapter_config.json"
+  PYTHONPATH="$TMP" python3 -c '
+import st, sys
+r = st.read(sys.argv[1])
+st.write(sys.argv[2], {"vit.encoder.layer.%d.attention.attention.coeff_alpha" % l: (r["alpha.%d" % l][1], r["alpha.%d" % l][2]) for l in range(3)}, {"format": "pt"})
+' "$ref" "$TMP/alpha/adapter_model.safetensors" || fail "cannot write the alpha adapter"
+  run vit predict --model "$DATA/vit_cls" --pixels "$ref" --adapter "$TMP/alpha" --json
+  expect_rc 0
+  json_check 'j["adapter"].endswith("/alpha")' \
+    'max(abs(e["logit"] - st.read(D + "/vit_cls_reference.safetensors")["logits_coeff"][2][5 * i + e["index"]]) for i, p in enumerate(j["predictions"]) for e in p["top"]) < 1e-4'
+}
+
+# Images: PNG exactly as transformers preprocesses it; JPEG through a different decoder.
+t_predict_image() {
+  local img="$DATA/images" ref="$DATA/images/shape_pixels.safetensors"
+  run vit predict --model "$DATA/vit_cls" --image "$img/shape.png" --json
+  expect_rc 0
+  err_empty
+  json_check 'len(j["predictions"]) == 1 and len(j["predictions"][0]["top"]) == 5' \
+    'max(abs(e["logit"] - st.read(D + "/images/shape_pixels.safetensors")["logits"][2][e["index"]]) for e in j["predictions"][0]["top"]) < 1e-4' \
+    'j["predictions"][0]["top"][0]["label"] == "star"' 'j["inputs"] == [D + "/images/shape.png"]'
+  run vit predict --model "$DATA/vit_cls" --image "$img/shape.jpg" --image "$img/shape.png" --json
+  expect_rc 0
+  json_check 'len(j["predictions"]) == 2' \
+    'max(abs(e["logit"] - st.read(D + "/images/shape_pixels.safetensors")["logits_jpeg"][2][e["index"]]) for e in j["predictions"][0]["top"]) < 5e-3' \
+    'max(abs(e["logit"] - st.read(D + "/images/shape_pixels.safetensors")["logits"][2][e["index"]]) for e in j["predictions"][1]["top"]) < 1e-4'
+  # No preprocessor_config.json: ViTImageProcessor's defaults at the model's size.
+  run vit predict --model "$DATA/vit_cls_sharded" --image "$img/shape.png" --json
+  expect_rc 0
+  json_check 'max(abs(e["logit"] - st.read(D + "/images/shape_pixels.safetensors")["logits_default"][2][e["index"]]) for e in j["predictions"][0]["top"]) < 1e-4'
+  for f in shape_gray.png shape_rgba.png shape_palette.png; do
+    run vit predict --model "$DATA/vit_cls" --image "$img/$f" --top 1
+    expect_rc 0
+    out_has "$img/$f"
+  done
+  run vit predict --model "$DATA/vit_cls" --image "$img/shape.png"
+  expect_rc 0
+  grep -qE '^     1  star +0\.141[0-9]{2}  0\.2[0-9]{3}$' "$TMP/out" || fail "$last: no top-1 row for star: $(cat "$TMP/out")"
+}
+
+t_predict_top_clamp() {
+  local ref="$DATA/vit_cls_reference.safetensors"
+  run vit predict --model "$DATA/vit_cls" --pixels "$ref" --top 1000 --json
+  expect_rc 0
+  json_check 'all(len(p["top"]) == 5 for p in j["predictions"])' \
+    'sorted(e["index"] for e in j["predictions"][0]["top"]) == [0, 1, 2, 3, 4]'
+  cp "$TMP/out" "$TMP/all.json"
+  run vit predict --model "$DATA/vit_cls" --pixels "$ref" --top 2 --json
+  expect_rc 0
+  json_check 'all(len(p["top"]) == 2 for p in j["predictions"])' \
+    "[p['top'] for p in j['predictions']] == [p['top'][:2] for p in __import__('json').load(open('$TMP/all.json'))['predictions']]"
+}
+
+t_predict_errors() {
+  local ref="$DATA/vit_cls_reference.safetensors" img="$DATA/images"
+  expect_error "$TMP/none: not a directory" vit predict --model "$TMP/none" --pixels "$ref"
+  printf 'GIF89a not really' >"$TMP/fake.png"
+  expect_error "$TMP/fake.png: not a PNG or JPEG image" vit predict --model "$DATA/vit_cls" --image "$TMP/fake.png"
+  head -c 900 "$img/shape.png" >"$TMP/cut.png"
+  expect_error "$TMP/cut.png: the PNG data is truncated" vit predict --model "$DATA/vit_cls" --image "$TMP/cut.png"
+  head -c 700 "$img/shape.jpg" >"$TMP/cut.jpg"
+  expect_error "$TMP/cut.jpg: the JPEG data is truncated" vit predict --model "$DATA/vit_cls" --image "$TMP/cut.jpg"
+  expect_error "$img: not a regular file" vit predict --model "$DATA/vit_cls" --image "$img"
+  expect_error "$TMP/missing.png: no such file" vit predict --model "$DATA/vit_cls" --image "$TMP/missing.png"
+  expect_error "no tensor named 'pixel_values'" vit predict --model "$DATA/vit_cls" --pixels "$DATA/torch_save_file.safetensors"
+  expect_error "do not match the model's [batch, 3, 30, 30]" vit predict --model "$DATA/vit_cls" --pixels "$DATA/vit_base_reference.safetensors"
+  expect_error "$TMP/nowhere: no adapter_config.json" vit predict --model "$DATA/vit_cls" --pixels "$ref" --adapter "$TMP/nowhere"
+  mkdir -p "$TMP/bart"
+  echo '{"model_type": "bart"}' >"$TMP/bart/config.json"
+  cp "$DATA/vit_cls/model.safetensors" "$TMP/bart/"
+  expect_error "model_type is 'bart', expected 'vit'" vit predict --model "$TMP/bart" --pixels "$ref"
+  # A preprocessor that resizes to another size than the model takes.
+  mkdir -p "$TMP/resize"
+  cp "$DATA/vit_cls/config.json" "$DATA/vit_cls/model.safetensors" "$TMP/resize/"
+  echo '{"size": {"height": 32, "width": 32}}' >"$TMP/resize/preprocessor_config.json"
+  expect_error "makes a 45 x 37 image 32 x 32, but the model takes 30 x 30" vit predict --model "$TMP/resize" --image "$img/shape.png"
+  echo '{"image_mean": [0.5, 0.5]}' >"$TMP/resize/preprocessor_config.json"
+  expect_error "image_mean and image_std need 3 values" vit predict --model "$TMP/resize" --image "$img/shape.png"
+  # An adapter naming a parameter the model lacks.
+  mkdir -p "$TMP/wrong"
+  echo '{"method": "coeff"}' >"$TMP/wrong/adapter_config.json"
+  PYTHONPATH="$TMP" python3 -c 'import st, sys; st.write(sys.argv[1], {"no.such.weight": ([1], [0.0])})' \
+    "$TMP/wrong/adapter_model.safetensors"
+  expect_error "tensor 'no.such.weight' names no parameter of the model" vit predict --model "$DATA/vit_cls" --pixels "$ref" --adapter "$TMP/wrong"
+}
+
+# ---- main -----------------------------------------------------------------------------------
+
+all=(help usage_errors inspect_file inspect_dir inspect_sharded inspect_errors predict_pixels predict_image
+  predict_top_clamp predict_errors)
+[ -x "$BIN" ] || { echo "$0: $BIN is not an executable" >&2; exit 2; }
+command -v python3 >/dev/null || { echo "$0: python3 is needed for the JSON checks" >&2; exit 2; }
+[ $# -gt 0 ] && all=("$@")
+for scenario in "${all[@]}"; do
+  declare -F "t_$scenario" >/dev/null || { echo "$0: no scenario '$scenario'" >&2; exit 2; }
+  before=$failures
+  "t_$scenario"
+  [ "$failures" -eq "$before" ] && echo "ok   $scenario" || echo "FAIL $scenario ($((failures - before)) checks)"
+done
+[ "$failures" -eq 0 ]
