@@ -27,3 +27,4 @@
 #include "nn/module.hpp"
 #include "train/optim.hpp"
 #include "io/safetensors.hpp"
+#include "data/procedural.hpp"

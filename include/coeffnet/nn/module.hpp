@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "../ops/attention.hpp"
+#include "../ops/elementwise.hpp"
 #include "../ops/layernorm.hpp"
 #include "../tensor/tensor.hpp"
 
@@ -31,6 +32,15 @@ public:
         std::vector<std::pair<std::string, Tensor<T>*>> out = params_;
         for (const auto& [name, m] : children_)
             for (auto& [sub, p] : m->named_slots()) out.emplace_back(name + "." + sub, p);
+        return out;
+    }
+    // Every module below this one (not itself), by dotted name, parents before children.
+    std::vector<std::pair<std::string, Module*>> named_modules() {
+        std::vector<std::pair<std::string, Module*>> out;
+        for (const auto& [name, m] : children_) {
+            out.emplace_back(name, m);
+            for (auto& [sub, c] : m->named_modules()) out.emplace_back(name + "." + sub, c);
+        }
         return out;
     }
     std::vector<std::pair<std::string, Tensor<T>>> named_parameters() const {
@@ -83,25 +93,56 @@ void init_uniform(Tensor<T>& t, Generator& gen, double bound) {
     t = Tensor<T>::uniform(t.shape(), gen, -bound, bound).set_requires_grad(t.requires_grad());
 }
 
-// y = x W^T + b. The first constructor initialises like torch.nn.Linear (uniform with bound
-// 1/sqrt(in)); the second leaves zeros for a loader or an init_* call to fill.
+// y = x W^T + b. The first constructor leaves zeros for a loader or an init_* call to fill;
+// the second initialises like torch.nn.Linear (uniform with bound 1/sqrt(in)).
+//
+// LoRA (Hu et al.; PEFT's conventions): enable_lora(r, alpha) adds y += (alpha / r) x A^T B^T
+// with A [r, in] ~ U(-1/sqrt(in), 1/sqrt(in)) (PEFT's kaiming_uniform(a = sqrt(5))) and B [out, r]
+// = 0, so the layer starts unchanged. They are registered as "lora_A.weight" and
+// "lora_B.weight", PEFT's names.
 template <class T>
 class Linear : public Module<T> {
 public:
     Tensor<T> weight, bias;
+    Tensor<T> lora_A, lora_B;
+    double lora_scaling = 0.0;
 
     Linear(int64_t in, int64_t out, bool with_bias = true) {
         weight = Tensor<T>::zeros({out, in}).set_requires_grad(true);
         if (with_bias) bias = Tensor<T>::zeros({out}).set_requires_grad(true);
         this->register_parameter("weight", weight);
         this->register_parameter("bias", bias);
+        this->register_parameter("lora_A.weight", lora_A);
+        this->register_parameter("lora_B.weight", lora_B);
     }
     Linear(int64_t in, int64_t out, Generator& gen, bool with_bias = true) : Linear(in, out, with_bias) {
         const double bound = in > 0 ? 1.0 / std::sqrt(static_cast<double>(in)) : 0.0;
         init_uniform(weight, gen, bound);
         if (with_bias) init_uniform(bias, gen, bound);
     }
-    Tensor<T> operator()(const Tensor<T>& x) const { return linear(x, weight, bias); }
+
+    int64_t in_features() const { return weight.shape()[1]; }
+    int64_t out_features() const { return weight.shape()[0]; }
+
+    void enable_lora(int64_t r, double alpha, Generator& gen) {
+        check(r > 0, "Linear::enable_lora: rank must be positive, got ", r);
+        lora_A = Tensor<T>::uniform({r, in_features()}, gen, -1.0 / std::sqrt(static_cast<double>(in_features())),
+                                    1.0 / std::sqrt(static_cast<double>(in_features())))
+                     .set_requires_grad(true);
+        lora_B = Tensor<T>::zeros({out_features(), r}).set_requires_grad(true);
+        lora_scaling = alpha / static_cast<double>(r);
+    }
+    void disable_lora() {
+        lora_A = lora_B = Tensor<T>();
+        lora_scaling = 0.0;
+    }
+    bool has_lora() const { return lora_A.defined(); }
+
+    Tensor<T> operator()(const Tensor<T>& x) const {
+        Tensor<T> y = linear(x, weight, bias);
+        if (has_lora()) y = add(y, scale(linear(linear(x, lora_A), lora_B), lora_scaling));
+        return y;
+    }
 };
 
 template <class T>

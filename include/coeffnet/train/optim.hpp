@@ -7,9 +7,12 @@
 #pragma once
 
 #include <cmath>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <sstream>
 
 #include "../tensor/tensor.hpp"
 
@@ -23,11 +26,23 @@ struct ParamGroup {
     std::string name;
 };
 
+// An optimiser's state as named tensors and named scalars (as strings), for checkpoints:
+// "g<group>.p<param>.<buffer>" and "g<group>.lr", "g<group>.p<param>.step".
+template <class T>
+struct OptimizerState {
+    std::vector<std::pair<std::string, Tensor<T>>> tensors;
+    std::map<std::string, std::string> values;
+};
+
 template <class T>
 class Optimizer {
 public:
     virtual ~Optimizer() = default;
     virtual void step() = 0;
+    virtual OptimizerState<T> state() const = 0;
+    // Restores what state() returned for an optimiser over the same parameters (same groups,
+    // same shapes); anything else is an error naming the entry.
+    virtual void load_state(const OptimizerState<T>& s) = 0;
 
     void zero_grad() {
         for (auto& g : groups_)
@@ -51,6 +66,46 @@ protected:
                 check(p.defined() && p.is_leaf(), name, ": parameters must be defined leaf tensors");
         }
     }
+    // (Built with += : GCC 12 misreports "literal" + std::string&& under -Wrestrict, bug 105329.)
+    static std::string key(size_t gi, size_t pi, const char* what) {
+        std::string k = group_key(gi);
+        k += ".p";
+        k += std::to_string(pi);
+        k += '.';
+        k += what;
+        return k;
+    }
+    static std::string group_key(size_t gi) {
+        std::string k(1, 'g');
+        k += std::to_string(gi);
+        return k;
+    }
+    void save_lrs(OptimizerState<T>& s) const {
+        for (size_t gi = 0; gi < groups_.size(); ++gi) {
+            std::ostringstream os;
+            os.precision(17);
+            os << *groups_[gi].lr;
+            s.values[group_key(gi) + ".lr"] = os.str();
+        }
+    }
+    void load_lrs(const OptimizerState<T>& s) {
+        for (size_t gi = 0; gi < groups_.size(); ++gi) {
+            auto it = s.values.find(group_key(gi) + ".lr");
+            check(it != s.values.end(), "optimizer state: no learning rate for group ", gi);
+            groups_[gi].lr = std::stod(it->second);
+        }
+    }
+    // The tensor named `name` in `s` (shape-checked against `like`), or undefined if absent.
+    static Tensor<T> find_tensor(const OptimizerState<T>& s, const std::string& name, const Tensor<T>& like) {
+        for (const auto& [n, t] : s.tensors)
+            if (n == name) {
+                check(t.shape() == like.shape(), "optimizer state: '", name, "' has shape ", shape_str(t.shape()),
+                      ", the parameter has ", shape_str(like.shape()));
+                return detail::contiguous_copy(t);
+            }
+        return Tensor<T>();
+    }
+
     // Calls f(group, group_index, param_index, param, grad) for each parameter with a gradient.
     template <class F>
     void for_each_with_grad(const char* name, F&& f) {
@@ -105,6 +160,21 @@ public:
                 w[i] -= lr * step;
             }
         });
+    }
+
+    OptimizerState<T> state() const override {
+        OptimizerState<T> s;
+        this->save_lrs(s);
+        for (size_t gi = 0; gi < buf_.size(); ++gi)
+            for (size_t pi = 0; pi < buf_[gi].size(); ++pi)
+                if (buf_[gi][pi].defined()) s.tensors.emplace_back(this->key(gi, pi, "momentum_buffer"), buf_[gi][pi]);
+        return s;
+    }
+    void load_state(const OptimizerState<T>& s) override {
+        this->load_lrs(s);
+        for (size_t gi = 0; gi < buf_.size(); ++gi)
+            for (size_t pi = 0; pi < buf_[gi].size(); ++pi)
+                buf_[gi][pi] = this->find_tensor(s, this->key(gi, pi, "momentum_buffer"), this->groups_[gi].params[pi]);
     }
 
 private:
@@ -165,6 +235,35 @@ public:
 
     const State& state(size_t group, size_t param) const { return state_.at(group).at(param); }
     State& state(size_t group, size_t param) { return state_.at(group).at(param); }
+
+    OptimizerState<T> state() const override {
+        OptimizerState<T> s;
+        this->save_lrs(s);
+        for (size_t gi = 0; gi < state_.size(); ++gi)
+            for (size_t pi = 0; pi < state_[gi].size(); ++pi) {
+                const State& st = state_[gi][pi];
+                s.values[this->key(gi, pi, "step")] = std::to_string(st.step);
+                if (!st.m.defined()) continue;
+                s.tensors.emplace_back(this->key(gi, pi, "exp_avg"), st.m);
+                s.tensors.emplace_back(this->key(gi, pi, "exp_avg_sq"), st.v);
+            }
+        return s;
+    }
+    void load_state(const OptimizerState<T>& s) override {
+        this->load_lrs(s);
+        for (size_t gi = 0; gi < state_.size(); ++gi)
+            for (size_t pi = 0; pi < state_[gi].size(); ++pi) {
+                State& st = state_[gi][pi];
+                const Tensor<T>& p = this->groups_[gi].params[pi];
+                auto it = s.values.find(this->key(gi, pi, "step"));
+                check(it != s.values.end(), "optimizer state: no step count for ", this->key(gi, pi, "step"));
+                st.step = std::stoll(it->second);
+                st.m = this->find_tensor(s, this->key(gi, pi, "exp_avg"), p);
+                st.v = this->find_tensor(s, this->key(gi, pi, "exp_avg_sq"), p);
+                check(st.m.defined() == st.v.defined() && (st.step == 0 || st.m.defined()),
+                      "optimizer state: incomplete Adam moments for ", this->key(gi, pi, ""));
+            }
+    }
 
 private:
     Options o_;
