@@ -394,10 +394,80 @@ t_predict_errors() {
   expect_error "tensor 'no.such.weight' names no parameter of the model" vit predict --model "$DATA/vit_cls" --pixels "$ref" --adapter "$TMP/wrong"
 }
 
+# ---- tune -----------------------------------------------------------------------------------
+# On the tiny fixture model (30 x 30 images): small runs that finish in seconds.
+TUNE_SMALL=(--model "$DATA/vit_cls" --tasks count --train-per-class 6 --test-images 40 --epochs 2 --batch 8)
+
+t_tune_small() {
+  run tune "${TUNE_SMALL[@]}" --methods linear_probe,coeff,lora --seeds 2 --out "$TMP/tune" --json
+  expect_rc 0
+  json_check 'j["kind"] == "methods"' 'len(j["runs"]) == 6' 'all(r["finished"] for r in j["runs"])' \
+    '[r["variant"] for r in j["summary"]] == ["linear_probe", "coeff", "lora"]' \
+    '[r["tuned_parameters"] for r in j["summary"]] == [0, 108, 2304]' \
+    'all(r["trainable_parameters"] - r["head_parameters"] == {"linear_probe": 0, "coeff": 108, "lora": 2304}[r["variant"]] and r["head_parameters"] == 196 for r in j["runs"])' \
+    'all(0 <= r["accuracy"] <= 1 for r in j["runs"])' 'j["tasks"][0]["train"] == 24 and j["tasks"][0]["test"] == 40' \
+    'all(r["tasks"]["count"]["seeds"] == 2 for r in j["summary"])'
+  [ -s "$TMP/tune/results.json" ] || fail "no results.json"
+  grep -q "<svg" "$TMP/tune/results.svg" 2>/dev/null || fail "no results.svg"
+  # The saved adapter (seed 0) loads onto the base model with its own 4-class head.
+  run vit predict --model "$DATA/vit_cls" --pixels "$DATA/vit_cls_reference.safetensors" --adapter "$TMP/tune/adapters/count/coeff" --json
+  expect_rc 0
+  json_check 'all(len(p["top"]) == 4 for p in j["predictions"])' \
+    'all(e["label"] in ["1", "2", "3", "4"] for p in j["predictions"] for e in p["top"])'
+  # The human-readable table.
+  run tune "${TUNE_SMALL[@]}" --methods coeff --seeds 1 --out "$TMP/tune2"
+  expect_rc 0
+  out_has "Test accuracy (%)"
+  out_has "coeff"
+}
+
+t_tune_resume() {
+  # Stopped after 3 steps with a checkpoint, then resumed: the same as one straight run.
+  local args=("${TUNE_SMALL[@]}" --methods coeff_lora --alpha-dropout 0.3 --seeds 1)
+  run tune "${args[@]}" --out "$TMP/straight" --json
+  expect_rc 0
+  run tune "${args[@]}" --out "$TMP/resumed" --stop-after 3 --json
+  expect_rc 0
+  json_check 'not j["runs"][0]["finished"]' 'j["runs"][0]["steps"] == 3'
+  [ -s "$TMP/resumed/checkpoints/count.coeff_lora.seed0.safetensors" ] || fail "no checkpoint written"
+  run tune "${args[@]}" --out "$TMP/resumed" --resume --json
+  expect_rc 0
+  python3 -c '
+import json, sys
+a = json.load(open(sys.argv[1])); b = json.load(open(sys.argv[2]))
+ra, rb = a["runs"][0], b["runs"][0]
+assert rb["finished"] and ra["accuracy"] == rb["accuracy"] and ra["final_loss"] == rb["final_loss"], (ra, rb)
+' "$TMP/straight/results.json" "$TMP/resumed/results.json" || fail "the resumed run differs from the straight one"
+  cmp -s "$TMP/straight/adapters/count/coeff_lora/adapter_model.safetensors" \
+    "$TMP/resumed/adapters/count/coeff_lora/adapter_model.safetensors" || fail "the resumed adapter differs"
+}
+
+t_tune_ablation() {
+  run tune "${TUNE_SMALL[@]}" --ablation --seeds 1 --out "$TMP/abl" --json
+  expect_rc 0
+  json_check 'j["kind"] == "ablation"' \
+    '[r["variant"] for r in j["summary"]] == ["init=residual_zero", "init=identity", "init=random", "dropout=0.0", "dropout=0.1", "dropout=0.2", "dropout=0.4"]' \
+    'all(r["config"]["alpha"]["weight_decay"] == 0.05 for r in j["runs"][:3])'
+}
+
+t_tune_errors() {
+  expect_error "unknown method 'prompt'" tune "${TUNE_SMALL[@]}" --methods prompt --out "$TMP/e1"
+  expect_error "no GPU backend" tune --device cuda --out "$TMP/e2"
+  expect_error "no such file or folder" tune --model "$DATA/vit_cls" --data "$TMP/nowhere" --out "$TMP/e3"
+  expect_error "unknown task" tune --model "$DATA/vit_cls" --tasks counting --out "$TMP/e4"
+  expect_error "pretraining task" tune --model "$DATA/vit_cls" --tasks shapes --out "$TMP/e5"
+  mkdir -p "$TMP/folder/a" "$TMP/folder/b"
+  cp "$DATA/images/shape.png" "$TMP/folder/a/ok.png"
+  expect_error "class 'b' has no PNG or JPEG images" tune --model "$DATA/vit_cls" --data "$TMP/folder" --out "$TMP/e6"
+  head -c 100 "$DATA/images/shape.png" >"$TMP/folder/b/truncated.png"
+  expect_error "truncated.png" tune --model "$DATA/vit_cls" --data "$TMP/folder" --out "$TMP/e7"
+  expect_usage "--seeds" tune --seeds 0
+}
+
 # ---- main -----------------------------------------------------------------------------------
 
 all=(help usage_errors inspect_file inspect_dir inspect_sharded inspect_errors predict_pixels predict_image
-  predict_top_clamp predict_errors)
+  predict_top_clamp predict_errors tune_small tune_resume tune_ablation tune_errors)
 [ -x "$BIN" ] || { echo "$0: $BIN is not an executable" >&2; exit 2; }
 command -v python3 >/dev/null || { echo "$0: python3 is needed for the JSON checks" >&2; exit 2; }
 [ $# -gt 0 ] && all=("$@")

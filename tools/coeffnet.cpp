@@ -6,6 +6,9 @@
 //   coeffnet vit predict --model DIR (--image FILE... | --pixels FILE) [--top K] [--adapter DIR] [--json]
 //       a ViTForImageClassification's top-K labels for PNG/JPEG images (preprocessed as the
 //       model's preprocessor_config.json says) or for the pixel_values tensor of a safetensors file
+//   coeffnet tune [--quick] [--ablation] [--data PATH] [--methods ...] [--json] ...
+//       the main job: Coeff-Tuning against linear probing, LoRA, alpha + LoRA and full
+//       fine-tuning on procedural few-shot tasks (or your data); see tune.hpp
 //
 // Exit codes: 0 success, 1 a bad file or model (the coeffnet::Error message on stderr), 2 bad
 // arguments (the usage on stderr). Every exception is caught here: no input makes it crash.
@@ -31,6 +34,7 @@
 #include <coeffnet/models/vit.hpp>
 
 #include "args.hpp"
+#include "tune.hpp"
 
 namespace fs = std::filesystem;
 using namespace coeffnet;
@@ -439,7 +443,7 @@ int cmd_vit_predict(const cli::Args& a) {
                   << " of " << printable(dir.string()) << " unused by ViTForImageClassification, e.g. '"
                   << printable(report.unused.front()) << "'\n";
     if (a.has("adapter")) {
-        io::load_adapter(a.str("adapter"), *model);
+        models::apply_adapter(*model, a.str("adapter"));
         model->eval();
     }
     const models::ViTConfig& cfg = model->config();
@@ -548,6 +552,8 @@ void declare(cli::Command& root) {
         .example("coeffnet vit predict --model vit-base-patch16-224 --image cat.jpg --top 3")
         .example("coeffnet vit predict --model DIR --pixels reference.safetensors --json")
         .run(cmd_vit_predict);
+
+    tune::declare(root);
 }
 
 }  // namespace

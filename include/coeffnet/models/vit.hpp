@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "../io/adapter.hpp"
 #include "../io/hf.hpp"
 #include "../nn/module.hpp"
 #include "../ops/elementwise.hpp"
@@ -304,6 +305,7 @@ public:
     nn::LayerNorm<T> layernorm;
     std::unique_ptr<Dense<T>> pooler;
     double alpha_dropout = 0.0;
+    bool alpha_residual = true;  // alpha' = I + alpha (false: alpha' = alpha, for the ablation)
     Generator rng{0};  // draws every dropout mask in training mode; save it to resume exactly
 
     ViTModel(const ViTConfig& c, bool with_pooler)
@@ -319,10 +321,12 @@ public:
     }
 
     // Coeff-Tuning on: one alpha [H, H] per layer, zero (the model's output is unchanged), with
-    // alpha-dropout p; trainable. Off: the alphas are dropped.
-    void enable_coeff(bool on = true, double p = 0.0) {
+    // alpha-dropout p; trainable. Off: the alphas are dropped. residual = false switches to the
+    // direct parameterisation alpha' = alpha (initialise alpha yourself then; zero is no attention).
+    void enable_coeff(bool on = true, double p = 0.0, bool residual = true) {
         detail::check_probability(p, "ViTModel::enable_coeff");
         alpha_dropout = p;
+        alpha_residual = residual;
         const int64_t H = config.num_attention_heads;
         for (auto& l : encoder.layer)
             l->attention.attention.coeff_alpha = on ? Tensor<T>::zeros({H, H}).set_requires_grad(true) : Tensor<T>();
@@ -365,6 +369,7 @@ public:
         AttentionOptions o;
         o.training = training;
         o.alpha_dropout = alpha_dropout;
+        o.alpha_residual = alpha_residual;
         o.attn_dropout = config.attention_probs_dropout_prob;
         o.generator = &rng;
         o.return_maps = return_maps;
@@ -420,6 +425,43 @@ std::unique_ptr<ViTForImageClassification<T>> load_vit_for_image_classification(
     model->eval();
     if (report) *report = std::move(r);
     return model;
+}
+
+// Writes `model` as transformers' save_pretrained does: config.json and model.safetensors
+// (every parameter under its transformers name; alpha and LoRA tensors are left out: they
+// belong in an adapter), plus preprocessor_config.json when `preprocessor` is an object.
+template <class T>
+void save_pretrained(const std::filesystem::path& dir, const ViTForImageClassification<T>& model,
+                     const nlohmann::json& preprocessor = nlohmann::json()) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    check(std::filesystem::is_directory(dir), dir.string(), ": cannot create the directory");
+    io::SafeTensorsWriter w;
+    for (const auto& [name, p] : model.named_parameters())
+        if (name.find("coeff_alpha") == std::string::npos && name.find("lora_") == std::string::npos)
+            w.add(name, detail::as_contiguous(p.template to<float>()));
+    w.set_metadata({{"format", "pt"}});
+    w.write(dir / "model.safetensors");
+    io::write_file_atomic(dir / "config.json", model.config().to_json().dump(2) + "\n");
+    if (preprocessor.is_object()) io::write_file_atomic(dir / "preprocessor_config.json", preprocessor.dump(2) + "\n");
+}
+
+// Loads an adapter (io::load_adapter) onto a classifier and applies what is ViT-specific: the
+// head's labels, alpha's parameterisation and dropout. Coeff-Tuning is on when the adapter holds alphas.
+template <class T>
+io::AdapterConfig apply_adapter(ViTForImageClassification<T>& model, const std::filesystem::path& dir) {
+    const io::AdapterConfig cfg = io::load_adapter(dir, model);
+    if (!cfg.id2label.empty()) {
+        check(static_cast<int64_t>(cfg.id2label.size()) == model.classifier.weight.shape()[0], dir.string(),
+              ": id2label has ", cfg.id2label.size(), " labels, the head ", model.classifier.weight.shape()[0]);
+        model.vit.config.id2label = cfg.id2label;
+    }
+    model.vit.alpha_residual = cfg.alpha_residual;
+    model.vit.alpha_dropout = cfg.alpha_dropout;
+    check(model.classifier.weight.shape()[0] == model.config().num_labels(), dir.string(), ": the head has ",
+          model.classifier.weight.shape()[0], " outputs but the model has ", model.config().num_labels(),
+          " labels (the adapter's adapter_config.json lacks id2label)");
+    return cfg;
 }
 
 // ViTModel from a directory; it has a pooler when the checkpoint holds one.

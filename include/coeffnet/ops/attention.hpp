@@ -26,14 +26,22 @@
 
 namespace coeffnet {
 
+// Which implementation runs: materialised (this file) stores the B*H*N*M maps and can return
+// them; tiled (ops/attention_tiled.hpp) never forms them. automatic picks tiled when the maps
+// would hold more than tiled_attention_min_elements elements and return_maps is off.
+enum class AttentionBackend { automatic, materialised, tiled };
+inline constexpr double tiled_attention_min_elements = 16777216.0;  // 2^24: 64 MiB of float maps
+
 struct AttentionOptions {
     double scale = 0.0;           // 0 means 1/sqrt(head_dim)
     bool causal = false;          // query n sees keys m <= n + (M - N) (bottom-right aligned)
     double alpha_dropout = 0.0;   // p of Dropout on alpha (training only)
+    bool alpha_residual = true;   // alpha' = I + Dropout(alpha); false: alpha' = Dropout(alpha)
     double attn_dropout = 0.0;    // p of Dropout on the (mixed) maps (training only)
     bool training = false;
     bool return_maps = false;     // fill AttentionResult::maps and ::mixed_maps
     Generator* generator = nullptr;  // required when training with a dropout p > 0
+    AttentionBackend backend = AttentionBackend::automatic;  // tiled + return_maps throws
 };
 
 template <class T>
@@ -42,6 +50,12 @@ struct AttentionResult {
     Tensor<T> maps;        // P, [B, H, N, M] (return_maps), part of the graph
     Tensor<T> mixed_maps;  // Phat (return_maps); equals maps for plain attention
 };
+
+// The tiled backend (ops/attention_tiled.hpp); alpha undefined means plain attention.
+template <class T>
+AttentionResult<T> coeff_attention_tiled(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v,
+                                         const Tensor<T>& alpha, const AttentionOptions& o, const Tensor<T>& attn_mask,
+                                         const Tensor<T>& key_mask);
 
 namespace detail {
 
@@ -96,6 +110,14 @@ Tensor<T> attention_probs(const Tensor<T>& q, const Tensor<T>& k, const Attentio
     return softmax(scale(matmul(q, k.mT()), s), mask);
 }
 
+template <class T>
+bool use_tiled_backend(const Tensor<T>& q, const Tensor<T>& k, const AttentionOptions& o) {
+    if (o.backend != AttentionBackend::automatic) return o.backend == AttentionBackend::tiled;
+    const double maps = static_cast<double>(q.shape()[0]) * static_cast<double>(q.shape()[1]) *
+                        static_cast<double>(q.shape()[2]) * static_cast<double>(k.shape()[2]);
+    return !o.return_maps && maps > tiled_attention_min_elements;
+}
+
 inline Generator& need_generator(const AttentionOptions& o, double p, const char* op) {
     check(o.generator != nullptr, op, ": training with dropout p = ", p, " needs AttentionOptions::generator");
     return *o.generator;
@@ -121,13 +143,15 @@ Tensor<T> mix_heads(const Tensor<T>& maps, const Tensor<T>& alpha_prime) {
     return matmul(alpha_prime, maps.reshape({B, H, N * M})).reshape({B, H, N, M});
 }
 
-// alpha' = I + Dropout_p(alpha): the residual parameterisation (alpha = 0 is the pretrained model).
+// alpha' = I + Dropout_p(alpha): the residual parameterisation (alpha = 0 is the pretrained
+// model). With o.alpha_residual off, alpha' = Dropout_p(alpha) (the paper's ablation).
 template <class T>
 Tensor<T> alpha_prime(const Tensor<T>& alpha, const AttentionOptions& o) {
     check(alpha.defined() && alpha.dim() == 2 && alpha.shape()[0] == alpha.shape()[1],
           "coeff_attention: alpha must be square [heads, heads], got ",
           alpha.defined() ? shape_str(alpha.shape()) : std::string("undefined"));
-    return add(Tensor<T>::eye(alpha.shape()[0]), detail::maybe_dropout(alpha, o.alpha_dropout, o, "coeff_attention"));
+    const Tensor<T> dropped = detail::maybe_dropout(alpha, o.alpha_dropout, o, "coeff_attention");
+    return o.alpha_residual ? add(Tensor<T>::eye(alpha.shape()[0]), dropped) : dropped;
 }
 
 // Plain multi-head attention: out_h = softmax(scale q_h k_h^T + mask) v_h.
@@ -138,6 +162,7 @@ AttentionResult<T> attention(const Tensor<T>& q, const Tensor<T>& k, const Tenso
                              const AttentionOptions& o = {}, const Tensor<T>& attn_mask = Tensor<T>(),
                              const Tensor<T>& key_mask = Tensor<T>()) {
     detail::check_attention_shapes(q, k, v, "attention");
+    if (detail::use_tiled_backend(q, k, o)) return coeff_attention_tiled(q, k, v, Tensor<T>(), o, attn_mask, key_mask);
     const Tensor<T> p = detail::attention_probs(q, k, o, attn_mask, key_mask, "attention");
     const Tensor<T> pd = detail::maybe_dropout(p, o.attn_dropout, o, "attention");
     AttentionResult<T> r{matmul(pd, v), {}, {}};
@@ -155,6 +180,7 @@ AttentionResult<T> coeff_attention(const Tensor<T>& q, const Tensor<T>& k, const
     check(alpha.defined() && alpha.shape() == Shape{q.shape()[1], q.shape()[1]}, "coeff_attention: alpha ",
           alpha.defined() ? shape_str(alpha.shape()) : std::string("undefined"), " must be [heads, heads] = [",
           q.shape()[1], ", ", q.shape()[1], "] for q ", shape_str(q.shape()));
+    if (detail::use_tiled_backend(q, k, o)) return coeff_attention_tiled(q, k, v, alpha, o, attn_mask, key_mask);
     const Tensor<T> p = detail::attention_probs(q, k, o, attn_mask, key_mask, "coeff_attention");
     const Tensor<T> mixed = mix_heads(p, alpha_prime(alpha, o));
     const Tensor<T> pd = detail::maybe_dropout(mixed, o.attn_dropout, o, "coeff_attention");
@@ -181,3 +207,5 @@ Tensor<T> merge_heads(const Tensor<T>& x) {
 }
 
 }  // namespace coeffnet
+
+#include "attention_tiled.hpp"

@@ -1,0 +1,518 @@
+// coeffnet/ops/attention_tiled.hpp: tiled coefficient attention on the CPU (never stores B*H*N*M).
+//
+// MEASUREMENTS_PLACEHOLDER
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <vector>
+
+#include "attention.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace coeffnet {
+
+namespace detail {
+
+// Knobs the benchmark turns; the op's default is TiledConfig{}.
+struct TiledConfig {
+    int64_t block_q = 0;  // query rows per tile; 0 = tiled_block_q's rule
+};
+
+// Query rows per tile: at most 64, fewer where one tile (heads x rows x keys) would pass
+// 16 MiB (but not under 16), with the queries split into blocks of equal size (197 rows are
+// 4 x 50, not 3 x 64 + 5: a 5-row block re-packs K and V for little work) and into at least
+// two blocks per thread where the batch alone does not feed the threads (see the measurements
+// above).
+inline int64_t tiled_block_q(int64_t B, int64_t H, int64_t N, int64_t M, int64_t elem_bytes, int64_t requested,
+                             int threads) {
+    if (N <= 0) return 1;
+    if (requested > 0) return std::min(requested, N);
+    constexpr int64_t budget = int64_t{16} << 20;
+    const int64_t cap = std::clamp<int64_t>(budget / std::max<int64_t>(1, H * M * elem_bytes), 16, 64);
+    int64_t blocks = (N + cap - 1) / cap;
+    if (B * blocks < 2 * threads) blocks = std::max(blocks, std::min((2 * threads + B - 1) / B, (N + 15) / 16));
+    return (N + blocks - 1) / blocks;
+}
+
+// Everything a forward or backward sweep reads: the inputs (views whose rows have unit stride),
+// the masks, alpha', and the dropout streams. Shared by the op and its backward node.
+template <class T>
+struct TiledProblem {
+    int64_t B = 0, H = 0, N = 0, M = 0, d = 0, dv = 0, block_q = 1;
+    T scale = T(1);
+    Tensor<T> q, k, v;                 // detached; element [b, h, n, e] at data + b*s[0] + h*s[1] + n*s[2] + e
+    bool causal = false;               // query n sees keys m <= n + (M - N)
+    std::vector<T> key_add;            // [B * M]: 0 for a token, -inf for padding; empty when no key mask
+    std::vector<int64_t> key_len;      // [B]: one past the last unpadded key (M without a key mask)
+    Tensor<T> attn_mask;               // additive, broadcast to [B, H, N, M] by attn_strides; may be undefined
+    Shape attn_strides;
+    bool mix = false;                  // coefficient attention (else plain attention: Phat = P)
+    std::vector<T> alpha_prime;        // [H * H], row = target head, column = source head
+    std::vector<T> alpha_keep;         // [H * H] alpha-dropout multipliers (0 or 1/(1-p)); empty when off
+    bool drop = false;                 // attention-probability dropout on Phat
+    float drop_p = 0.0f;
+    T drop_keep = T(0);
+    uint64_t drop_seed = 0, drop_first = 0;  // the draw of B*H*N*M numbers reserved by the forward
+
+    int64_t blocks() const { return (N + block_q - 1) / block_q; }
+    // Keys a query block [n0, n0 + rows) can see at all: past it every score is -inf.
+    int64_t key_extent(int64_t b, int64_t n0, int64_t rows) const {
+        int64_t e = key_len[static_cast<size_t>(b)];
+        if (causal) e = std::min(e, n0 + rows + (M - N));
+        return std::max<int64_t>(e, 0);
+    }
+};
+
+template <class T>
+using RowMatT = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class T>
+using ConstRows = Eigen::Map<const RowMatT<T>, 0, Eigen::OuterStride<>>;
+template <class T>
+using Rows = Eigen::Map<RowMatT<T>, 0, Eigen::OuterStride<>>;
+template <class T>
+using ArrayMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+
+// x itself when its last axis has unit stride and its rows do not overlap, else a contiguous copy.
+template <class T>
+Tensor<T> with_unit_rows(const Tensor<T>& x) {
+    const Shape &s = x.shape(), &st = x.strides();
+    const bool ok = (st[3] == 1 || s[3] <= 1) && (st[2] >= s[3] || s[2] <= 1);
+    return ok ? x.detach() : contiguous_copy(x);
+}
+
+// rows [n0, n0 + r) of x[b, h] as an r x cols matrix.
+template <class T>
+ConstRows<T> rows_of(const Tensor<T>& x, int64_t b, int64_t h, int64_t n0, int64_t r) {
+    const Shape &s = x.shape(), &st = x.strides();
+    const int64_t rs = s[2] <= 1 ? s[3] : st[2];
+    return ConstRows<T>(x.data() + b * st[0] + h * st[1] + n0 * rs, r, s[3], Eigen::OuterStride<>(rs));
+}
+
+// Scores of query n of head h, in place: row = scale * row + mask, -inf where masked.
+template <class T>
+void mask_scores(const TiledProblem<T>& p, int64_t b, int64_t h, int64_t n, T* row, int64_t len) {
+    constexpr T neg_inf = -std::numeric_limits<T>::infinity();
+    const int64_t vis = p.causal ? std::clamp<int64_t>(n + (p.M - p.N) + 1, 0, len) : len;
+    ArrayMap<T> x(row, vis);
+    x *= p.scale;
+    if (p.attn_mask.defined()) {
+        const Shape& s = p.attn_strides;
+        const T* am = p.attn_mask.data() + b * s[0] + h * s[1] + n * s[2];
+        if (s[3] == 1) x += Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(am, vis);
+        else if (s[3] == 0) x += am[0];
+        else
+            for (int64_t m = 0; m < vis; ++m) row[m] += am[m * s[3]];
+    }
+    if (!p.key_add.empty())
+        x += Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(p.key_add.data() + b * p.M, vis);
+    std::fill(row + vis, row + len, neg_inf);
+}
+
+// exp(x), exactly 0 at x = -inf. Eigen's vectorised exp clamps its argument and returns a
+// denormal there, and Eigen 3.4 evaluates .select() one scalar at a time (libm expf: it was
+// 40 % of the forward), so the masking is a bitwise and with the comparison's lane mask.
+template <class T>
+struct exp_or_zero_op {
+    T operator()(const T& x) const { return std::exp(x); }
+    template <class Packet>
+    Packet packetOp(const Packet& x) const {
+        using namespace Eigen::internal;
+        return pand(pexp(x), pcmp_lt(pset1<Packet>(-std::numeric_limits<T>::infinity()), x));
+    }
+};
+
+// row = exp(row - shift), 0 where row = -inf.
+template <class T>
+void exp_shifted(T* row, int64_t len, T shift) {
+    ArrayMap<T> x(row, len);
+    x = (x - shift).unaryExpr(exp_or_zero_op<T>());
+}
+
+// Applies attention dropout to row[0, len) of Phat[b, h, n, :]: element m uses word
+// ((b*H + h)*N + n)*M + m of the draw reserved at drop_first, exactly as dropout() on the
+// [B, H, N, M] tensor would. keep[m] records the decision when keep is not null.
+template <class T>
+void dropout_row(const TiledProblem<T>& p, int64_t b, int64_t h, int64_t n, T* row, int64_t len, uint8_t* keep) {
+    const uint64_t f0 = static_cast<uint64_t>(((b * p.H + h) * p.N + n) * p.M);
+    int64_t m = 0;
+    while (m < len) {
+        const uint64_t f = f0 + static_cast<uint64_t>(m);
+        const Philox4 w = philox_block(p.drop_seed, p.drop_first + f / 4);
+        for (uint64_t j = f % 4; j < 4 && m < len; ++j, ++m) {
+            const bool kept = uniform_from_bits(w[j]) >= p.drop_p;
+            row[m] *= kept ? p.drop_keep : T(0);
+            if (keep) keep[m] = kept ? 1 : 0;
+        }
+    }
+}
+
+// Uninitialised scratch, 64-byte aligned: Eigen's GEMM rounds differently for differently
+// aligned operands, so a fixed alignment keeps results independent of the heap's state.
+template <class T>
+class ScratchBuffer {
+public:
+    T* get(int64_t n) {
+        if (n > capacity_) {
+            data_ = allocate<T>(n);
+            capacity_ = n;
+        }
+        return data_.get();
+    }
+
+private:
+    std::shared_ptr<T> data_;
+    int64_t capacity_ = 0;
+};
+
+// Per-thread scratch: the tile of all heads' rows (H x R x Mb, head-major), a second one for
+// the backward, one mixed query row (H x Mb), the dropout decisions of a tile, and the
+// accumulators of the key-side gradients (thread 0 writes into the results directly).
+template <class T>
+struct TiledScratch {
+    ScratchBuffer<T> a, b, row;
+    ScratchBuffer<uint8_t> keep;
+    std::vector<T> dk, dv, dalpha;
+};
+
+template <class T>
+RowMatT<T> alpha_matrix(const TiledProblem<T>& p) {
+    RowMatT<T> a(p.H, p.H);
+    for (int64_t i = 0; i < p.H * p.H; ++i) a.data()[i] = p.alpha_prime[static_cast<size_t>(i)];
+    return a;
+}
+
+// Runs task(t, thread) for t in [0, tasks) on up to `threads` OpenMP threads; thread j takes
+// tasks j, j + threads, ... (a fixed assignment, so float sums do not depend on timing; the
+// interleaving balances causal masks, whose later query blocks see more keys).
+template <class F>
+void run_tasks(int64_t tasks, int threads, F&& task) {
+    auto worker = [&](int j) {
+        for (int64_t t = j; t < tasks; t += threads) task(t, j);
+    };
+#ifdef _OPENMP
+    if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+        {
+            const int got = omp_get_num_threads();
+            for (int j = omp_get_thread_num(); j < threads; j += got) worker(j);
+        }
+        return;
+    }
+#endif
+    for (int j = 0; j < threads; ++j) worker(j);
+}
+
+template <class T>
+int tiled_threads(const TiledProblem<T>& p) {
+    return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads(), p.B * p.blocks())));
+}
+
+// Forward: out [B, H, N, dv] (contiguous), lse [B, H, N] (log-sum-exp of each masked score row,
+// -inf for a row with no visible key).
+template <class T>
+void tiled_forward(const TiledProblem<T>& p, T* out, T* lse) {
+    const int64_t H = p.H, N = p.N, dv = p.dv, Bq = p.block_q;
+    const int threads = tiled_threads(p);
+    std::vector<TiledScratch<T>> scratch(static_cast<size_t>(threads));
+    const RowMatT<T> A = p.mix ? alpha_matrix(p) : RowMatT<T>();
+    run_tasks(p.B * p.blocks(), threads, [&](int64_t task, int j) {
+        TiledScratch<T>& s = scratch[static_cast<size_t>(j)];
+        const int64_t b = task / p.blocks(), n0 = (task % p.blocks()) * Bq, R = std::min(Bq, N - n0);
+        const int64_t Mb = p.key_extent(b, n0, R);
+        if (Mb == 0) {
+            for (int64_t h = 0; h < H; ++h) {
+                std::fill_n(out + ((b * H + h) * N + n0) * dv, R * dv, T(0));
+                std::fill_n(lse + (b * H + h) * N + n0, R, -std::numeric_limits<T>::infinity());
+            }
+            return;
+        }
+        T* tile = s.a.get(H * Bq * p.M);
+        for (int64_t h = 0; h < H; ++h)
+            Rows<T>(tile + h * R * Mb, R, Mb, Eigen::OuterStride<>(Mb)).noalias() =
+                rows_of(p.q, b, h, n0, R) * rows_of(p.k, b, h, 0, Mb).transpose();
+        // One query row of all heads at a time (H x Mb, cache-resident): S_i = scale Q_i K_i^T +
+        // mask, the exact softmax (the whole key row is here), Phat = alpha' P, dropout on Phat.
+        Rows<T> tmp(p.mix ? s.row.get(H * p.M) : nullptr, H, Mb, Eigen::OuterStride<>(Mb));
+        for (int64_t r = 0; r < R; ++r) {
+            for (int64_t h = 0; h < H; ++h) {
+                T* row = tile + (h * R + r) * Mb;
+                mask_scores(p, b, h, n0 + r, row, Mb);
+                const T mx = ArrayMap<T>(row, Mb).maxCoeff();
+                T& l = lse[(b * H + h) * N + n0 + r];
+                if (mx == -std::numeric_limits<T>::infinity()) {
+                    std::fill_n(row, Mb, T(0));
+                    l = mx;
+                    continue;
+                }
+                exp_shifted(row, Mb, mx);
+                const T sum = ArrayMap<T>(row, Mb).sum();
+                ArrayMap<T>(row, Mb) *= T(1) / sum;
+                l = mx + std::log(sum);
+            }
+            if (p.mix) {
+                Rows<T> P(tile + r * Mb, H, Mb, Eigen::OuterStride<>(R * Mb));
+                tmp.noalias() = A * P;
+                P = tmp;
+            }
+            if (p.drop)
+                for (int64_t h = 0; h < H; ++h) dropout_row(p, b, h, n0 + r, tile + (h * R + r) * Mb, Mb, nullptr);
+        }
+        for (int64_t h = 0; h < H; ++h) {
+            Rows<T> O(out + ((b * H + h) * N + n0) * dv, R, dv, Eigen::OuterStride<>(dv));
+            O.noalias() = ConstRows<T>(tile + h * R * Mb, R, Mb, Eigen::OuterStride<>(Mb)) * rows_of(p.v, b, h, 0, Mb);
+        }
+    });
+}
+
+// Backward. dout [B, H, N, dv] contiguous; writes dq [B, H, N, d], dk [B, H, M, d],
+// dv [B, H, M, dv] (contiguous, zero where untouched) and dalpha_prime [H * H], each only when
+// its pointer is not null.
+template <class T>
+void tiled_backward(const TiledProblem<T>& p, const T* lse, const T* dout, T* dq, T* dk, T* dvout, T* dalpha) {
+    const int64_t B = p.B, H = p.H, N = p.N, M = p.M, d = p.d, dv = p.dv, Bq = p.block_q;
+    const int threads = tiled_threads(p);
+    std::vector<TiledScratch<T>> scratch(static_cast<size_t>(threads));
+    for (int j = 1; j < threads; ++j) {
+        TiledScratch<T>& s = scratch[static_cast<size_t>(j)];
+        if (dk) s.dk.assign(static_cast<size_t>(B * H * M * d), T(0));
+        if (dvout) s.dv.assign(static_cast<size_t>(B * H * M * dv), T(0));
+    }
+    for (auto& s : scratch)
+        if (dalpha) s.dalpha.assign(static_cast<size_t>(H * H), T(0));
+    if (dk) std::fill_n(dk, B * H * M * d, T(0));
+    if (dvout) std::fill_n(dvout, B * H * M * dv, T(0));
+    const RowMatT<T> A = p.mix ? alpha_matrix(p) : RowMatT<T>();
+    const RowMatT<T> At = p.mix ? RowMatT<T>(A.transpose()) : RowMatT<T>();
+    const bool need_ds = dq || dk;
+    run_tasks(B * p.blocks(), threads, [&](int64_t task, int j) {
+        TiledScratch<T>& s = scratch[static_cast<size_t>(j)];
+        T* dk_acc = j == 0 ? dk : s.dk.data();
+        T* dv_acc = j == 0 ? dvout : s.dv.data();
+        const int64_t b = task / p.blocks(), n0 = (task % p.blocks()) * Bq, R = std::min(Bq, N - n0);
+        const int64_t Mb = p.key_extent(b, n0, R);
+        if (Mb == 0) {
+            if (dq)
+                for (int64_t h = 0; h < H; ++h) std::fill_n(dq + ((b * H + h) * N + n0) * d, R * d, T(0));
+            return;
+        }
+        T *ta = s.a.get(H * Bq * M), *tb = s.b.get(H * Bq * M);
+        uint8_t* keep = p.drop ? s.keep.get(H * Bq * M) : nullptr;
+        auto tile = [&](T* base, int64_t h) { return Rows<T>(base + h * R * Mb, R, Mb, Eigen::OuterStride<>(Mb)); };
+        auto dO = [&](int64_t h) {
+            return ConstRows<T>(dout + ((b * H + h) * N + n0) * dv, R, dv, Eigen::OuterStride<>(dv));
+        };
+        auto head_rows = [&](T* base, int64_t r) { return Rows<T>(base + r * Mb, H, Mb, Eigen::OuterStride<>(R * Mb)); };
+        for (int64_t h = 0; h < H; ++h)
+            tile(ta, h).noalias() = rows_of(p.q, b, h, n0, R) * rows_of(p.k, b, h, 0, Mb).transpose();
+        // Per query row (all heads, cache-resident): P_i recomputed from the saved log-sum-exp,
+        // and for dV the Phat the forward used (mixed, dropped; the decisions kept in `keep`).
+        const bool phat_tile = dv_acc && (p.mix || p.drop);
+        for (int64_t r = 0; r < R; ++r) {
+            for (int64_t h = 0; h < H; ++h) {
+                T* row = ta + (h * R + r) * Mb;
+                const T l = lse[(b * H + h) * N + n0 + r];
+                if (l == -std::numeric_limits<T>::infinity()) {
+                    std::fill_n(row, Mb, T(0));
+                    continue;
+                }
+                mask_scores(p, b, h, n0 + r, row, Mb);
+                exp_shifted(row, Mb, l);
+            }
+            if (!phat_tile) continue;
+            if (p.mix) head_rows(tb, r).noalias() = A * head_rows(ta, r);
+            else head_rows(tb, r) = head_rows(ta, r);
+            if (p.drop)
+                for (int64_t h = 0; h < H; ++h)
+                    dropout_row(p, b, h, n0 + r, tb + (h * R + r) * Mb, Mb, keep + (h * R + r) * Mb);
+        }
+        // dV_h += Phat_h^T dO_h.
+        if (dv_acc)
+            for (int64_t h = 0; h < H; ++h)
+                Rows<T>(dv_acc + (b * H + h) * M * dv, Mb, dv, Eigen::OuterStride<>(dv)).noalias() +=
+                    ConstRows<T>((phat_tile ? tb : ta) + h * R * Mb, R, Mb, Eigen::OuterStride<>(Mb)).transpose() * dO(h);
+        if (!need_ds && !dalpha) return;
+        // Per query row: dPhat_h = (dO_h V_h^T) * dropout mask; dalpha'[h, i] += sum dPhat_h P_i;
+        // dP_i = sum_h alpha'[h, i] dPhat_h; dS_i = scale P_i (dP_i - rowsum(dP_i P_i)) (the whole
+        // key row is here, so the rowsum is direct).
+        for (int64_t h = 0; h < H; ++h) tile(tb, h).noalias() = dO(h) * rows_of(p.v, b, h, 0, Mb).transpose();
+        Eigen::Map<RowMatT<T>> da(dalpha ? s.dalpha.data() : nullptr, H, H);
+        Rows<T> tmp(p.mix && need_ds ? s.row.get(H * M) : nullptr, H, Mb, Eigen::OuterStride<>(Mb));
+        for (int64_t r = 0; r < R; ++r) {
+            Rows<T> g = head_rows(tb, r);
+            if (p.drop)
+                for (int64_t h = 0; h < H; ++h) {
+                    T* row = tb + (h * R + r) * Mb;
+                    if (phat_tile) {  // the decisions are in `keep`
+                        const uint8_t* kr = keep + (h * R + r) * Mb;
+                        for (int64_t m = 0; m < Mb; ++m) row[m] = kr[m] ? row[m] * p.drop_keep : T(0);
+                    } else {
+                        dropout_row(p, b, h, n0 + r, row, Mb, nullptr);
+                    }
+                }
+            if (dalpha) da.noalias() += g * head_rows(ta, r).transpose();
+            if (!need_ds) continue;
+            if (p.mix) {
+                tmp.noalias() = At * g;
+                g = tmp;
+            }
+            for (int64_t h = 0; h < H; ++h) {
+                ArrayMap<T> gp(tb + (h * R + r) * Mb, Mb);
+                const ArrayMap<T> pp(ta + (h * R + r) * Mb, Mb);
+                const T dot = (gp * pp).sum();
+                gp = p.scale * pp * (gp - dot);
+            }
+        }
+        if (!need_ds) return;
+        for (int64_t h = 0; h < H; ++h) {
+            const auto dS = tile(tb, h);
+            if (dq)
+                Rows<T>(dq + ((b * H + h) * N + n0) * d, R, d, Eigen::OuterStride<>(d)).noalias() =
+                    dS * rows_of(p.k, b, h, 0, Mb);
+            if (dk_acc)
+                Rows<T>(dk_acc + (b * H + h) * M * d, Mb, d, Eigen::OuterStride<>(d)).noalias() +=
+                    dS.transpose() * rows_of(p.q, b, h, n0, R);
+        }
+    });
+    // Reduce the per-thread accumulators in thread order.
+    auto reduce = [&](T* dst, std::vector<T> TiledScratch<T>::*field, int64_t n) {
+        parallel_for(n, threads, [&](int64_t i0, int64_t i1) {
+            for (int j = 1; j < threads; ++j) {
+                const T* src = (scratch[static_cast<size_t>(j)].*field).data();
+                for (int64_t i = i0; i < i1; ++i) dst[i] += src[i];
+            }
+        });
+    };
+    if (dk) reduce(dk, &TiledScratch<T>::dk, B * H * M * d);
+    if (dvout) reduce(dvout, &TiledScratch<T>::dv, B * H * M * dv);
+    if (dalpha) {
+        std::fill_n(dalpha, H * H, T(0));
+        for (const auto& s : scratch)
+            for (int64_t i = 0; i < H * H; ++i) dalpha[i] += s.dalpha[static_cast<size_t>(i)];
+    }
+}
+
+template <class T>
+AttentionResult<T> tiled_attention(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v, const Tensor<T>& alpha,
+                                   const AttentionOptions& o, const Tensor<T>& attn_mask, const Tensor<T>& key_mask,
+                                   const TiledConfig& cfg) {
+    const bool mix = alpha.defined();
+    const char* op = mix ? "coeff_attention (tiled)" : "attention (tiled)";
+    check_attention_shapes(q, k, v, op);
+    check(!o.return_maps, op,
+          ": return_maps needs the materialised backend (the tiled backend never forms the [batch, heads, queries, "
+          "keys] maps); set AttentionOptions::backend to AttentionBackend::materialised or automatic");
+    auto p = std::make_shared<TiledProblem<T>>();
+    const int64_t B = q.shape()[0], H = q.shape()[1], N = q.shape()[2], d = q.shape()[3], M = k.shape()[2],
+                  dv = v.shape()[3];
+    p->B = B, p->H = H, p->N = N, p->M = M, p->d = d, p->dv = dv;
+    if (mix)
+        check(alpha.shape() == Shape{H, H}, op, ": alpha ", shape_str(alpha.shape()), " must be [heads, heads] = [", H,
+              ", ", H, "] for q ", shape_str(q.shape()));
+    p->scale = static_cast<T>(o.scale != 0.0 ? o.scale : 1.0 / std::sqrt(static_cast<double>(d)));
+    p->causal = o.causal;
+    p->key_len.assign(static_cast<size_t>(B), M);
+    if (key_mask.defined()) {
+        check(key_mask.shape() == Shape{B, M}, op, ": key mask ", shape_str(key_mask.shape()),
+              " must be [batch, keys] = [", B, ", ", M, "]");
+        const std::vector<T> kv = key_mask.to_vector();
+        p->key_add.resize(static_cast<size_t>(B * M));
+        for (int64_t b = 0; b < B; ++b) {
+            int64_t len = 0;
+            for (int64_t m = 0; m < M; ++m) {
+                const bool token = kv[static_cast<size_t>(b * M + m)] != T(0);
+                p->key_add[static_cast<size_t>(b * M + m)] = token ? T(0) : -std::numeric_limits<T>::infinity();
+                if (token) len = m + 1;
+            }
+            p->key_len[static_cast<size_t>(b)] = len;
+        }
+    }
+    if (attn_mask.defined()) {
+        check(broadcasts_to(attn_mask.shape(), Shape{B, H, N, M}), op, ": additive mask ", shape_str(attn_mask.shape()),
+              " does not broadcast to [batch, heads, queries, keys] = ", shape_str({B, H, N, M}));
+        p->attn_mask = attn_mask.detach();
+        p->attn_strides = broadcast_strides(attn_mask.shape(), attn_mask.strides(), Shape{B, H, N, M});
+    }
+    // The generator draws, in the materialised path's order: alpha's mask, then Phat's.
+    if (mix) {
+        check_probability(o.alpha_dropout, "coeff_attention");
+        p->mix = true;
+        const std::vector<T> av = alpha.to_vector();
+        std::vector<T> keep;
+        if (o.training && o.alpha_dropout > 0.0)
+            keep = dropout_mask<T>({H, H}, o.alpha_dropout, need_generator(o, o.alpha_dropout, "coeff_attention"))
+                       .to_vector();
+        p->alpha_prime.resize(static_cast<size_t>(H * H));
+        for (int64_t h = 0; h < H; ++h)
+            for (int64_t i = 0; i < H; ++i) {
+                const size_t hi = static_cast<size_t>(h * H + i);
+                p->alpha_prime[hi] = (o.alpha_residual && h == i ? T(1) : T(0)) + (keep.empty() ? av[hi] : av[hi] * keep[hi]);
+            }
+        p->alpha_keep = std::move(keep);
+    }
+    check_probability(o.attn_dropout, mix ? "coeff_attention" : "attention");
+    if (o.training && o.attn_dropout > 0.0) {
+        Generator& gen = need_generator(o, o.attn_dropout, mix ? "coeff_attention" : "attention");
+        p->drop = true;
+        p->drop_p = static_cast<float>(o.attn_dropout);
+        p->drop_keep = o.attn_dropout < 1.0 ? static_cast<T>(1.0 / (1.0 - o.attn_dropout)) : T(0);
+        p->drop_seed = gen.seed;
+        p->drop_first = gen.reserve(static_cast<uint64_t>(B * H * N * M));
+    }
+    p->q = with_unit_rows(q);
+    p->k = with_unit_rows(k);
+    p->v = with_unit_rows(v);
+    p->block_q = tiled_block_q(B, H, N, M, static_cast<int64_t>(sizeof(T)), cfg.block_q, num_threads());
+
+    Tensor<T> out = Tensor<T>::empty({B, H, N, dv});
+    Tensor<T> lse = Tensor<T>::empty({B, H, N});
+    if (out.numel() > 0 || lse.numel() > 0) tiled_forward(*p, out.data(), lse.data());
+    std::vector<Tensor<T>> inputs{q, k, v};
+    if (mix) inputs.push_back(alpha);
+    std::shared_ptr<const TiledProblem<T>> saved = p;
+    out = record<T>(out, mix ? "coeff_attention_tiled" : "attention_tiled", inputs,
+                    [saved, lse](const Tensor<T>& g, const std::vector<bool>& needs) {
+                        const TiledProblem<T>& pr = *saved;
+                        const Tensor<T> gc = as_contiguous(g);
+                        std::vector<Tensor<T>> r(needs.size());
+                        if (needs[0]) r[0] = Tensor<T>::empty({pr.B, pr.H, pr.N, pr.d});
+                        if (needs[1]) r[1] = Tensor<T>::empty({pr.B, pr.H, pr.M, pr.d});
+                        if (needs[2]) r[2] = Tensor<T>::empty({pr.B, pr.H, pr.M, pr.dv});
+                        const bool need_alpha = pr.mix && needs[3];
+                        if (need_alpha) r[3] = Tensor<T>::empty({pr.H, pr.H});
+                        auto ptr = [&](size_t i) { return r[i].defined() ? r[i].data() : nullptr; };
+                        tiled_backward(pr, lse.data(), gc.data(), ptr(0), ptr(1), ptr(2), need_alpha ? ptr(3) : nullptr);
+                        if (need_alpha && !pr.alpha_keep.empty())  // alpha' = I + alpha * keep
+                            for (int64_t i = 0; i < pr.H * pr.H; ++i) r[3].data()[i] *= pr.alpha_keep[static_cast<size_t>(i)];
+                        return r;
+                    });
+    return AttentionResult<T>{out, {}, {}};
+}
+
+}  // namespace detail
+
+}  // namespace coeffnet
+
+template <class T>
+struct Eigen::internal::functor_traits<coeffnet::detail::exp_or_zero_op<T>> {
+    enum { Cost = 20 * NumTraits<T>::MulCost, PacketAccess = packet_traits<T>::HasExp && packet_traits<T>::HasCmp };
+};
+
+namespace coeffnet {
+
+// The tiled backend of attention (alpha undefined) and coeff_attention (alpha [H, H]): same
+// arguments and semantics as those (ops/attention.hpp), except that it cannot return the maps.
+template <class T>
+AttentionResult<T> coeff_attention_tiled(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v,
+                                         const Tensor<T>& alpha, const AttentionOptions& o, const Tensor<T>& attn_mask,
+                                         const Tensor<T>& key_mask) {
+    return detail::tiled_attention(q, k, v, alpha, o, attn_mask, key_mask, detail::TiledConfig{});
+}
+
+}  // namespace coeffnet

@@ -1,0 +1,189 @@
+// Fine-tuning: each method's trainable parameters, the alpha = 0 start, which parameters a step
+// changes, checkpoint/resume bit-exactness, adapters with a new head, bad inputs.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+
+#include <coeffnet/coeffnet.hpp>
+#include <coeffnet/train/finetune.hpp>
+
+using namespace coeffnet;
+using train::Method;
+
+namespace {
+
+const std::filesystem::path kModel = std::filesystem::path(COEFFNET_TEST_DATA) / "vit_cls";  // 3 layers, 6 heads, D 48
+
+struct Data {
+    Tensor<float> px;
+    Tensor<int64_t> y;
+    std::vector<std::string> classes;
+};
+Data task_data(int64_t n, uint64_t seed = 3) {
+    const auto set = data::generate("count", seed, n, 30);
+    return {data::to_pixels(set.images, {0.5, 0.5, 0.5}, {0.5, 0.5, 0.5}), set.labels, set.classes};
+}
+
+std::map<std::string, std::vector<float>> snapshot(const nn::Module<float>& m) {
+    std::map<std::string, std::vector<float>> s;
+    for (const auto& [n, p] : m.named_parameters()) s[n] = p.to_vector();
+    return s;
+}
+
+struct TempDir {
+    std::filesystem::path path;
+    explicit TempDir(const std::string& name) : path(std::filesystem::temp_directory_path() / ("coeffnet_ft_" + name)) {
+        std::filesystem::remove_all(path);
+        std::filesystem::create_directories(path);
+    }
+    ~TempDir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path, ec);
+    }
+};
+
+}  // namespace
+
+TEST_CASE("each method trains exactly its parameters, counted exactly") {
+    const Data d = task_data(16);
+    const int64_t head = 48 * 4 + 4, alpha = 3 * 6 * 6, lora = 3 * 2 * (4 * 48 + 48 * 4);
+    auto base = models::load_vit_for_image_classification<float>(kModel);
+    const int64_t backbone = base->vit.num_parameters();
+    const std::map<Method, int64_t> want{{Method::linear_probe, head},
+                                         {Method::coeff, head + alpha},
+                                         {Method::lora, head + lora},
+                                         {Method::coeff_lora, head + alpha + lora},
+                                         {Method::full, head + backbone}};
+    for (Method m : train::kMethods) {
+        INFO("method ", train::method_name(m));
+        auto model = models::load_vit_for_image_classification<float>(kModel);
+        train::TuneConfig c;
+        c.method = m;
+        c.lora_rank = 4;
+        c.batch_size = 8;
+        train::Finetuner<float> tuner(*model, c, d.classes, d.px, d.y);
+        CHECK(tuner.trainable_parameters() == want.at(m));
+        CHECK(model->num_parameters(true) == want.at(m));
+
+        // Two steps (the first has lr 0: transformers' warm-up starts at 0) change the tuned
+        // parameters and nothing else.
+        const auto before = snapshot(*model);
+        tuner.train_step();
+        tuner.train_step();
+        const auto after = snapshot(*model);
+        for (const auto& [name, v] : after) {
+            // LoRA's A gets a zero gradient while B = 0 (both steps' forward passes), so it stays put.
+            const bool tuned = name.rfind("classifier.", 0) == 0 ||
+                               (train::uses_alpha(m) && name.find("coeff_alpha") != std::string::npos) ||
+                               (train::uses_lora(m) && name.find("lora_B") != std::string::npos) || m == Method::full;
+            INFO("parameter ", name);
+            REQUIRE(before.count(name));
+            if (tuned) CHECK(v != before.at(name));
+            else CHECK(v == before.at(name));
+        }
+    }
+}
+
+TEST_CASE("at the start, alpha = 0 and LoRA's B = 0 give exactly the base model's logits") {
+    const Data d = task_data(8);
+    std::vector<float> reference;
+    for (Method m : train::kMethods) {
+        auto model = models::load_vit_for_image_classification<float>(kModel);
+        train::TuneConfig c;
+        c.method = m;
+        train::Finetuner<float> tuner(*model, c, d.classes, d.px, d.y);
+        model->eval();
+        NoGrad ng;
+        const auto logits = model->forward(d.px).logits.to_vector();
+        if (reference.empty()) reference = logits;  // linear probing: the base model with the new head
+        CHECK(logits == reference);
+    }
+}
+
+TEST_CASE("a checkpointed run resumed after 2 steps equals 4 straight steps, bit for bit") {
+    // Alpha dropout on, shuffled batches, LoRA too: the generators' states must travel.
+    TempDir tmp("resume");
+    const Data d = task_data(40);
+    train::TuneConfig c;
+    c.method = Method::coeff_lora;
+    c.alpha_dropout = 0.3;
+    c.batch_size = 8;
+    c.epochs = 2;
+    c.seed = 5;
+
+    auto straight = models::load_vit_for_image_classification<float>(kModel);
+    train::Finetuner<float> a(*straight, c, d.classes, d.px, d.y);
+    for (int i = 0; i < 4; ++i) a.train_step();
+
+    auto first = models::load_vit_for_image_classification<float>(kModel);
+    train::Finetuner<float> b(*first, c, d.classes, d.px, d.y);
+    b.train_step();
+    b.train_step();
+    b.save_checkpoint(tmp.path / "ckpt.safetensors");
+
+    auto second = models::load_vit_for_image_classification<float>(kModel);
+    train::Finetuner<float> r(*second, c, d.classes, d.px, d.y);
+    r.load_checkpoint(tmp.path / "ckpt.safetensors");
+    CHECK(r.step() == 2);
+    r.train_step();
+    r.train_step();
+    CHECK(snapshot(*second) == snapshot(*straight));
+    CHECK(second->vit.rng.offset == straight->vit.rng.offset);
+
+    // A checkpoint of another configuration is refused.
+    train::TuneConfig other = c;
+    other.alpha_dropout = 0.1;
+    auto third = models::load_vit_for_image_classification<float>(kModel);
+    train::Finetuner<float> x(*third, other, d.classes, d.px, d.y);
+    CHECK_THROWS_WITH_AS(x.load_checkpoint(tmp.path / "ckpt.safetensors"), doctest::Contains("another configuration"),
+                         Error);
+}
+
+TEST_CASE("a tuned model's adapter (alpha, LoRA, a new 4-class head) reloads onto the base exactly") {
+    TempDir tmp("adapter");
+    const Data d = task_data(24);
+    train::TuneConfig c;
+    c.method = Method::coeff_lora;
+    c.alpha_init = train::AlphaInit::identity;  // the direct parameterisation must travel too
+    c.batch_size = 8;
+    auto model = models::load_vit_for_image_classification<float>(kModel);
+    train::Finetuner<float> tuner(*model, c, d.classes, d.px, d.y);
+    for (int i = 0; i < 3; ++i) tuner.train_step();
+    model->eval();
+    const auto want = model->forward(d.px).logits.to_vector();
+
+    io::AdapterConfig a;
+    a.method = "coeff_lora";
+    a.r = c.lora_rank;
+    a.lora_alpha = c.lora_alpha;
+    a.alpha_residual = false;
+    a.modules_to_save = {"classifier"};
+    a.id2label = d.classes;
+    io::save_adapter(tmp.path, *model, a);
+
+    auto fresh = models::load_vit_for_image_classification<float>(kModel);
+    CHECK(fresh->config().num_labels() == 5);
+    models::apply_adapter(*fresh, tmp.path);
+    CHECK(fresh->config().id2label == d.classes);
+    CHECK_FALSE(fresh->vit.alpha_residual);
+    CHECK(fresh->forward(d.px).logits.to_vector() == want);
+
+    auto other = models::load_vit_model<float>(std::filesystem::path(COEFFNET_TEST_DATA) / "vit_base");
+    CHECK_THROWS_WITH_AS(io::load_adapter(tmp.path, *other), doctest::Contains("names no parameter of the model"), Error);
+}
+
+TEST_CASE("bad inputs are clear errors") {
+    CHECK_THROWS_WITH_AS(train::parse_method("prompt"), doctest::Contains("unknown method 'prompt'"), Error);
+    CHECK_THROWS_WITH_AS(train::parse_alpha_init("zeros"), doctest::Contains("unknown alpha init 'zeros'"), Error);
+    auto model = models::load_vit_for_image_classification<float>(kModel);
+    const Data d = task_data(8);
+    train::TuneConfig c;
+    c.epochs = 0;
+    CHECK_THROWS_WITH_AS(train::Finetuner<float>(*model, c, d.classes, d.px, d.y), doctest::Contains("epochs"), Error);
+    c.epochs = 1;
+    CHECK_THROWS_WITH_AS(train::Finetuner<float>(*model, c, d.classes, d.px, d.y.slice(0, 0, 4)),
+                         doctest::Contains("8 images but 4 labels"), Error);
+    c.method = Method::linear_probe;  // computes the features at once, so the size is checked here
+    CHECK_THROWS_WITH_AS(train::Finetuner<float>(*model, c, d.classes, Tensor<float>::zeros({8, 3, 32, 32}), d.y),
+                         doctest::Contains("do not match the model's"), Error);
+}
