@@ -406,7 +406,8 @@ t_tune_small() {
     '[r["tuned_parameters"] for r in j["summary"]] == [0, 108, 2304]' \
     'all(r["trainable_parameters"] - r["head_parameters"] == {"linear_probe": 0, "coeff": 108, "lora": 2304}[r["variant"]] and r["head_parameters"] == 196 for r in j["runs"])' \
     'all(0 <= r["accuracy"] <= 1 for r in j["runs"])' 'j["tasks"][0]["train"] == 24 and j["tasks"][0]["test"] == 40' \
-    'all(r["tasks"]["count"]["seeds"] == 2 for r in j["summary"])'
+    'all(r["tasks"]["count"]["seeds"] == 2 for r in j["summary"])' \
+    'all(len(r["val_accuracy_per_epoch"]) == 2 for r in j["runs"])'
   [ -s "$TMP/tune/results.json" ] || fail "no results.json"
   grep -q "<svg" "$TMP/tune/results.svg" 2>/dev/null || fail "no results.svg"
   # The saved adapter (seed 0) loads onto the base model with its own 4-class head.

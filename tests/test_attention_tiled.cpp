@@ -246,7 +246,7 @@ TEST_CASE("tiled: the backward of the tiled node matches central finite differen
             worst = std::max(worst, err);
         }
     }
-    MESSAGE("tiled attention: worst finite-difference error ", worst);
+    INFO("tiled attention: worst finite-difference error ", worst);
     CHECK(worst <= 1e-6);
 }
 
@@ -319,6 +319,11 @@ long long peak_rss_growth(const std::function<void()>& f) {
 TEST_CASE("tiled: forward + backward never allocates the [B, H, N, M] maps (peak RSS)") {
     // 2 x 4096 x 2048 = 16.8 M map elements: 64 MiB as float, above glibc's largest mmap
     // threshold (32 MiB), so such a buffer would be fresh pages that raise the high-water mark.
+#if defined(__SANITIZE_ADDRESS__)
+    // AddressSanitizer's allocator and shadow memory make the resident-set figures meaningless.
+    MESSAGE("built with AddressSanitizer: the peak-RSS check is skipped (it runs in the normal build)");
+    return;
+#endif
     const int64_t B = 1, H = 2, N = 4096, M = 2048, d = 8;
     const long long map_bytes = B * H * N * M * static_cast<long long>(sizeof(float));
     Generator g(4);
@@ -337,7 +342,7 @@ TEST_CASE("tiled: forward + backward never allocates the [B, H, N, M] maps (peak
         MESSAGE("/proc/self/clear_refs is not available: memory check skipped");
         return;
     }
-    MESSAGE("tiled forward+backward peak RSS growth: ", tiled / 1024, " KiB (one map: ", map_bytes / 1024, " KiB)");
+    INFO("tiled forward+backward peak RSS growth: ", tiled / 1024, " KiB (one map: ", map_bytes / 1024, " KiB)");
     CHECK(tiled < map_bytes / 4);
     CHECK(q.grad().defined());
     // The check can fail: the materialised forward alone, at the same size, exceeds one map.
@@ -346,6 +351,6 @@ TEST_CASE("tiled: forward + backward never allocates the [B, H, N, M] maps (peak
         NoGrad ng;
         auto out = coeff_attention(q, k, v, alpha, o).out;
     });
-    MESSAGE("materialised forward peak RSS growth: ", materialised / 1024, " KiB");
+    INFO("materialised forward peak RSS growth: ", materialised / 1024, " KiB");
     CHECK(materialised > map_bytes);
 }

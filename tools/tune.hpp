@@ -63,8 +63,8 @@ inline fs::path default_model_dir() {
 struct TaskData {
     std::string name;
     std::vector<std::string> classes;
-    Tensor<float> train_px, test_px;
-    Tensor<int64_t> train_y, test_y;
+    Tensor<float> train_px, test_px, val_px;  // val: evaluated after every epoch
+    Tensor<int64_t> train_y, test_y, val_y;
 };
 
 // A run: one variant (a method, or an ablation setting) on one task with one seed.
@@ -73,6 +73,7 @@ struct Run {
     std::string variant;
     train::TuneConfig config;
     double accuracy = 0, seconds = 0, final_loss = 0;
+    std::vector<double> val_accuracy;  // after each epoch
     int64_t trainable = 0, head = 0, steps = 0;  // trainable includes the head (D x C + C)
     bool finished = false;
 };
@@ -111,7 +112,9 @@ inline Tensor<float> pixels_of(const data::ImageSet& set, const io::ImageProcess
 }
 
 // The procedural tasks: train_per_class x classes training images (data seed 1, indices from
-// 0), n_test test images (the same stream, after them).
+// 0), n_test test images (the same stream, after them), then kValImages validation images,
+// evaluated after every epoch (the test set only at the end).
+inline constexpr int64_t kValImages = 400;
 inline TaskData procedural_task(const std::string& name, int64_t per_class, int64_t n_test,
                                 const io::ImageProcessorConfig& pre, const models::ViTConfig& cfg) {
     const data::TaskSpec& spec = data::task(name);
@@ -119,8 +122,9 @@ inline TaskData procedural_task(const std::string& name, int64_t per_class, int6
     const int64_t n_train = per_class * static_cast<int64_t>(spec.classes.size());
     const data::ImageSet train = data::generate(name, 1, n_train, cfg.image_height);
     const data::ImageSet test = data::generate(name, 1, n_test, cfg.image_height, n_train);
-    return {name, spec.classes, pixels_of(train, pre, cfg, name), pixels_of(test, pre, cfg, name), train.labels,
-            test.labels};
+    const data::ImageSet val = data::generate(name, 1, kValImages, cfg.image_height, n_train + n_test);
+    return {name,         spec.classes, pixels_of(train, pre, cfg, name), pixels_of(test, pre, cfg, name),
+            pixels_of(val, pre, cfg, name), train.labels, test.labels, val.labels};
 }
 
 // User data: an image folder (train/ + val/, or one folder split 80/20) or a safetensors data set
@@ -147,8 +151,10 @@ inline TaskData user_task(const fs::path& path, const io::ImageProcessorConfig& 
     }
     check(train.labels.numel() > 0 && test.labels.numel() > 0, "tune: --data ", path.string(),
           ": both the training and the test part need images");
-    return {path.filename().string(), train.classes, pixels_of(train, pre, cfg, path.string()),
-            pixels_of(test, pre, cfg, path.string()), train.labels, test.labels};
+    // The held-out part is both the per-epoch validation set and the final test set.
+    const Tensor<float> test_px = pixels_of(test, pre, cfg, path.string());
+    return {path.filename().string(), train.classes, pixels_of(train, pre, cfg, path.string()), test_px, test_px,
+            train.labels, test.labels, test.labels};
 }
 
 struct Experiment {
@@ -160,7 +166,10 @@ struct Experiment {
 };
 
 // Trains and evaluates one run; thread-safe (its own model, optimiser and generators).
-inline void execute(Experiment& ex, Run& r, const std::function<void(int64_t)>& progress) {
+// progress(steps, images, summed loss, correct predictions) after every step.
+using Progress = std::function<void(int64_t, int64_t, double, int64_t)>;
+
+inline void execute(Experiment& ex, Run& r, const Progress& progress) {
     const auto t0 = std::chrono::steady_clock::now();
     const TaskData& t = ex.tasks[r.task];
     auto model = models::load_vit_for_image_classification<float>(ex.model_dir);
@@ -170,13 +179,17 @@ inline void execute(Experiment& ex, Run& r, const std::function<void(int64_t)>& 
     const fs::path ckpt = ex.out / "checkpoints" / (run_id(r, ex.tasks) + ".safetensors");
     if (ex.resume && fs::exists(ckpt)) {
         tuner.load_checkpoint(ckpt);
-        progress(tuner.step());
+        progress(tuner.step(), 0, 0.0, 0);
     }
     double loss = 0;
+    const int64_t n = t.train_y.numel(), bs = r.config.batch_size;
     while (!tuner.done()) {
-        loss = tuner.train_step().first;
-        progress(1);
+        const int64_t images = std::min(bs, n - (tuner.step() % tuner.steps_per_epoch()) * bs);
+        const auto [l, right] = tuner.train_step();
+        loss = l;
+        progress(1, images, l * static_cast<double>(images), right);
         const bool epoch_end = tuner.step() % tuner.steps_per_epoch() == 0;
+        if (epoch_end) r.val_accuracy.push_back(tuner.evaluate(t.val_px, t.val_y));
         const bool stop = ex.stop_after > 0 && tuner.step() >= ex.stop_after;
         if ((ex.checkpoint && epoch_end) || stop) {
             fs::create_directories(ckpt.parent_path());
@@ -218,11 +231,28 @@ inline void execute_all(Experiment& ex, bool show_progress) {
     }
     ProgressBar bar(total, "step", "tune", show_progress);
     std::mutex mu;
-    int64_t done = 0, runs_done = 0;
-    auto progress = [&](int64_t steps) {
+    int64_t done = 0, runs_done = 0, images = 0, right = 0, all_images = 0;
+    double loss = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    // The bar shows the training loss and accuracy over the last ~200 steps of all runs.
+    auto progress = [&](int64_t steps, int64_t imgs, double loss_sum, int64_t correct) {
         std::lock_guard<std::mutex> lock(mu);
         done += steps;
-        bar.update(done, std::to_string(runs_done) + "/" + std::to_string(ex.runs.size()) + " runs");
+        images += imgs;
+        all_images += imgs;
+        loss += loss_sum;
+        right += correct;
+        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        char m[160];
+        std::snprintf(m, sizeof m, "loss %.3f  acc %.1f%%  %.0f img/s  %lld/%zu runs", images ? loss / double(images) : 0.0,
+                      images ? 100.0 * double(right) / double(images) : 0.0, secs > 0 ? double(all_images) / secs : 0.0,
+                      static_cast<long long>(runs_done), ex.runs.size());
+        bar.update(done, m);
+        if (images > 200 * 32) {  // forget old steps so the numbers follow the training
+            loss *= 0.5;
+            right /= 2;
+            images /= 2;
+        }
     };
     std::exception_ptr error;
     const int64_t n_runs = static_cast<int64_t>(ex.runs.size());
@@ -297,7 +327,7 @@ inline void print_table(std::ostream& os, const Experiment& ex, const ojson& row
     std::vector<std::vector<std::string>> t;
     std::vector<std::string> head{first_col};
     for (const auto& task : ex.tasks) head.push_back(task.name);
-    head.insert(head.end(), {"mean", "params + head", "time"});
+    head.insert(head.end(), {"mean", "tuned", "time"});
     t.push_back(head);
     for (const auto& r : rows) {
         std::vector<std::string> line{r["variant"].get<std::string>()};
@@ -489,6 +519,7 @@ inline int cmd_tune(const cli::Args& a) {
                         {"steps", r.steps},
                         {"accuracy", r.accuracy},
                         {"final_loss", r.final_loss},
+                        {"val_accuracy_per_epoch", r.val_accuracy},
                         {"trainable_parameters", r.trainable},
                         {"head_parameters", r.head},
                         {"seconds", r.seconds},
@@ -520,6 +551,8 @@ inline int cmd_tune(const cli::Args& a) {
     } else {
         std::cout << "\nTest accuracy (%), mean ± sd over " << seeds << " seed" << (seeds == 1 ? "" : "s") << ":\n\n";
         print_table(std::cout, ex, rows, ablation ? "setting" : "method");
+        std::cout << "\ntuned: parameters trained besides the task's head (" << cfg.hidden_size << " x classes + classes); time: "
+                  << "the runs' own seconds, summed\n";
         char s[64];
         std::snprintf(s, sizeof s, "%.0f s", seconds);
         std::cout << "\nresults: " << (ex.out / "results.json").string() << ", chart: " << (ex.out / "results.svg").string()
