@@ -48,6 +48,8 @@
 
 #include <coeffnet/coeffnet.hpp>
 
+#include "bench_util.hpp"
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -57,41 +59,12 @@ namespace {
 using coeffnet::AttentionBackend;
 using coeffnet::AttentionOptions;
 using coeffnet::Tensor;
-using Clock = std::chrono::steady_clock;
+using bench::Clock;
+using bench::seconds_since;
+using bench::Timing;
+using bench::TimingConfig;
+using bench::time_calls;
 using json = nlohmann::ordered_json;
-
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    const size_t n = v.size();
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-int max_threads() {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
-double loadavg() {
-    double l = -1;
-    if (FILE* f = std::fopen("/proc/loadavg", "r")) {
-        if (std::fscanf(f, "%lf", &l) != 1) l = -1;
-        std::fclose(f);
-    }
-    return l;
-}
-
-std::string cpu_name() {
-    std::ifstream f("/proc/cpuinfo");
-    std::string line;
-    while (std::getline(f, line))
-        if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-    return "unknown";
-}
 
 long long status_kib(const char* name) {
     std::ifstream st("/proc/self/status");
@@ -103,38 +76,6 @@ long long status_kib(const char* name) {
 }
 
 volatile float g_sink = 0.0f;
-
-// ---- timing -------------------------------------------------------------------------------
-
-struct Timing {
-    double median_s = 0, min_s = 0, max_s = 0;
-    int64_t calls_per_rep = 0;
-};
-
-struct TimingConfig {
-    int reps = 5;
-    double min_rep_s = 0.2;
-};
-
-Timing time_calls(const std::function<void()>& f, const TimingConfig& cfg) {
-    auto t0 = Clock::now();
-    f();
-    const double one = std::max(seconds_since(t0), 1e-7);
-    const int64_t n = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(cfg.min_rep_s / one)));
-    for (int64_t i = 0; i < std::max<int64_t>(1, n / 2); ++i) f();
-    std::vector<double> per_call;
-    for (int r = 0; r < cfg.reps; ++r) {
-        t0 = Clock::now();
-        for (int64_t i = 0; i < n; ++i) f();
-        per_call.push_back(seconds_since(t0) / static_cast<double>(n));
-    }
-    Timing t;
-    t.median_s = median(per_call);
-    t.min_s = *std::min_element(per_call.begin(), per_call.end());
-    t.max_s = *std::max_element(per_call.begin(), per_call.end());
-    t.calls_per_rep = n;
-    return t;
-}
 
 // ---- shapes and inputs ------------------------------------------------------------------------
 
@@ -382,20 +323,20 @@ int main(int argc, char** argv) {
 
     const std::string self = "/proc/" + std::to_string(getpid()) + "/exe";
     json doc;
-    doc["machine"] = {{"cpu", cpu_name()},
-                      {"threads", max_threads()},
+    doc["machine"] = {{"cpu", bench::cpu_model()},
+                      {"threads", bench::max_threads()},
                       {"eigen_version", std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) +
                                             "." + std::to_string(EIGEN_MINOR_VERSION)},
                       {"eigen_simd", Eigen::SimdInstructionSetsInUse()},
                       {"compiler", __VERSION__},
-                      {"loadavg_1min_at_start", loadavg()}};
+                      {"loadavg_1min_at_start", bench::loadavg_1min()}};
     doc["config"] = {{"reps", tc.reps}, {"min_rep_s", tc.min_rep_s}, {"causal", rc.causal}, {"block_q", rc.block_q},
                      {"flops", "forward 4*B*H*N*M*d; fwd+bwd 3.5x that; halved when causal"},
                      {"memory", "VmHWM - VmRSS across one call, fresh process per measurement"}};
     json results = json::array();
     if (!as_json) {
-        std::printf("attention_cpu_bench: %s, %d threads, Eigen %s; load average %.2f\n", cpu_name().c_str(),
-                    max_threads(), doc["machine"]["eigen_version"].get<std::string>().c_str(), loadavg());
+        std::printf("attention_cpu_bench: %s, %d threads, Eigen %s; load average %.2f\n", bench::cpu_model().c_str(),
+                    bench::max_threads(), doc["machine"]["eigen_version"].get<std::string>().c_str(), bench::loadavg_1min());
         std::printf("%-8s %-8s %-13s %10s %9s %10s %9s %9s\n", "shape", "mode", "backend", "ms", "GFLOP/s", "peak MiB",
                     "speedup", "mem ratio");
     }
@@ -466,9 +407,9 @@ int main(int argc, char** argv) {
             results.push_back(row);
         }
     }
-    doc["machine"]["loadavg_1min_at_end"] = loadavg();
+    doc["machine"]["loadavg_1min_at_end"] = bench::loadavg_1min();
     doc["results"] = results;
     if (as_json) std::cout << doc.dump(2) << "\n";
-    else std::printf("load average at end %.2f\n", loadavg());
+    else std::printf("load average at end %.2f\n", bench::loadavg_1min());
     return 0;
 }

@@ -453,7 +453,9 @@ t_tune_ablation() {
 
 t_tune_errors() {
   expect_error "unknown method 'prompt'" tune "${TUNE_SMALL[@]}" --methods prompt --out "$TMP/e1"
-  expect_error "no GPU backend" tune --device cuda --out "$TMP/e2"
+  # cuda: refused with the reason (this machine: no usable GPU; a CPU-only build: no CUDA backend).
+  expect_error "tune --device cuda: " tune --device cuda --out "$TMP/e2"
+  expect_error "unknown device" tune --device tpu --out "$TMP/e2"
   expect_error "no such file or folder" tune --model "$DATA/vit_cls" --data "$TMP/nowhere" --out "$TMP/e3"
   expect_error "unknown task" tune --model "$DATA/vit_cls" --tasks counting --out "$TMP/e4"
   expect_error "pretraining task" tune --model "$DATA/vit_cls" --tasks shapes --out "$TMP/e5"

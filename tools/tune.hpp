@@ -38,6 +38,9 @@
 #include <coeffnet/io/adapter.hpp>
 #include <coeffnet/models/vit.hpp>
 #include <coeffnet/train/finetune.hpp>
+#if defined(COEFFNET_WITH_CUDA)
+#include <coeffnet/cuda/runtime.hpp>
+#endif
 #include <coeffnet/train/progress.hpp>
 
 #include "args.hpp"
@@ -408,11 +411,26 @@ inline std::string chart_svg(const Experiment& ex, const ojson& rows, const std:
     return s.str();
 }
 
+// --device: cpu, or cuda. The CUDA backend has its kernels, GEMMs and device tensors, but the
+// autograd graph does not run on the GPU yet, so cuda is refused with the reason: no usable GPU
+// (what coeffnet::cuda::status() says), or that missing piece.
+inline void require_device(const std::string& device) {
+    if (device == "cpu") return;
+    check(device == "cuda", "tune: --device ", device, ": unknown device (cpu or cuda)");
+#if defined(COEFFNET_WITH_CUDA)
+    cuda::require("tune --device cuda");
+    fail("tune --device cuda: the GPU (", cuda::status().name,
+         ") is usable, but coeffnet's autograd graph does not run on it yet; use --device cpu");
+#else
+    fail("tune --device cuda: this coeffnet was built without the CUDA backend (configure with -DCOEFFNET_CUDA=ON); "
+         "use --device cpu");
+#endif
+}
+
 // The whole command.
 inline int cmd_tune(const cli::Args& a) {
     const auto t0 = std::chrono::steady_clock::now();
-    check(a.str("device") == "cpu", "tune: --device ", a.str("device"),
-          ": this build has no GPU backend yet (the CUDA backend is an open issue); use --device cpu");
+    require_device(a.str("device"));
     Experiment ex;
     ex.model_dir = a.has("model") ? fs::path(a.str("model")) : default_model_dir();
     ex.out = a.str("out");
@@ -591,7 +609,7 @@ inline void declare(cli::Command& root) {
         .option("lora-rank", "R", "LoRA rank").integer(1).default_value("4")
         .option("lora-alpha", "A", "LoRA alpha (scaling alpha / r)").number(0).default_value("8")
         .option("out", "DIR", "where results, adapters and checkpoints go").default_value("tune_out")
-        .option("device", "DEV", "cpu (cuda comes with the CUDA backend)").default_value("cpu")
+        .option("device", "DEV", "cpu or cuda (cuda: not yet, see the README's CUDA section)").default_value("cpu")
         .option("stop-after", "N", "stop every run after N steps, with a checkpoint (then --resume)").integer(0).default_value("0")
         .flag("checkpoint", "save each run's state at every epoch in OUT/checkpoints")
         .flag("resume", "continue runs from OUT/checkpoints")

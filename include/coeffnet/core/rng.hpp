@@ -14,12 +14,20 @@
 #include <cmath>
 #include <cstdint>
 
+// The Philox functions below are the same code on the host and in CUDA kernels (nvcc needs
+// --expt-relaxed-constexpr for std::array there), so a GPU dropout mask is the CPU's, bit for bit.
+#if defined(__CUDACC__)
+#define COEFFNET_HD __host__ __device__
+#else
+#define COEFFNET_HD
+#endif
+
 namespace coeffnet {
 
 using Philox4 = std::array<uint32_t, 4>;
 
 // One Philox4x32-10 block (Salmon et al., SC'11); matches Random123's known-answer vectors.
-inline Philox4 philox4x32_10(Philox4 ctr, std::array<uint32_t, 2> key) {
+COEFFNET_HD inline Philox4 philox4x32_10(Philox4 ctr, std::array<uint32_t, 2> key) {
     constexpr uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u;
     constexpr uint32_t W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
     for (int round = 0; round < 10; ++round) {
@@ -33,12 +41,12 @@ inline Philox4 philox4x32_10(Philox4 ctr, std::array<uint32_t, 2> key) {
     return ctr;
 }
 
-inline Philox4 philox_block(uint64_t seed, uint64_t block) {
+COEFFNET_HD inline Philox4 philox_block(uint64_t seed, uint64_t block) {
     return philox4x32_10({static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32), 0u, 0u},
                          {static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)});
 }
 
-inline float uniform_from_bits(uint32_t w) { return static_cast<float>(w >> 8) * 0x1.0p-24f; }
+COEFFNET_HD inline float uniform_from_bits(uint32_t w) { return static_cast<float>(w >> 8) * 0x1.0p-24f; }
 
 // A seed and a position in its stream. Copying a Generator copies its position, which is how
 // a training checkpoint saves "the RNG state": two integers.
@@ -58,7 +66,7 @@ struct Generator {
 };
 
 // Element i of a draw that started at block `first`.
-inline uint32_t draw_bits(uint64_t seed, uint64_t first, uint64_t i) {
+COEFFNET_HD inline uint32_t draw_bits(uint64_t seed, uint64_t first, uint64_t i) {
     return philox_block(seed, first + i / 4)[i % 4];
 }
 

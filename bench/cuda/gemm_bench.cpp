@@ -1,0 +1,334 @@
+// cuda gemm_bench: the GEMMs of ViT-B/16 and Stable Diffusion 1.5 through coeffnet::cuda::gemm,
+// next to the same cuBLAS call made directly on the same buffers in the same run.
+//
+// Shapes (row-major, C[M,N] = op(A) op(B), batch = number of matrices):
+//   ViT-B/16 at batch 64 (64 x 197 = 12608 tokens, width 768, MLP 3072, 12 heads of 64):
+//     qkv, proj, fc1, fc2 forward (x W^T), fc1's dX = G W and dW = G^T X, and the attention products
+//     S = Q K^T and O = P V over 64 x 12 = 768 heads of 197 x 197.
+//   SD-1.5 UNet, 64x64 latent, batch 2 (8192 tokens at width 320, 8 heads of 40): q/k/v projection,
+//     GEGLU fc1 (320 -> 2560) and fc2 (1280 -> 320), cross-attention k/v from 2 x 77 text tokens
+//     (768 -> 320), and S = Q K^T, O = P V over 2 x 8 = 16 heads of 4096 x 4096.
+// Precisions: fp32 (float, CUBLAS_COMPUTE_32F), tf32 (float, CUBLAS_COMPUTE_32F_FAST_TF32) and bf16
+// (bf16 storage, fp32 accumulation). FLOPs = 2 * batch * M * N * K.
+//
+// Each case is checked before it is timed: 64 sampled entries of C against a double-precision dot
+// product of the stored (rounded) inputs, relative to sum_k |a_ik b_kj| (fp32 1e-5, tf32 4e-3,
+// bf16 1.6e-2). Timing: cudaEvents on the context stream around a batch of calls lasting about
+// 2 ms, after warm-up; the median of --reps such batches. coeffnet and direct cuBLAS alternate rep
+// by rep so clock drift hits both. The ratio coeffnet / cuBLAS should be within 1.05.
+// The L2 cache is not flushed between calls (these operands are large; cuBLAS's own benchmarks
+// do not flush either).
+//
+// Measured: not yet measured on a GPU (no GPU lent as of 2026-11-29); command:
+//   ./build/bench/cuda/gemm_bench --json gemm_bench.json
+//
+// Usage: gemm_bench [--quick] [--json PATH] [--reps N] [--filter STR] [--help]
+// Exit status: 0 ok, 1 a check failed or a CUDA error, 2 no usable GPU, 64 bad arguments.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <coeffnet/cuda/check.hpp>
+#include <coeffnet/cuda/gemm.hpp>
+#include <coeffnet/cuda/runtime.hpp>
+#include <coeffnet/cuda/tensor.hpp>
+
+using namespace coeffnet;
+namespace cu = coeffnet::cuda;
+
+namespace {
+
+struct Case {
+    std::string name;
+    int64_t batch, M, N, K;
+    bool ta, tb;
+    bool quick;  // in the --quick subset
+};
+
+std::vector<Case> cases() {
+    const int64_t vt = 64 * 197;  // ViT-B/16 tokens at batch 64
+    const int64_t st = 2 * 4096;  // SD-1.5 tokens at the 64x64 level, batch 2
+    return {
+        {"vit_qkv", 1, vt, 2304, 768, false, true, true},
+        {"vit_proj", 1, vt, 768, 768, false, true, false},
+        {"vit_fc1", 1, vt, 3072, 768, false, true, true},
+        {"vit_fc2", 1, vt, 768, 3072, false, true, false},
+        {"vit_fc1_dx", 1, vt, 768, 3072, false, false, false},
+        {"vit_fc1_dw", 1, 3072, 768, vt, true, false, false},
+        {"vit_attn_qk", 64 * 12, 197, 197, 64, false, true, true},
+        {"vit_attn_pv", 64 * 12, 197, 64, 197, false, false, false},
+        {"sd_qkv", 1, st, 320, 320, false, true, false},
+        {"sd_geglu_fc1", 1, st, 2560, 320, false, true, false},
+        {"sd_geglu_fc2", 1, st, 320, 1280, false, true, false},
+        {"sd_xattn_kv", 1, 2 * 77, 320, 768, false, true, false},
+        {"sd_attn_qk", 2 * 8, 4096, 4096, 40, false, true, true},
+        {"sd_attn_pv", 2 * 8, 4096, 40, 4096, false, false, false},
+    };
+}
+
+struct Options {
+    bool quick = false;
+    std::string json;
+    int reps = 15;
+    std::string filter;
+};
+
+void usage() {
+    std::puts(
+        "gemm_bench: ViT-B/16 and SD-1.5 GEMMs through coeffnet::cuda::gemm vs cuBLAS called directly\n"
+        "  --quick        a few shapes, fewer reps\n"
+        "  --json PATH    write the results as JSON (written to PATH.tmp, then renamed)\n"
+        "  --reps N       timed batches per case (median reported; default 15, --quick 5)\n"
+        "  --filter STR   only cases whose name contains STR\n"
+        "  --help         this text\n"
+        "exit status: 0 ok, 1 a check failed or CUDA error, 2 no usable GPU, 64 bad arguments");
+}
+
+cudaDataType_t dtype_of(bool bf16) { return bf16 ? CUDA_R_16BF : CUDA_R_32F; }
+
+cublasComputeType_t compute_of(cu::GemmPrecision p) {
+    switch (p) {
+        case cu::GemmPrecision::tf32: return CUBLAS_COMPUTE_32F_FAST_TF32;
+        case cu::GemmPrecision::fp32:
+        case cu::GemmPrecision::bf16: break;
+    }
+    return CUBLAS_COMPUTE_32F;
+}
+
+Shape shape_a(const Case& c) {
+    const Shape m = c.ta ? Shape{c.K, c.M} : Shape{c.M, c.K};
+    return c.batch == 1 ? m : Shape{c.batch, m[0], m[1]};
+}
+Shape shape_b(const Case& c) {
+    const Shape m = c.tb ? Shape{c.N, c.K} : Shape{c.K, c.N};
+    return c.batch == 1 ? m : Shape{c.batch, m[0], m[1]};
+}
+
+// The same product as cu::gemm, written against cuBLAS directly (row-major via swapped operands).
+template <class T>
+void direct_cublas(const Case& c, const T* A, const T* B, T* C, cu::GemmPrecision p) {
+    cu::Context& ctx = cu::Context::get();
+    const float alpha = 1.0f, beta = 0.0f;
+    const int m = static_cast<int>(c.N), n = static_cast<int>(c.M), k = static_cast<int>(c.K);
+    const int lda = static_cast<int>(c.tb ? c.K : c.N), ldb = static_cast<int>(c.ta ? c.M : c.K);
+    const cublasOperation_t opa = c.tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = c.ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const cudaDataType_t dt = dtype_of(!std::is_same_v<T, float>);
+    if (c.batch == 1) {
+        COEFFNET_CUBLAS_CHECK(cublasGemmEx(ctx.cublas(), opa, opb, m, n, k, &alpha, B, dt, lda, A, dt, ldb, &beta, C,
+                                           dt, m, compute_of(p), CUBLAS_GEMM_DEFAULT));
+    } else {
+        COEFFNET_CUBLAS_CHECK(cublasGemmStridedBatchedEx(ctx.cublas(), opa, opb, m, n, k, &alpha, B, dt, lda, c.K * c.N,
+                                                         A, dt, ldb, c.M * c.K, &beta, C, dt, m, c.M * c.N,
+                                                         static_cast<int>(c.batch), compute_of(p), CUBLAS_GEMM_DEFAULT));
+    }
+}
+
+// Median milliseconds per call of f, timed with events around batches of calls of ~2 ms.
+template <class F>
+double median_ms(F&& f, int reps, int iters) {
+    cu::Context& ctx = cu::Context::get();
+    cudaEvent_t e0, e1;
+    COEFFNET_CUDA_CHECK(cudaEventCreate(&e0));
+    COEFFNET_CUDA_CHECK(cudaEventCreate(&e1));
+    std::vector<double> t;
+    for (int r = 0; r < reps; ++r) {
+        COEFFNET_CUDA_CHECK(cudaEventRecord(e0, ctx.stream()));
+        for (int i = 0; i < iters; ++i) f();
+        COEFFNET_CUDA_CHECK(cudaEventRecord(e1, ctx.stream()));
+        COEFFNET_CUDA_CHECK(cudaEventSynchronize(e1));
+        float ms = 0;
+        COEFFNET_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+        t.push_back(static_cast<double>(ms) / iters);
+    }
+    COEFFNET_CUDA_LOG(cudaEventDestroy(e0));
+    COEFFNET_CUDA_LOG(cudaEventDestroy(e1));
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+}
+
+// Max over sampled entries of |C - exact| / sum_k |a b| (the stored inputs, in double).
+double sampled_error(const Case& c, const std::vector<float>& a, const std::vector<float>& b,
+                     const std::vector<float>& cg) {
+    std::mt19937_64 rng(1234);
+    double worst = 0;
+    for (int s = 0; s < 64; ++s) {
+        const int64_t bi = static_cast<int64_t>(rng() % static_cast<uint64_t>(c.batch));
+        const int64_t i = static_cast<int64_t>(rng() % static_cast<uint64_t>(c.M));
+        const int64_t j = static_cast<int64_t>(rng() % static_cast<uint64_t>(c.N));
+        double dot = 0, mag = 0;
+        for (int64_t k = 0; k < c.K; ++k) {
+            const double x = a[static_cast<size_t>(bi * c.M * c.K + (c.ta ? k * c.M + i : i * c.K + k))];
+            const double y = b[static_cast<size_t>(bi * c.K * c.N + (c.tb ? j * c.K + k : k * c.N + j))];
+            dot += x * y;
+            mag += std::abs(x * y);
+        }
+        const double got = cg[static_cast<size_t>(bi * c.M * c.N + i * c.N + j)];
+        worst = std::max(worst, std::abs(got - dot) / std::max(mag, 1e-30));
+    }
+    return worst;
+}
+
+template <class T>
+nlohmann::json run_case(const Case& c, cu::GemmPrecision p, const Options& opt, bool& ok) {
+    Generator gen(42);
+    const auto ha = Tensor<float>::uniform(shape_a(c), gen, -1.0, 1.0);
+    const auto hb = Tensor<float>::uniform(shape_b(c), gen, -1.0, 1.0);
+    const auto A = cu::DeviceTensor<T>::from_host(ha), B = cu::DeviceTensor<T>::from_host(hb);
+    auto C = cu::DeviceTensor<T>::empty(cu::gemm_output_shape(A.shape(), B.shape(), c.ta, c.tb));
+    auto C2 = cu::DeviceTensor<T>::empty(C.shape());
+
+    // Check both paths first.
+    cu::gemm(A, B, C, c.ta, c.tb, 1.0f, 0.0f, p);
+    direct_cublas<T>(c, A.data(), B.data(), C2.data(), p);
+    const auto av = A.to_host_float().to_vector(), bv = B.to_host_float().to_vector();
+    const double err = sampled_error(c, av, bv, C.to_host_float().to_vector());
+    const double err_direct = sampled_error(c, av, bv, C2.to_host_float().to_vector());
+    const double tol = p == cu::GemmPrecision::fp32 && std::is_same_v<T, float> ? 1e-5
+                       : p == cu::GemmPrecision::tf32                          ? 4e-3
+                                                                               : 1.6e-2;
+    const bool checked = err <= tol && err_direct <= tol;
+    ok = ok && checked;
+
+    nlohmann::json r = {{"name", c.name},           {"precision", cu::precision_name(p)},
+                        {"storage", std::is_same_v<T, float> ? "float32" : "bfloat16"},
+                        {"batch", c.batch},         {"M", c.M},
+                        {"N", c.N},                 {"K", c.K},
+                        {"trans_a", c.ta},          {"trans_b", c.tb},
+                        {"flops", 2.0 * static_cast<double>(c.batch * c.M) * static_cast<double>(c.N * c.K)},
+                        {"check_rel_err", err},     {"check_rel_err_cublas", err_direct},
+                        {"check_tol", tol},         {"check_ok", checked}};
+    if (!checked) {
+        std::printf("%-14s %-5s CHECK FAILED: relative error %.3g (cuBLAS direct %.3g) > %.3g\n", c.name.c_str(),
+                    cu::precision_name(p), err, err_direct, tol);
+        return r;
+    }
+
+    auto ours = [&] { cu::gemm(A, B, C, c.ta, c.tb, 1.0f, 0.0f, p); };
+    auto theirs = [&] { direct_cublas<T>(c, A.data(), B.data(), C2.data(), p); };
+    for (int w = 0; w < 3; ++w) {
+        ours();
+        theirs();
+    }
+    const double one = median_ms(theirs, 3, 1);
+    const int iters = static_cast<int>(std::clamp(2.0 / std::max(one, 1e-4), 1.0, 1000.0));
+    const int reps = opt.quick ? std::min(opt.reps, 5) : opt.reps;
+    std::vector<double> t_ours, t_theirs;
+    for (int rep = 0; rep < reps; ++rep) {
+        t_ours.push_back(median_ms(ours, 1, iters));
+        t_theirs.push_back(median_ms(theirs, 1, iters));
+    }
+    std::sort(t_ours.begin(), t_ours.end());
+    std::sort(t_theirs.begin(), t_theirs.end());
+    const double ms = t_ours[t_ours.size() / 2], ms_direct = t_theirs[t_theirs.size() / 2];
+    const double flops = r["flops"].get<double>();
+    r["coeffnet_ms"] = ms;
+    r["cublas_ms"] = ms_direct;
+    r["ratio"] = ms / ms_direct;
+    r["tflops"] = flops / (ms * 1e-3) / 1e12;
+    r["cublas_tflops"] = flops / (ms_direct * 1e-3) / 1e12;
+    r["iters_per_rep"] = iters;
+    r["reps"] = reps;
+    std::printf("%-14s %-5s batch %4lld M %6lld N %5lld K %6lld  coeffnet %8.4f ms %7.1f TFLOP/s  cuBLAS %8.4f ms  ratio %.3f%s\n",
+                c.name.c_str(), cu::precision_name(p), static_cast<long long>(c.batch), static_cast<long long>(c.M),
+                static_cast<long long>(c.N), static_cast<long long>(c.K), ms, r["tflops"].get<double>(), ms_direct,
+                ms / ms_direct, ms / ms_direct > 1.05 ? "  (> 1.05)" : "");
+    std::fflush(stdout);
+    return r;
+}
+
+bool write_json(const std::string& path, const nlohmann::json& j) {
+    const std::string tmp = path + ".tmp";
+    {
+        std::ofstream f(tmp);
+        if (!f) return false;
+        f << j.dump(2) << "\n";
+        if (!f) return false;
+    }
+    return std::rename(tmp.c_str(), path.c_str()) == 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Options opt;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        auto value = [&](const char* flag) -> std::string {
+            if (i + 1 >= argc) {
+                std::fprintf(stderr, "gemm_bench: %s needs a value\n", flag);
+                std::exit(64);
+            }
+            return argv[++i];
+        };
+        if (a == "--help" || a == "-h") {
+            usage();
+            return 0;
+        } else if (a == "--quick") {
+            opt.quick = true;
+        } else if (a == "--json") {
+            opt.json = value("--json");
+        } else if (a == "--reps") {
+            opt.reps = std::max(1, std::atoi(value("--reps").c_str()));
+        } else if (a == "--filter") {
+            opt.filter = value("--filter");
+        } else {
+            std::fprintf(stderr, "gemm_bench: unknown argument %s (see --help)\n", a.c_str());
+            return 64;
+        }
+    }
+    const cu::Status& st = cu::status();
+    if (!st.usable) {
+        std::fprintf(stderr, "gemm_bench: no usable CUDA device (%s); nothing was measured\n", st.reason.c_str());
+        return 2;
+    }
+    std::printf("gemm_bench on %s\n", cu::describe().c_str());
+
+    bool ok = true;
+    nlohmann::json results = nlohmann::json::array();
+    try {
+        for (const Case& c : cases()) {
+            if (opt.quick && !c.quick) continue;
+            if (!opt.filter.empty() && c.name.find(opt.filter) == std::string::npos) continue;
+            results.push_back(run_case<float>(c, cu::GemmPrecision::fp32, opt, ok));
+            results.push_back(run_case<float>(c, cu::GemmPrecision::tf32, opt, ok));
+            results.push_back(run_case<bfloat16_t>(c, cu::GemmPrecision::bf16, opt, ok));
+            cu::Context::get().allocator().empty_cache();
+        }
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "gemm_bench: %s\n", e.what());
+        ok = false;
+    }
+
+    if (!opt.json.empty()) {
+        const std::time_t now = std::time(nullptr);
+        char date[32];
+        std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+        const nlohmann::json j = {{"bench", "cuda/gemm_bench"},
+                                  {"date", date},
+                                  {"device", cu::describe()},
+                                  {"device_name", st.name},
+                                  {"compute_capability", std::to_string(st.cc_major) + "." + std::to_string(st.cc_minor)},
+                                  {"built_for", st.built_for},
+                                  {"quick", opt.quick},
+                                  {"ok", ok},
+                                  {"results", results}};
+        if (!write_json(opt.json, j)) {
+            std::fprintf(stderr, "gemm_bench: cannot write %s\n", opt.json.c_str());
+            return 1;
+        }
+        std::printf("wrote %s\n", opt.json.c_str());
+    }
+    return ok ? 0 : 1;
+}

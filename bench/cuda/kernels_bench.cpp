@@ -1,0 +1,672 @@
+// cuda kernels_bench: the hand-written memory-bound kernels (src/cuda/kernels.cu) on ViT-B/16
+// and SD-1.5 shapes, each next to a device-to-device cudaMemcpy of the same traffic in the same run.
+//
+// Cases (fp32 and bf16 storage each):
+//   ViT-B/16 at batch 64 (12608 tokens, width 768, MLP 3072, 12 heads, 197 x 197 maps):
+//     softmax fwd/bwd on the maps [64*12*197, 197], layer norm fwd / bwd (dx, and dx + weight
+//     grads) on [12608, 768], GELU(x + b) fwd/bwd on [12608, 3072], bias add and its gradient,
+//     residual add, mixing fwd/bwd on [64, 12, 197, 197], cross-entropy fwd/bwd on [64, 1000],
+//     head split permute [64, 197, 12, 64] -> [64, 12, 197, 64], patchify [64, 3, 224, 224],
+//     AdamW over 86M parameters, sum over the last axis.
+//   SD-1.5 (batch 2, 64x64 latent: 8192 tokens, width 320, 8 heads, 4096 x 4096 maps):
+//     softmax fwd on [2*8*4096, 4096], layer norm on [8192, 320], GELU on [8192, 2560].
+//   LM-style cross-entropy fwd/bwd [8192, 50257] (the streaming row variant), embedding [8192] x 768.
+// Bytes: the traffic each kernel must move, written out per case ("bytes" in the JSON):
+// inputs read once plus outputs written once (layer norm: + mean/rstd and the weights; AdamW:
+// w, m, v read and written in fp32, g read and the T copy written). GB/s = bytes / time.
+// Baseline: cudaMemcpyAsync device-to-device of bytes / 2 (a copy reads and writes each byte),
+// timed the same way in the same run; "fraction_of_copy" = kernel GB/s / copy GB/s.
+// The quality bar for these kernels is >= 0.85 of the copy on the large shapes.
+//
+// Each case is checked before it is timed: 8 sampled rows of the output against a double-
+// precision reference computed here from the stored (rounded) inputs (tolerance: fp32 1e-4,
+// bf16 2e-2, relative to max(1, |ref|)). Timing: cudaEvents on the context stream around
+// batches of calls lasting about 2 ms, after warm-up; the median of --reps batches. The L2
+// cache (50 MB on H100/H200) is not flushed: every ViT/SD case but the smallest moves more
+// than that per call.
+//
+// Measured: not yet (no GPU lent, 2026-11-29); measure with: ./build-gpu/bench/cuda/kernels_bench --json out.json
+//
+// Usage: kernels_bench [--quick] [--json PATH] [--reps N] [--filter STR] [--help]
+// Exit status: 0 ok, 1 a check failed or a CUDA error, 2 no usable GPU, 64 bad arguments.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <coeffnet/coeffnet.hpp>
+#include <coeffnet/cuda/check.hpp>
+#include <coeffnet/cuda/kernels.hpp>
+#include <coeffnet/cuda/runtime.hpp>
+#include <coeffnet/cuda/tensor.hpp>
+
+using namespace coeffnet;
+namespace cu = coeffnet::cuda;
+
+namespace {
+
+struct Options {
+    bool quick = false;
+    std::string json;
+    int reps = 15;
+    std::string filter;
+};
+
+void usage() {
+    std::puts(
+        "kernels_bench: coeffnet's memory-bound CUDA kernels vs a device-to-device copy of the same traffic\n"
+        "  --quick        the ViT-B/16 cases only, fewer reps\n"
+        "  --json PATH    write the results as JSON (written to PATH.tmp, then renamed)\n"
+        "  --reps N       timed batches per case (median reported; default 15, --quick 5)\n"
+        "  --filter STR   only cases whose name contains STR\n"
+        "  --help         this text\n"
+        "exit status: 0 ok, 1 a check failed or CUDA error, 2 no usable GPU, 64 bad arguments");
+}
+
+// A prepared case: run() enqueues one call; check() returns the worst sampled error / tolerance.
+struct Prepared {
+    std::function<void()> run;
+    std::function<double()> check;
+    double bytes = 0;
+};
+
+struct Case {
+    std::string name;
+    bool sd;  // not in --quick
+    std::function<Prepared(bool bf16)> make;
+};
+
+template <class F>
+double median_ms(F&& f, int reps, int iters) {
+    cu::Context& ctx = cu::Context::get();
+    cudaEvent_t e0, e1;
+    COEFFNET_CUDA_CHECK(cudaEventCreate(&e0));
+    COEFFNET_CUDA_CHECK(cudaEventCreate(&e1));
+    std::vector<double> t;
+    for (int r = 0; r < reps; ++r) {
+        COEFFNET_CUDA_CHECK(cudaEventRecord(e0, ctx.stream()));
+        for (int i = 0; i < iters; ++i) f();
+        COEFFNET_CUDA_CHECK(cudaEventRecord(e1, ctx.stream()));
+        COEFFNET_CUDA_CHECK(cudaEventSynchronize(e1));
+        float ms = 0;
+        COEFFNET_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+        t.push_back(static_cast<double>(ms) / iters);
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+}
+
+template <class F>
+double time_it(F&& f, const Options& opt) {
+    for (int w = 0; w < 3; ++w) f();
+    const double one = median_ms(f, 3, 1);
+    const int iters = static_cast<int>(std::clamp(2.0 / std::max(one, 1e-4), 1.0, 1000.0));
+    return median_ms(f, opt.quick ? std::min(opt.reps, 5) : opt.reps, iters);
+}
+
+Tensor<float> randn(const Shape& s, uint64_t seed, double sd = 1.0) {
+    Generator g(seed);
+    return Tensor<float>::randn(s, g, 0.0, sd);
+}
+
+// Host copy of the stored values (rounded as the device holds them).
+template <class T>
+std::vector<float> host(const cu::DeviceTensor<T>& t) {
+    return t.to_host_float().to_vector();
+}
+
+double tol_of(bool bf16) { return bf16 ? 2e-2 : 1e-4; }
+
+// Worst |got - ref| / (tol * max(1, |ref|)) over a list of (got, ref) pairs.
+struct Worst {
+    double tol, v = 0;
+    void add(double got, double ref) {
+        const double e = std::isfinite(got) ? std::abs(got - ref) / (tol * std::max(1.0, std::abs(ref))) : INFINITY;
+        v = std::max(v, e);
+    }
+};
+
+std::vector<int64_t> sample_rows(int64_t rows) {
+    std::vector<int64_t> r;
+    for (int64_t k = 0; k < 8; ++k) r.push_back(std::min(rows - 1, (k * int64_t{2654435761}) % rows));
+    r.push_back(rows - 1);
+    return r;
+}
+
+// ---- the cases ------------------------------------------------------------------------------------
+
+template <class T>
+Prepared softmax_case(int64_t rows, int64_t cols, bool backward) {
+    const bool bf16 = !std::is_same_v<T, float>;
+    auto x = cu::DeviceTensor<T>::from_host(randn({rows, cols}, 1, 3.0));
+    auto y = cu::DeviceTensor<T>::empty({rows, cols});
+    const float s = 0.125f;
+    cu::softmax_forward(x, y, s);
+    Prepared p;
+    if (!backward) {
+        p.run = [=]() mutable { cu::softmax_forward(x, y, s); };
+        p.bytes = 2.0 * rows * cols * sizeof(T);
+        p.check = [=] {
+            const auto xv = host(x), yv = host(y);
+            Worst w{tol_of(bf16)};
+            for (int64_t r : sample_rows(rows)) {
+                double mx = -INFINITY, sum = 0;
+                for (int64_t j = 0; j < cols; ++j) mx = std::max(mx, s * static_cast<double>(xv[r * cols + j]));
+                for (int64_t j = 0; j < cols; ++j) sum += std::exp(s * static_cast<double>(xv[r * cols + j]) - mx);
+                for (int64_t j = 0; j < cols; ++j)
+                    w.add(yv[r * cols + j] * cols, std::exp(s * static_cast<double>(xv[r * cols + j]) - mx) / sum * cols);
+            }
+            return w.v;
+        };
+    } else {
+        auto g = cu::DeviceTensor<T>::from_host(randn({rows, cols}, 2));
+        auto dx = cu::DeviceTensor<T>::empty({rows, cols});
+        p.run = [=]() mutable { cu::softmax_backward(y, g, dx, s); };
+        p.bytes = 3.0 * rows * cols * sizeof(T);
+        p.check = [=]() mutable {
+            cu::softmax_backward(y, g, dx, s);
+            const auto yv = host(y), gv = host(g), dv = host(dx);
+            Worst w{tol_of(bf16)};
+            for (int64_t r : sample_rows(rows)) {
+                double dot = 0;
+                for (int64_t j = 0; j < cols; ++j) dot += static_cast<double>(yv[r * cols + j]) * gv[r * cols + j];
+                for (int64_t j = 0; j < cols; ++j)
+                    w.add(dv[r * cols + j] * cols, s * yv[r * cols + j] * (gv[r * cols + j] - dot) * cols);
+            }
+            return w.v;
+        };
+    }
+    return p;
+}
+
+template <class T>
+Prepared layernorm_case(int64_t rows, int64_t C, int mode) {  // 0 fwd, 1 bwd dx, 2 bwd dx + dw + db
+    const bool bf16 = !std::is_same_v<T, float>;
+    auto x = cu::DeviceTensor<T>::from_host(randn({rows, C}, 3, 2.0));
+    auto w = cu::DeviceTensor<T>::from_host(randn({C}, 4, 0.2) + 1.0);
+    auto b = cu::DeviceTensor<T>::from_host(randn({C}, 5, 0.2));
+    auto y = cu::DeviceTensor<T>::empty({rows, C});
+    auto mean = cu::DeviceTensor<float>::empty({rows}), rstd = cu::DeviceTensor<float>::empty({rows});
+    cu::layernorm_forward(x, &w, &b, 1e-5f, y, mean, rstd);
+    Prepared p;
+    const double n = static_cast<double>(rows) * C;
+    if (mode == 0) {
+        p.run = [=]() mutable { cu::layernorm_forward(x, &w, &b, 1e-5f, y, mean, rstd); };
+        p.bytes = 2.0 * n * sizeof(T) + 8.0 * rows + 2.0 * C * sizeof(T);
+        p.check = [=] {
+            const auto xv = host(x), yv = host(y), wv = host(w), bv = host(b);
+            Worst wo{tol_of(bf16)};
+            for (int64_t r : sample_rows(rows)) {
+                double mu = 0, var = 0;
+                for (int64_t j = 0; j < C; ++j) mu += xv[r * C + j];
+                mu /= C;
+                for (int64_t j = 0; j < C; ++j) var += (xv[r * C + j] - mu) * (xv[r * C + j] - mu);
+                const double rs = 1.0 / std::sqrt(var / C + 1e-5);
+                for (int64_t j = 0; j < C; ++j) wo.add(yv[r * C + j], (xv[r * C + j] - mu) * rs * wv[j] + bv[j]);
+            }
+            return wo.v;
+        };
+    } else {
+        auto g = cu::DeviceTensor<T>::from_host(randn({rows, C}, 6));
+        auto dx = cu::DeviceTensor<T>::empty({rows, C});
+        auto dw = cu::DeviceTensor<T>::empty({C}), db = cu::DeviceTensor<T>::empty({C});
+        const bool weights = mode == 2;
+        p.run = [=]() mutable {
+            cu::layernorm_backward(g, x, &w, mean, rstd, &dx, weights ? &dw : nullptr, weights ? &db : nullptr);
+        };
+        p.bytes = 3.0 * n * sizeof(T) + 8.0 * rows + C * sizeof(T) + (weights ? 2.0 * n * sizeof(T) : 0.0);
+        p.check = [=]() mutable {
+            cu::layernorm_backward(g, x, &w, mean, rstd, &dx, &dw, &db);
+            const auto xv = host(x), gv = host(g), wv = host(w), dv = host(dx), dbv = host(db);
+            Worst wo{tol_of(bf16)};
+            for (int64_t r : sample_rows(rows)) {
+                double mu = 0, var = 0;
+                for (int64_t j = 0; j < C; ++j) mu += xv[r * C + j];
+                mu /= C;
+                for (int64_t j = 0; j < C; ++j) var += (xv[r * C + j] - mu) * (xv[r * C + j] - mu);
+                const double rs = 1.0 / std::sqrt(var / C + 1e-5);
+                double m1 = 0, m2 = 0;
+                for (int64_t j = 0; j < C; ++j) {
+                    const double d = gv[r * C + j] * wv[j], h = (xv[r * C + j] - mu) * rs;
+                    m1 += d;
+                    m2 += d * h;
+                }
+                m1 /= C;
+                m2 /= C;
+                for (int64_t j = 0; j < C; ++j) {
+                    const double d = gv[r * C + j] * wv[j], h = (xv[r * C + j] - mu) * rs;
+                    wo.add(dv[r * C + j], rs * (d - m1 - h * m2));
+                }
+            }
+            for (int64_t j = 0; j < std::min<int64_t>(C, 16); ++j) {  // d_bias columns
+                double s = 0;
+                for (int64_t r = 0; r < rows; ++r) s += gv[r * C + j];
+                wo.add(dbv[j] / std::sqrt(static_cast<double>(rows)), s / std::sqrt(static_cast<double>(rows)));
+            }
+            return wo.v;
+        };
+    }
+    return p;
+}
+
+double gelu_ref(double v) { return 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0))); }
+double gelu_grad(double v) { return 0.5 * (1.0 + std::erf(v / std::sqrt(2.0))) + v * std::exp(-0.5 * v * v) * 0.39894228040143267794; }
+
+template <class T>
+Prepared gelu_case(int64_t rows, int64_t C, bool backward) {
+    const bool bf16 = !std::is_same_v<T, float>;
+    auto x = cu::DeviceTensor<T>::from_host(randn({rows, C}, 7, 2.0));
+    auto b = cu::DeviceTensor<T>::from_host(randn({C}, 8, 0.5));
+    auto y = cu::DeviceTensor<T>::empty({rows, C});
+    Prepared p;
+    const double n = static_cast<double>(rows) * C;
+    if (!backward) {
+        p.run = [=]() mutable { cu::activation_forward(cu::Activation::gelu_erf, x, &b, y); };
+        p.bytes = 2.0 * n * sizeof(T);
+        p.check = [=]() mutable {
+            cu::activation_forward(cu::Activation::gelu_erf, x, &b, y);
+            const auto xv = host(x), bv = host(b), yv = host(y);
+            Worst w{tol_of(bf16)};
+            for (int64_t r : sample_rows(rows))
+                for (int64_t j = 0; j < C; ++j) w.add(yv[r * C + j], gelu_ref(xv[r * C + j] + static_cast<double>(bv[j])));
+            return w.v;
+        };
+    } else {
+        auto g = cu::DeviceTensor<T>::from_host(randn({rows, C}, 9));
+        auto dx = cu::DeviceTensor<T>::empty({rows, C});
+        p.run = [=]() mutable { cu::activation_backward(cu::Activation::gelu_erf, x, &b, g, dx); };
+        p.bytes = 3.0 * n * sizeof(T);
+        p.check = [=]() mutable {
+            cu::activation_backward(cu::Activation::gelu_erf, x, &b, g, dx);
+            const auto xv = host(x), bv = host(b), gv = host(g), dv = host(dx);
+            Worst w{tol_of(bf16)};
+            for (int64_t r : sample_rows(rows))
+                for (int64_t j = 0; j < C; ++j)
+                    w.add(dv[r * C + j], gv[r * C + j] * gelu_grad(xv[r * C + j] + static_cast<double>(bv[j])));
+            return w.v;
+        };
+    }
+    return p;
+}
+
+template <class T>
+Prepared bias_case(int64_t rows, int64_t C, int mode) {  // 0 bias add, 1 bias grad, 2 residual add
+    const bool bf16 = !std::is_same_v<T, float>;
+    auto x = cu::DeviceTensor<T>::from_host(randn({rows, C}, 10));
+    auto x2 = cu::DeviceTensor<T>::from_host(randn({rows, C}, 11));
+    auto b = cu::DeviceTensor<T>::from_host(randn({C}, 12));
+    auto y = cu::DeviceTensor<T>::empty({rows, C});
+    auto db = cu::DeviceTensor<T>::empty({C});
+    Prepared p;
+    const double n = static_cast<double>(rows) * C;
+    if (mode == 0) {
+        p.run = [=]() mutable { cu::bias_add(x, b, y); };
+        p.bytes = 2.0 * n * sizeof(T);
+    } else if (mode == 1) {
+        p.run = [=]() mutable { cu::bias_add_backward(x, db); };
+        p.bytes = n * sizeof(T);
+    } else {
+        p.run = [=]() mutable { cu::residual_add(x, x2, y); };
+        p.bytes = 3.0 * n * sizeof(T);
+    }
+    p.check = [=]() mutable {
+        p.run();
+        const auto xv = host(x), x2v = host(x2), bv = host(b), yv = host(y), dbv = host(db);
+        Worst w{tol_of(bf16)};
+        if (mode == 1) {
+            for (int64_t j = 0; j < C; j += std::max<int64_t>(1, C / 16)) {
+                double s = 0;
+                for (int64_t r = 0; r < rows; ++r) s += xv[r * C + j];
+                const double k = std::sqrt(static_cast<double>(rows));
+                w.add(dbv[j] / k, s / k);
+            }
+        } else {
+            for (int64_t r : sample_rows(rows))
+                for (int64_t j = 0; j < C; ++j)
+                    w.add(yv[r * C + j], static_cast<double>(xv[r * C + j]) + (mode == 0 ? bv[j] : x2v[r * C + j]));
+        }
+        return w.v;
+    };
+    return p;
+}
+
+template <class T>
+Prepared mix_case(int64_t B, int64_t H, int64_t N, bool backward) {
+    const bool bf16 = !std::is_same_v<T, float>;
+    const int64_t NM = N * N;
+    auto P = cu::DeviceTensor<T>::from_host(randn({B, H, N, N}, 13, 0.1));
+    auto ap = cu::DeviceTensor<float>::from_host(randn({H, H}, 14, 0.3));
+    auto out = cu::DeviceTensor<T>::empty({B, H, N, N});
+    auto g = cu::DeviceTensor<T>::from_host(randn({B, H, N, N}, 15));
+    auto dP = cu::DeviceTensor<T>::empty({B, H, N, N});
+    auto dap = cu::DeviceTensor<float>::empty({H, H});
+    Prepared p;
+    const double n = static_cast<double>(B) * H * NM;
+    if (!backward) {
+        p.run = [=]() mutable { cu::mix_heads(P, ap, out); };
+        p.bytes = 2.0 * n * sizeof(T);
+    } else {
+        p.run = [=]() mutable { cu::mix_heads_backward(g, P, ap, &dP, &dap); };
+        p.bytes = 3.0 * n * sizeof(T);
+    }
+    p.check = [=]() mutable {
+        p.run();
+        const auto Pv = host(P), av = ap.to_host().to_vector(), gv = host(g);
+        const auto ov = backward ? host(dP) : host(out);
+        Worst w{tol_of(bf16)};
+        for (int64_t s = 0; s < 64; ++s) {
+            const int64_t b = (s * 7) % B, h = (s * 5) % H, q = (s * int64_t{2654435761}) % NM;
+            double ref = 0;
+            for (int64_t i = 0; i < H; ++i)
+                ref += backward ? av[i * H + h] * static_cast<double>(gv[(b * H + i) * NM + q])
+                                : av[h * H + i] * static_cast<double>(Pv[(b * H + i) * NM + q]);
+            w.add(ov[(b * H + h) * NM + q], ref);
+        }
+        return w.v;
+    };
+    return p;
+}
+
+template <class T>
+Prepared ce_case(int64_t rows, int64_t C, bool backward) {
+    const bool bf16 = !std::is_same_v<T, float>;
+    auto x = cu::DeviceTensor<T>::from_host(randn({rows, C}, 16, 2.0));
+    std::vector<int64_t> t(static_cast<size_t>(rows));
+    for (int64_t r = 0; r < rows; ++r) t[static_cast<size_t>(r)] = (r * 7919) % C;
+    auto tg = cu::DeviceTensor<int64_t>::from_host(Tensor<int64_t>::from(t, {rows}));
+    auto loss = cu::DeviceTensor<float>::empty({2}), lse = cu::DeviceTensor<float>::empty({rows});
+    auto dx = cu::DeviceTensor<T>::empty({rows, C});
+    cu::cross_entropy_forward(x, tg, -100, loss, lse);
+    Prepared p;
+    const double n = static_cast<double>(rows) * C;
+    if (!backward) {
+        p.run = [=]() mutable { cu::cross_entropy_forward(x, tg, -100, loss, lse); };
+        p.bytes = n * sizeof(T) + 16.0 * rows;
+    } else {
+        p.run = [=]() mutable { cu::cross_entropy_backward(x, tg, -100, loss, lse, nullptr, dx); };
+        p.bytes = 2.0 * n * sizeof(T) + 12.0 * rows;
+    }
+    p.check = [=]() mutable {
+        p.run();
+        const auto xv = host(x), lv = lse.to_host().to_vector(), dv = host(dx);
+        Worst w{tol_of(bf16)};
+        for (int64_t r : sample_rows(rows)) {
+            double mx = -INFINITY, s = 0;
+            for (int64_t j = 0; j < C; ++j) mx = std::max(mx, static_cast<double>(xv[r * C + j]));
+            for (int64_t j = 0; j < C; ++j) s += std::exp(xv[r * C + j] - mx);
+            const double l = mx + std::log(s);
+            w.add(lv[static_cast<size_t>(r)], l);
+            if (backward)
+                for (int64_t j = 0; j < C; ++j)
+                    w.add(dv[r * C + j] * rows, (std::exp(xv[r * C + j] - l) - (j == t[static_cast<size_t>(r)])));
+        }
+        return w.v;
+    };
+    return p;
+}
+
+template <class T>
+Prepared adamw_case(int64_t n) {
+    const bool bf16 = !std::is_same_v<T, float>;
+    auto w = cu::DeviceTensor<float>::from_host(randn({n}, 17));
+    const auto w0 = w.to_host().to_vector();
+    auto g = cu::DeviceTensor<T>::from_host(randn({n}, 18));
+    auto m = cu::DeviceTensor<float>::zeros({n}), v = cu::DeviceTensor<float>::zeros({n});
+    auto copy = cu::DeviceTensor<T>::empty({n});
+    cu::AdamWParams prm;
+    prm.lr = 1e-4;
+    Prepared p;
+    p.bytes = n * (6.0 * 4 + 2.0 * sizeof(T));
+    p.check = [=]() mutable {
+        cu::adamw_step(w, g, m, v, prm, &copy);  // step 1 from zero moments: w -= lr * g / (|g| + eps)
+        const auto wv = w.to_host().to_vector(), gv = host(g);
+        Worst wo{bf16 ? 1e-4 : 1e-5};
+        for (int64_t i = 0; i < n; i += std::max<int64_t>(1, n / 4096)) {
+            const double gi = gv[static_cast<size_t>(i)];
+            const double ref = w0[static_cast<size_t>(i)] * (1 - prm.lr * prm.weight_decay) -
+                               prm.lr * gi / (std::abs(gi) + prm.eps);
+            wo.add(wv[static_cast<size_t>(i)], ref);
+        }
+        return wo.v;
+    };
+    p.run = [=]() mutable { cu::adamw_step(w, g, m, v, prm, &copy); };
+    return p;
+}
+
+template <class T>
+Prepared copy_case(int mode) {  // 0 head-split permute, 1 patchify, 2 embedding
+    Prepared p;
+    if (mode == 0) {
+        auto x = cu::DeviceTensor<T>::from_host(randn({64, 197, 12, 64}, 19));
+        auto y = cu::DeviceTensor<T>::empty({64, 12, 197, 64});
+        p.run = [=]() mutable { cu::permute(x, {0, 2, 1, 3}, y); };
+        p.bytes = 2.0 * x.numel() * sizeof(T);
+        p.check = [=]() mutable {
+            p.run();
+            const auto xv = host(x), yv = host(y);
+            Worst w{1e-30};
+            for (int64_t s = 0; s < 4096; ++s) {
+                const int64_t b = s % 64, n = (s * 13) % 197, h = (s * 7) % 12, d = (s * 3) % 64;
+                w.add(yv[((b * 12 + h) * 197 + n) * 64 + d], xv[((b * 197 + n) * 12 + h) * 64 + d]);
+            }
+            return w.v;
+        };
+    } else if (mode == 1) {
+        auto x = cu::DeviceTensor<T>::from_host(randn({64, 3, 224, 224}, 20));
+        auto y = cu::DeviceTensor<T>::empty({64, 196, 768});
+        p.run = [=]() mutable { cu::patchify(x, 16, 16, y); };
+        p.bytes = 2.0 * x.numel() * sizeof(T);
+        p.check = [=]() mutable {
+            p.run();
+            const auto xv = host(x), yv = host(y);
+            Worst w{1e-30};
+            for (int64_t s = 0; s < 4096; ++s) {
+                const int64_t b = s % 64, pi = (s * 13) % 196, c = s % 3, py = (s * 5) % 16, px = (s * 11) % 16;
+                const int64_t yy = (pi / 14) * 16 + py, xx = (pi % 14) * 16 + px;
+                w.add(yv[(b * 196 + pi) * 768 + c * 256 + py * 16 + px], xv[((b * 3 + c) * 224 + yy) * 224 + xx]);
+            }
+            return w.v;
+        };
+    } else {
+        const int64_t V = 50257, D = 768, rows = 8192;
+        auto wt = cu::DeviceTensor<T>::from_host(randn({V, D}, 21));
+        std::vector<int64_t> iv(static_cast<size_t>(rows));
+        for (int64_t r = 0; r < rows; ++r) iv[static_cast<size_t>(r)] = (r * 48271) % V;
+        auto idx = cu::DeviceTensor<int64_t>::from_host(Tensor<int64_t>::from(iv, {rows}));
+        auto out = cu::DeviceTensor<T>::empty({rows, D});
+        p.run = [=]() mutable { cu::embedding_forward(idx, wt, out); };
+        p.bytes = 2.0 * rows * D * sizeof(T) + 8.0 * rows;
+        p.check = [=]() mutable {
+            p.run();
+            const auto wv = host(wt), ov = host(out);
+            Worst w{1e-30};
+            for (int64_t r : sample_rows(rows))
+                for (int64_t j = 0; j < D; ++j) w.add(ov[r * D + j], wv[iv[static_cast<size_t>(r)] * D + j]);
+            return w.v;
+        };
+    }
+    return p;
+}
+
+template <class T>
+Prepared sum_case(int64_t rows, int64_t C) {
+    const bool bf16 = !std::is_same_v<T, float>;
+    auto x = cu::DeviceTensor<T>::from_host(randn({rows, C}, 22));
+    auto y = cu::DeviceTensor<T>::empty({rows});
+    Prepared p;
+    p.run = [=]() mutable { cu::sum_last(x, y, true); };
+    p.bytes = static_cast<double>(rows) * C * sizeof(T);
+    p.check = [=]() mutable {
+        p.run();
+        const auto xv = host(x), yv = host(y);
+        Worst w{tol_of(bf16)};
+        for (int64_t r : sample_rows(rows)) {
+            double s = 0;
+            for (int64_t j = 0; j < C; ++j) s += xv[r * C + j];
+            w.add(yv[static_cast<size_t>(r)], s / C);
+        }
+        return w.v;
+    };
+    return p;
+}
+
+template <class F>
+std::function<Prepared(bool)> both(F f) {
+    return [f](bool bf16) { return bf16 ? f(bfloat16_t{}) : f(float{}); };
+}
+
+std::vector<Case> cases() {
+    const int64_t vt = 64 * 197, maps = 64 * 12 * 197;
+    std::vector<Case> c;
+    auto add = [&](std::string name, bool sd, std::function<Prepared(bool)> f) { c.push_back({std::move(name), sd, std::move(f)}); };
+#define COEFFNET_BENCH_CASE(NAME, SD, EXPR) \
+    add(NAME, SD, both([=](auto tag) { using T = decltype(tag); return EXPR; }))
+    COEFFNET_BENCH_CASE("vit_softmax_fwd", false, softmax_case<T>(maps, 197, false));
+    COEFFNET_BENCH_CASE("vit_softmax_bwd", false, softmax_case<T>(maps, 197, true));
+    COEFFNET_BENCH_CASE("vit_layernorm_fwd", false, layernorm_case<T>(vt, 768, 0));
+    COEFFNET_BENCH_CASE("vit_layernorm_bwd_dx", false, layernorm_case<T>(vt, 768, 1));
+    COEFFNET_BENCH_CASE("vit_layernorm_bwd_all", false, layernorm_case<T>(vt, 768, 2));
+    COEFFNET_BENCH_CASE("vit_gelu_bias_fwd", false, gelu_case<T>(vt, 3072, false));
+    COEFFNET_BENCH_CASE("vit_gelu_bias_bwd", false, gelu_case<T>(vt, 3072, true));
+    COEFFNET_BENCH_CASE("vit_bias_add", false, bias_case<T>(vt, 768, 0));
+    COEFFNET_BENCH_CASE("vit_bias_grad", false, bias_case<T>(vt, 3072, 1));
+    COEFFNET_BENCH_CASE("vit_residual_add", false, bias_case<T>(vt, 768, 2));
+    COEFFNET_BENCH_CASE("vit_mix_fwd", false, mix_case<T>(64, 12, 197, false));
+    COEFFNET_BENCH_CASE("vit_mix_bwd", false, mix_case<T>(64, 12, 197, true));
+    COEFFNET_BENCH_CASE("vit_cross_entropy_fwd", false, ce_case<T>(64, 1000, false));
+    COEFFNET_BENCH_CASE("vit_cross_entropy_bwd", false, ce_case<T>(64, 1000, true));
+    COEFFNET_BENCH_CASE("vit_head_split_permute", false, copy_case<T>(0));
+    COEFFNET_BENCH_CASE("vit_patchify", false, copy_case<T>(1));
+    COEFFNET_BENCH_CASE("vit_adamw_86M", false, adamw_case<T>(86'000'000));
+    COEFFNET_BENCH_CASE("vit_mean_last", false, sum_case<T>(vt, 768));
+    COEFFNET_BENCH_CASE("sd_softmax_fwd", true, softmax_case<T>(2 * 8 * 4096, 4096, false));
+    COEFFNET_BENCH_CASE("sd_layernorm_fwd", true, layernorm_case<T>(8192, 320, 0));
+    COEFFNET_BENCH_CASE("sd_gelu_fwd", true, gelu_case<T>(8192, 2560, false));
+    COEFFNET_BENCH_CASE("lm_cross_entropy_fwd", true, ce_case<T>(8192, 50257, false));
+    COEFFNET_BENCH_CASE("lm_cross_entropy_bwd", true, ce_case<T>(8192, 50257, true));
+    COEFFNET_BENCH_CASE("lm_embedding_fwd", true, copy_case<T>(2));
+#undef COEFFNET_BENCH_CASE
+    return c;
+}
+
+bool write_json(const std::string& path, const nlohmann::json& j) {
+    const std::string tmp = path + ".tmp";
+    {
+        std::ofstream f(tmp);
+        if (!f) return false;
+        f << j.dump(2) << "\n";
+        if (!f) return false;
+    }
+    return std::rename(tmp.c_str(), path.c_str()) == 0;
+}
+
+nlohmann::json run_case(const Case& c, bool bf16, const Options& opt, bool& ok) {
+    const char* storage = bf16 ? "bfloat16" : "float32";
+    Prepared p = c.make(bf16);
+    const double err = p.check();
+    const bool checked = err <= 1.0;
+    ok = ok && checked;
+    nlohmann::json r = {{"name", c.name}, {"storage", storage}, {"bytes", p.bytes}, {"check_err_over_tol", err},
+                        {"check_ok", checked}};
+    if (!checked) {
+        std::printf("%-24s %-8s CHECK FAILED: worst error %.3g of the tolerance\n", c.name.c_str(), storage, err);
+        return r;
+    }
+    const double ms = time_it(p.run, opt);
+    // The copy baseline: bytes / 2 read and written by cudaMemcpyAsync, in the same run.
+    const size_t half = static_cast<size_t>(std::max(p.bytes / 2.0, 1.0));
+    auto src = cu::DeviceTensor<uint8_t>::empty({static_cast<int64_t>(half)});
+    auto dst = cu::DeviceTensor<uint8_t>::empty({static_cast<int64_t>(half)});
+    cudaStream_t s = cu::Context::get().stream();
+    const double ms_copy = time_it([&] { COEFFNET_CUDA_CHECK(cudaMemcpyAsync(dst.data(), src.data(), half, cudaMemcpyDeviceToDevice, s)); }, opt);
+    const double gbs = p.bytes / (ms * 1e-3) / 1e9, gbs_copy = 2.0 * half / (ms_copy * 1e-3) / 1e9;
+    r["ms"] = ms;
+    r["gb_per_s"] = gbs;
+    r["copy_ms"] = ms_copy;
+    r["copy_gb_per_s"] = gbs_copy;
+    r["fraction_of_copy"] = gbs / gbs_copy;
+    std::printf("%-24s %-8s %9.4f ms %8.1f GB/s  copy %8.1f GB/s  %5.2f of copy%s\n", c.name.c_str(), storage, ms, gbs,
+                gbs_copy, gbs / gbs_copy, gbs / gbs_copy < 0.85 ? "  (< 0.85)" : "");
+    std::fflush(stdout);
+    return r;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Options opt;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        auto value = [&](const char* flag) -> std::string {
+            if (i + 1 >= argc) {
+                std::fprintf(stderr, "kernels_bench: %s needs a value\n", flag);
+                std::exit(64);
+            }
+            return argv[++i];
+        };
+        if (a == "--help" || a == "-h") {
+            usage();
+            return 0;
+        } else if (a == "--quick") {
+            opt.quick = true;
+        } else if (a == "--json") {
+            opt.json = value("--json");
+        } else if (a == "--reps") {
+            opt.reps = std::max(1, std::atoi(value("--reps").c_str()));
+        } else if (a == "--filter") {
+            opt.filter = value("--filter");
+        } else {
+            std::fprintf(stderr, "kernels_bench: unknown argument %s (see --help)\n", a.c_str());
+            return 64;
+        }
+    }
+    const cu::Status& st = cu::status();
+    if (!st.usable) {
+        std::fprintf(stderr, "kernels_bench: no usable CUDA device (%s); nothing was measured\n", st.reason.c_str());
+        return 2;
+    }
+    std::printf("kernels_bench on %s\n", st.name.c_str());
+    bool ok = true;
+    nlohmann::json results = nlohmann::json::array();
+    try {
+        for (const Case& c : cases()) {
+            if (opt.quick && c.sd) continue;
+            if (!opt.filter.empty() && c.name.find(opt.filter) == std::string::npos) continue;
+            for (bool bf16 : {false, true}) results.push_back(run_case(c, bf16, opt, ok));
+            cu::Context::get().allocator().empty_cache();
+        }
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "kernels_bench: %s\n", e.what());
+        ok = false;
+    }
+    if (!opt.json.empty()) {
+        const std::time_t now = std::time(nullptr);
+        char date[32];
+        std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+        const nlohmann::json j = {{"bench", "cuda/kernels_bench"},
+                                  {"date", date},
+                                  {"device_name", st.name},
+                                  {"compute_capability", std::to_string(st.cc_major) + "." + std::to_string(st.cc_minor)},
+                                  {"quick", opt.quick},
+                                  {"ok", ok},
+                                  {"results", results}};
+        if (!write_json(opt.json, j)) {
+            std::fprintf(stderr, "kernels_bench: cannot write %s\n", opt.json.c_str());
+            return 1;
+        }
+        std::printf("wrote %s\n", opt.json.c_str());
+    }
+    return ok ? 0 : 1;
+}

@@ -1,0 +1,311 @@
+// src/cuda/attention.cu: host launchers of the fused coefficient attention
+// (kernels/coeff_attention.cuh; API and semantics in include/coeffnet/cuda/attention.hpp).
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <vector>
+
+#include "coeffnet/core/error.hpp"
+#include "coeffnet/core/rng.hpp"
+#include "coeffnet/cuda/attention.hpp"
+#include "coeffnet/cuda/check.hpp"
+#include "coeffnet/cuda/runtime.hpp"
+#include "coeffnet/cuda/tensor.hpp"
+#include "kernels/coeff_attention.cuh"
+
+namespace coeffnet::cuda {
+
+namespace {
+
+template <class T>
+struct dev {
+    using type = T;
+};
+template <>
+struct dev<bfloat16_t> {
+    using type = __nv_bfloat16;
+};
+template <>
+struct dev<half_t> {
+    using type = __half;
+};
+template <class T>
+using dev_t = typename dev<T>::type;
+
+template <class T>
+const dev_t<T>* dptr(const DeviceTensor<T>& t) {
+    return reinterpret_cast<const dev_t<T>*>(t.data());
+}
+template <class T>
+dev_t<T>* dptr_mut(DeviceTensor<T>& t) {
+    return reinterpret_cast<dev_t<T>*>(t.data());
+}
+
+int64_t smem_limit() {
+    int dev_id = 0, optin = 0;
+    COEFFNET_CUDA_CHECK(cudaGetDevice(&dev_id));
+    COEFFNET_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev_id));
+    return optin;
+}
+
+struct Sizes {
+    int64_t B, H, N, M, d, dv;
+};
+
+template <class T>
+Sizes check_inputs(const DeviceTensor<T>& q, const DeviceTensor<T>& k, const DeviceTensor<T>& v,
+                   const DeviceTensor<uint8_t>* key_mask, const char* op) {
+    check(q.defined() && k.defined() && v.defined(), op, ": undefined q, k or v");
+    check(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, op, ": q, k, v must be [batch, heads, tokens, head_dim], got ",
+          shape_str(q.shape()), ", ", shape_str(k.shape()), ", ", shape_str(v.shape()));
+    const Shape &qs = q.shape(), &ks = k.shape(), &vs = v.shape();
+    check(qs[0] == ks[0] && qs[1] == ks[1] && qs[3] == ks[3], op, ": q ", shape_str(qs), " and k ", shape_str(ks),
+          " must agree in batch, heads and head_dim");
+    check(vs[0] == ks[0] && vs[1] == ks[1] && vs[2] == ks[2], op, ": v ", shape_str(vs), " and k ", shape_str(ks),
+          " must agree in batch, heads and key tokens");
+    if (key_mask && key_mask->defined())
+        check(key_mask->shape() == Shape{qs[0], ks[2]}, op, ": key mask ", shape_str(key_mask->shape()),
+              " must be [batch, keys] = [", qs[0], ", ", ks[2], "]");
+    return {qs[0], qs[1], qs[2], ks[2], qs[3], vs[3]};
+}
+
+// Opts a kernel into more than 48 KiB of dynamic shared memory (idempotent, cheap).
+template <class K>
+void allow_smem(K kernel, int64_t bytes) {
+    if (bytes > 48 * 1024)
+        COEFFNET_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+}
+
+template <class D>
+attn::Params<D> base_params(const Sizes& s, const CoeffAttentionSaved& sv, const DeviceTensor<uint8_t>* key_mask) {
+    attn::Params<D> p;
+    p.B = s.B, p.H = s.H, p.N = s.N, p.M = s.M, p.d = s.d, p.dv = s.dv;
+    p.scale = sv.scale;
+    p.causal = sv.causal;
+    p.drop = sv.drop;
+    p.drop_p = sv.drop_p;
+    p.drop_keep = sv.drop_keep;
+    p.drop_seed = sv.drop_seed;
+    p.drop_first = sv.drop_first;
+    p.alpha_p = sv.alpha_prime.data();
+    p.key_mask = key_mask && key_mask->defined() ? key_mask->data() : nullptr;
+    return p;
+}
+
+unsigned grid_1d(int64_t n, int threads) {
+    const int64_t g = (n + threads - 1) / threads;
+    return static_cast<unsigned>(g < 65535 ? (g > 0 ? g : 1) : 65535);
+}
+
+}  // namespace
+
+template <class T>
+CoeffAttentionOutput<T> coeff_attention_forward(const DeviceTensor<T>& q, const DeviceTensor<T>& k,
+                                                const DeviceTensor<T>& v, const DeviceTensor<float>& alpha,
+                                                const AttentionConfig& cfg, const DeviceTensor<uint8_t>* key_mask) {
+    const char* op = "cuda::coeff_attention_forward";
+    require(op);
+    using D = dev_t<T>;
+    const Sizes s = check_inputs(q, k, v, key_mask, op);
+    const bool mix = alpha.defined();
+    if (mix)
+        check(alpha.shape() == Shape{s.H, s.H}, op, ": alpha ", shape_str(alpha.shape()), " must be [heads, heads] = [",
+              s.H, ", ", s.H, "]");
+    auto prob_ok = [&](double p) { check(std::isfinite(p) && p >= 0.0 && p <= 1.0, op, ": probability must be in [0, 1], got ", p); };
+    prob_ok(cfg.alpha_dropout);
+    prob_ok(cfg.attn_dropout);
+    const AttentionPlan plan =
+        plan_coeff_attention(s.B, s.H, s.N, s.M, s.d, s.dv, smem_limit(), static_cast<int64_t>(sizeof(T)));
+    cudaStream_t stream = Context::get().stream();
+
+    CoeffAttentionOutput<T> r;
+    CoeffAttentionSaved& sv = r.saved;
+    sv.mix = mix;
+    sv.scale = static_cast<float>(cfg.scale != 0.0 ? cfg.scale : 1.0 / std::sqrt(static_cast<double>(s.d)));
+    sv.causal = cfg.causal;
+    // The generator draws in the CPU op's order: alpha's H x H mask, then Phat's B*H*N*M numbers.
+    const bool alpha_drop = mix && cfg.training && cfg.alpha_dropout > 0.0;
+    uint64_t alpha_seed = 0, alpha_first = 0;
+    if (alpha_drop) {
+        check(cfg.generator != nullptr, op, ": training with dropout p = ", cfg.alpha_dropout, " needs AttentionConfig::generator");
+        alpha_seed = cfg.generator->seed;
+        alpha_first = cfg.generator->reserve(static_cast<uint64_t>(s.H * s.H));
+    }
+    if (cfg.training && cfg.attn_dropout > 0.0) {
+        check(cfg.generator != nullptr, op, ": training with dropout p = ", cfg.attn_dropout, " needs AttentionConfig::generator");
+        sv.drop = true;
+        sv.drop_p = static_cast<float>(cfg.attn_dropout);
+        sv.drop_keep = cfg.attn_dropout < 1.0 ? static_cast<float>(1.0 / (1.0 - cfg.attn_dropout)) : 0.0f;
+        sv.drop_seed = cfg.generator->seed;
+        sv.drop_first = cfg.generator->reserve(static_cast<uint64_t>(s.B * s.H * s.N * s.M));
+    }
+    sv.alpha_prime = DeviceTensor<float>::empty({s.H, s.H});
+    sv.alpha_keep = DeviceTensor<float>::empty({s.H, s.H});
+    if (mix) {
+        const float keep_scale = cfg.alpha_dropout < 1.0 ? static_cast<float>(1.0 / (1.0 - cfg.alpha_dropout)) : 0.0f;
+        attn::alpha_prime_kernel<><<<grid_1d(s.H * s.H, 256), 256, 0, stream>>>(
+            s.H, alpha.data(), cfg.alpha_residual, alpha_drop, static_cast<float>(cfg.alpha_dropout), keep_scale, alpha_seed,
+            alpha_first, sv.alpha_prime.data(), sv.alpha_keep.data());
+        COEFFNET_LAUNCH_CHECK("coeff_attention alpha_prime_kernel");
+    } else {
+        std::vector<float> eye(static_cast<size_t>(s.H * s.H), 0.0f), ones(eye.size(), 1.0f);
+        for (int64_t h = 0; h < s.H; ++h) eye[static_cast<size_t>(h * s.H + h)] = 1.0f;
+        sv.alpha_prime.copy_from_host(eye.data());
+        sv.alpha_keep.copy_from_host(ones.data());
+    }
+
+    r.out = DeviceTensor<T>::empty({s.B, s.H, s.N, s.dv});
+    sv.lse = DeviceTensor<float>::empty({s.B, s.H, s.N});
+    attn::Params<D> p = base_params<D>(s, sv, key_mask);
+    p.q = dptr(q), p.k = dptr(k), p.v = dptr(v);
+    p.out = dptr_mut(r.out);
+    p.lse = sv.lse.data();
+    sv.tensor_cores = cfg.tensor_cores;
+    if constexpr (sizeof(T) == 2) {
+        if (plan.use_tc && cfg.tensor_cores) {
+            if (plan.fwd_lse_tc.grid > 0) {
+                const auto pa = attn::with_plan(p, plan.fwd_lse_tc);
+                check(attention_plan::tc_lse_layout(pa.bq, pa.bk, pa.d, 2).bytes == plan.fwd_lse_tc.smem_bytes, op,
+                      ": plan/kernel shared-memory mismatch (fwd_lse_tc)");
+                allow_smem(attn::fwd_lse_tc_kernel<D>, plan.fwd_lse_tc.smem_bytes);
+                attn::fwd_lse_tc_kernel<D><<<static_cast<unsigned>(plan.fwd_lse_tc.grid), plan.tc_threads,
+                                             plan.fwd_lse_tc.smem_bytes, stream>>>(pa);
+                COEFFNET_LAUNCH_CHECK("coeff_attention fwd_lse_tc_kernel");
+            }
+            if (plan.fwd_out_tc.grid > 0) {
+                const auto pt = attn::with_plan(p, plan.fwd_out_tc);
+                check(attn::tc_layout(pt, 2).bytes == plan.fwd_out_tc.smem_bytes, op,
+                      ": plan/kernel shared-memory mismatch (fwd_out_tc)");
+                allow_smem(attn::fwd_out_tc_kernel<D>, plan.fwd_out_tc.smem_bytes);
+                attn::fwd_out_tc_kernel<D><<<static_cast<unsigned>(plan.fwd_out_tc.grid), plan.tc_threads,
+                                             plan.fwd_out_tc.smem_bytes, stream>>>(pt);
+                COEFFNET_LAUNCH_CHECK("coeff_attention fwd_out_tc_kernel");
+            }
+            return r;
+        }
+    }
+    if (plan.fwd_lse.grid > 0) {
+        const auto pa = attn::with_plan(p, plan.fwd_lse);
+        check(attn::smem_fwd_lse(pa) * 4 == plan.fwd_lse.smem_bytes, op, ": plan/kernel shared-memory mismatch (fwd_lse)");
+        allow_smem(attn::fwd_lse_kernel<D>, plan.fwd_lse.smem_bytes);
+        attn::fwd_lse_kernel<D><<<static_cast<unsigned>(plan.fwd_lse.grid), plan.threads, plan.fwd_lse.smem_bytes, stream>>>(pa);
+        COEFFNET_LAUNCH_CHECK("coeff_attention fwd_lse_kernel");
+    }
+    if (plan.fwd_out.grid > 0) {
+        const auto pb = attn::with_plan(p, plan.fwd_out);
+        check(attn::smem_fwd_out(pb) * 4 == plan.fwd_out.smem_bytes, op, ": plan/kernel shared-memory mismatch (fwd_out)");
+        allow_smem(attn::fwd_out_kernel<D>, plan.fwd_out.smem_bytes);
+        attn::fwd_out_kernel<D><<<static_cast<unsigned>(plan.fwd_out.grid), plan.threads, plan.fwd_out.smem_bytes, stream>>>(pb);
+        COEFFNET_LAUNCH_CHECK("coeff_attention fwd_out_kernel");
+    }
+    return r;
+}
+
+template <class T>
+CoeffAttentionGrads<T> coeff_attention_backward(const DeviceTensor<T>& q, const DeviceTensor<T>& k,
+                                                const DeviceTensor<T>& v, const DeviceTensor<T>& dout,
+                                                const CoeffAttentionSaved& sv, const DeviceTensor<uint8_t>* key_mask) {
+    const char* op = "cuda::coeff_attention_backward";
+    require(op);
+    using D = dev_t<T>;
+    const Sizes s = check_inputs(q, k, v, key_mask, op);
+    check(dout.defined() && dout.shape() == Shape{s.B, s.H, s.N, s.dv}, op, ": dout ",
+          dout.defined() ? shape_str(dout.shape()) : std::string("undefined"), " must be ",
+          shape_str({s.B, s.H, s.N, s.dv}));
+    check(sv.lse.defined() && sv.lse.shape() == Shape{s.B, s.H, s.N} && sv.alpha_prime.defined() &&
+              sv.alpha_prime.shape() == Shape{s.H, s.H},
+          op, ": the saved state does not belong to these inputs (lse ",
+          sv.lse.defined() ? shape_str(sv.lse.shape()) : std::string("undefined"), ")");
+    const AttentionPlan plan =
+        plan_coeff_attention(s.B, s.H, s.N, s.M, s.d, s.dv, smem_limit(), static_cast<int64_t>(sizeof(T)));
+    const bool tc = sizeof(T) == 2 && plan.use_tc && sv.tensor_cores;
+    const AttentionKernelPlan& kp = tc ? plan.bwd_pre_tc : plan.bwd_pre;
+    const AttentionKernelPlan& kk = tc ? plan.bwd_kv_tc : plan.bwd_kv;
+    cudaStream_t stream = Context::get().stream();
+
+    CoeffAttentionGrads<T> g;
+    g.dk = DeviceTensor<T>::empty({s.B, s.H, s.M, s.d});
+    g.dv = DeviceTensor<T>::empty({s.B, s.H, s.M, s.dv});
+    DeviceTensor<float> dq_acc = DeviceTensor<float>::zeros({s.B, s.H, s.N, s.d});
+    DeviceTensor<float> Dsum = DeviceTensor<float>::empty({s.B, s.H, s.N});
+    DeviceTensor<float> part = DeviceTensor<float>::empty({kp.grid, s.H * s.H});
+    DeviceTensor<float> dalpha = DeviceTensor<float>::empty({s.H, s.H});
+
+    attn::Params<D> p = base_params<D>(s, sv, key_mask);
+    p.q = dptr(q), p.k = dptr(k), p.v = dptr(v), p.dout = dptr(dout);
+    p.lse = sv.lse.data();
+    p.D = Dsum.data();
+    p.dalpha_part = part.data();
+    p.dq_acc = dq_acc.data();
+    p.dk = dptr_mut(g.dk);
+    p.dvv = dptr_mut(g.dv);
+    bool launched = false;
+    if constexpr (sizeof(T) == 2) {
+        if (tc && kp.grid > 0) {
+            const auto pa = attn::with_plan(p, kp);
+            check(attention_plan::tc_bwd_layout(false, pa.bq, pa.bk, 1, s.H, s.d, s.dv, 2).bytes == kp.smem_bytes, op,
+                  ": plan/kernel shared-memory mismatch (bwd_pre_tc)");
+            allow_smem(attn::bwd_pre_tc_kernel<D>, kp.smem_bytes);
+            attn::bwd_pre_tc_kernel<D><<<static_cast<unsigned>(kp.grid), plan.tc_threads, kp.smem_bytes, stream>>>(pa);
+            COEFFNET_LAUNCH_CHECK("coeff_attention bwd_pre_tc_kernel");
+        }
+        launched = tc;
+    }
+    if (!launched && plan.bwd_pre.grid > 0) {
+        const auto pa = attn::with_plan(p, plan.bwd_pre);
+        check(attn::smem_bwd_pre(pa) * 4 == plan.bwd_pre.smem_bytes, op, ": plan/kernel shared-memory mismatch (bwd_pre)");
+        allow_smem(attn::bwd_pre_kernel<D>, plan.bwd_pre.smem_bytes);
+        attn::bwd_pre_kernel<D><<<static_cast<unsigned>(plan.bwd_pre.grid), plan.threads, plan.bwd_pre.smem_bytes, stream>>>(pa);
+        COEFFNET_LAUNCH_CHECK("coeff_attention bwd_pre_kernel");
+    }
+    if (sv.mix) {
+        attn::dalpha_reduce_kernel<><<<grid_1d(s.H * s.H, 256), 256, 0, stream>>>(s.H * s.H, kp.grid, part.data(),
+                                                                                    sv.alpha_keep.data(), dalpha.data());
+        COEFFNET_LAUNCH_CHECK("coeff_attention dalpha_reduce_kernel");
+        g.dalpha = dalpha;
+    }
+    launched = false;
+    if constexpr (sizeof(T) == 2) {
+        if (tc && kk.grid > 0) {
+            const auto pb = attn::with_plan(p, kk);
+            check(attention_plan::tc_bwd_layout(true, pb.bq, pb.bk, pb.group, s.H, s.d, s.dv, 2).bytes == kk.smem_bytes,
+                  op, ": plan/kernel shared-memory mismatch (bwd_kv_tc)");
+            allow_smem(attn::bwd_kv_tc_kernel<D>, kk.smem_bytes);
+            attn::bwd_kv_tc_kernel<D><<<static_cast<unsigned>(kk.grid), plan.tc_threads, kk.smem_bytes, stream>>>(pb);
+            COEFFNET_LAUNCH_CHECK("coeff_attention bwd_kv_tc_kernel");
+        }
+        launched = tc;
+    }
+    if (!launched && plan.bwd_kv.grid > 0) {
+        const auto pb = attn::with_plan(p, plan.bwd_kv);
+        check(attn::smem_bwd_kv(pb) * 4 == plan.bwd_kv.smem_bytes, op, ": plan/kernel shared-memory mismatch (bwd_kv)");
+        allow_smem(attn::bwd_kv_kernel<D>, plan.bwd_kv.smem_bytes);
+        attn::bwd_kv_kernel<D><<<static_cast<unsigned>(plan.bwd_kv.grid), plan.threads, plan.bwd_kv.smem_bytes, stream>>>(pb);
+        COEFFNET_LAUNCH_CHECK("coeff_attention bwd_kv_kernel");
+    }
+    if constexpr (std::is_same_v<T, float>) {
+        g.dq = dq_acc;
+    } else {
+        g.dq = DeviceTensor<T>::empty({s.B, s.H, s.N, s.d});
+        const int64_t n = g.dq.numel();
+        if (n > 0) {
+            attn::f32_to_kernel<D><<<grid_1d(n, 256), 256, 0, stream>>>(dq_acc.data(), dptr_mut(g.dq), n);
+            COEFFNET_LAUNCH_CHECK("coeff_attention f32_to_kernel (dq)");
+        }
+    }
+    return g;
+}
+
+#define COEFFNET_INSTANTIATE_ATTENTION(T)                                                                             \
+    template CoeffAttentionOutput<T> coeff_attention_forward<T>(const DeviceTensor<T>&, const DeviceTensor<T>&,       \
+                                                                const DeviceTensor<T>&, const DeviceTensor<float>&,   \
+                                                                const AttentionConfig&, const DeviceTensor<uint8_t>*); \
+    template CoeffAttentionGrads<T> coeff_attention_backward<T>(const DeviceTensor<T>&, const DeviceTensor<T>&,       \
+                                                                const DeviceTensor<T>&, const DeviceTensor<T>&,       \
+                                                                const CoeffAttentionSaved&, const DeviceTensor<uint8_t>*);
+COEFFNET_INSTANTIATE_ATTENTION(float)
+COEFFNET_INSTANTIATE_ATTENTION(bfloat16_t)
+COEFFNET_INSTANTIATE_ATTENTION(half_t)
+#undef COEFFNET_INSTANTIATE_ATTENTION
+
+}  // namespace coeffnet::cuda

@@ -1,0 +1,572 @@
+// Fused coefficient attention on the GPU (kernels/coeff_attention.cuh, src/cuda/attention.cu).
+//
+// Two kinds of test:
+//   - host emulation (runs everywhere): the kernel file's block functions run on the CPU, one
+//     CTA at a time with one "thread" (attn::emulate_forward / emulate_backward), against the
+//     CPU coeff_attention (materialised): values and gradients for q, k, v and alpha, masks,
+//     tails, dropout words and generator offsets, head groups forced by a small shared-memory
+//     limit, bf16 storage. This checks the algorithm (two-pass forward, the D_i / dalpha' pass,
+//     the key-major dK/dV pass) without a GPU; it cannot check races or barriers.
+//   - device tests (COEFFNET_REQUIRE_GPU, SKIPPED without a GPU): the launchers against the CPU
+//     on N = 1, 7, 197, 1025; d = 40, 64, 80; H = 1, 8, 12; fp32 tight, bf16 against the CPU's
+//     bf16 rounding error.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include <coeffnet/coeffnet.hpp>
+#include <coeffnet/cuda/attention.hpp>
+#include <coeffnet/cuda/runtime.hpp>
+#include <coeffnet/cuda/testing.hpp>
+
+#include "../../kernels/coeff_attention.cuh"
+
+using namespace coeffnet;
+namespace attn = coeffnet::cuda::attn;
+
+namespace {
+
+constexpr int64_t kH200Smem = 232448;  // cudaDevAttrMaxSharedMemoryPerBlockOptin on H100 / H200
+constexpr int64_t kA100Smem = 166912;
+
+struct Case {
+    int64_t B, H, N, M, d, dv;
+    bool causal = false;
+    int pad = 0;           // 1: trailing third of item 0's keys padded; 2: also every key of item B-1
+    bool dropout = false;  // alpha dropout 0.3, Phat dropout 0.2, training
+    bool plain = false;    // attention without alpha
+};
+
+std::string describe(const Case& c) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "B=%lld H=%lld N=%lld M=%lld d=%lld dv=%lld causal=%d pad=%d dropout=%d plain=%d",
+                  static_cast<long long>(c.B), static_cast<long long>(c.H), static_cast<long long>(c.N),
+                  static_cast<long long>(c.M), static_cast<long long>(c.d), static_cast<long long>(c.dv), c.causal, c.pad,
+                  c.dropout, c.plain);
+    return buf;
+}
+
+struct Inputs {
+    Tensor<float> q, k, v, alpha, dout, key_mask;
+};
+
+Inputs make_inputs(const Case& c, uint64_t seed) {
+    Generator g(seed);
+    Inputs in;
+    in.q = Tensor<float>::randn({c.B, c.H, c.N, c.d}, g);
+    in.k = Tensor<float>::randn({c.B, c.H, c.M, c.d}, g);
+    in.v = Tensor<float>::randn({c.B, c.H, c.M, c.dv}, g);
+    in.alpha = Tensor<float>::randn({c.H, c.H}, g, 0.0, 0.3);
+    in.dout = Tensor<float>::randn({c.B, c.H, c.N, c.dv}, g);
+    if (c.pad) {
+        in.key_mask = Tensor<float>::ones({c.B, c.M});
+        for (int64_t m = c.M - c.M / 3; m < c.M && m > 0; ++m) in.key_mask.at({0, m}) = 0;
+        if (c.pad == 2)
+            for (int64_t m = 0; m < c.M; ++m) in.key_mask.at({c.B - 1, m}) = 0;
+    }
+    return in;
+}
+
+// Rounds every element to bf16 and back (the inputs a bf16 kernel sees).
+Tensor<float> bf16_round(const Tensor<float>& t) { return t.to<bfloat16_t>().to<float>(); }
+Inputs bf16_inputs(const Inputs& in) {
+    Inputs r = in;
+    r.q = bf16_round(in.q);
+    r.k = bf16_round(in.k);
+    r.v = bf16_round(in.v);
+    r.dout = bf16_round(in.dout);
+    return r;
+}
+
+struct Result {
+    std::vector<float> out, dq, dk, dv, dalpha;
+    uint64_t offset = 0;
+};
+
+constexpr double kAlphaDrop = 0.3, kAttnDrop = 0.2;
+
+// The reference: the CPU op (materialised backend), forward and backward.
+Result cpu_reference(const Inputs& in, const Case& c) {
+    Generator gen(99, 7);
+    AttentionOptions o;
+    o.causal = c.causal;
+    o.backend = AttentionBackend::materialised;
+    if (c.dropout) {
+        o.training = true;
+        o.alpha_dropout = kAlphaDrop;
+        o.attn_dropout = kAttnDrop;
+        o.generator = &gen;
+    }
+    Tensor<float> q = in.q.clone(), k = in.k.clone(), v = in.v.clone(), alpha = in.alpha.clone();
+    for (Tensor<float>* t : {&q, &k, &v, &alpha}) t->set_requires_grad(true);
+    AttentionResult<float> r = c.plain ? attention(q, k, v, o, Tensor<float>(), in.key_mask)
+                                       : coeff_attention(q, k, v, alpha, o, Tensor<float>(), in.key_mask);
+    Result res;
+    res.out = r.out.to_vector();
+    r.out.backward(in.dout);
+    res.dq = q.grad().to_vector();
+    res.dk = k.grad().to_vector();
+    res.dv = v.grad().to_vector();
+    if (!c.plain) res.dalpha = alpha.grad().to_vector();
+    res.offset = gen.offset;
+    return res;
+}
+
+template <class T>
+std::vector<T> storage(const Tensor<float>& t) {
+    std::vector<T> r;
+    for (float x : t.to_vector()) r.push_back(T(x));
+    return r;
+}
+template <class T>
+std::vector<float> floats(const std::vector<T>& x) {
+    std::vector<float> r;
+    for (const T& e : x) r.push_back(static_cast<float>(e));
+    return r;
+}
+
+// The launchers' sequence on the host: the generator's draws in the CPU op's order, alpha' by
+// the kernel file's element function, then the emulated kernels of the plan for `smem_limit`.
+template <class T>
+Result emulate(const Inputs& in, const Case& c, int64_t smem_limit, cuda::AttentionPlan* plan_out = nullptr,
+               bool tensor_cores = true) {
+    const int64_t B = c.B, H = c.H, N = c.N, M = c.M;
+    Generator gen(99, 7);
+    const bool adrop = c.dropout && !c.plain;
+    const uint64_t aseed = gen.seed, afirst = adrop ? gen.reserve(static_cast<uint64_t>(H * H)) : 0;
+    std::vector<float> alpha = c.plain ? std::vector<float>(static_cast<size_t>(H * H), 0.0f) : in.alpha.to_vector();
+    std::vector<float> ap(static_cast<size_t>(H * H)), keep(ap.size());
+    const float keep_scale = static_cast<float>(1.0 / (1.0 - kAlphaDrop));
+    for (int64_t j = 0; j < H * H; ++j)
+        attn::alpha_prime_element(j, H, alpha.data(), true, adrop, static_cast<float>(kAlphaDrop), keep_scale, aseed, afirst,
+                                  ap.data(), keep.data());
+    attn::Params<T> p;
+    p.B = B, p.H = H, p.N = N, p.M = M, p.d = c.d, p.dv = c.dv;
+    p.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.d)));
+    p.causal = c.causal;
+    if (c.dropout) {
+        p.drop = true;
+        p.drop_p = static_cast<float>(kAttnDrop);
+        p.drop_keep = static_cast<float>(1.0 / (1.0 - kAttnDrop));
+        p.drop_seed = gen.seed;
+        p.drop_first = gen.reserve(static_cast<uint64_t>(B * H * N * M));
+    }
+    const std::vector<T> q = storage<T>(in.q), k = storage<T>(in.k), v = storage<T>(in.v), dout = storage<T>(in.dout);
+    std::vector<uint8_t> km;
+    if (in.key_mask.defined())
+        for (float x : in.key_mask.to_vector()) km.push_back(x != 0.0f ? 1 : 0);
+    std::vector<T> out(static_cast<size_t>(B * H * N * c.dv)), dq(q.size()), dk(k.size()), dv(v.size());
+    std::vector<float> lse(static_cast<size_t>(B * H * N)), dalpha(static_cast<size_t>(H * H));
+    p.q = q.data(), p.k = k.data(), p.v = v.data(), p.out = out.data(), p.dout = dout.data(), p.lse = lse.data();
+    p.alpha_p = ap.data();
+    p.key_mask = km.empty() ? nullptr : km.data();
+    p.dk = dk.data();
+    p.dvv = dv.data();
+    const cuda::AttentionPlan plan =
+        cuda::plan_coeff_attention(B, H, N, M, c.d, c.dv, smem_limit, static_cast<int64_t>(sizeof(T)));
+    if (plan_out) *plan_out = plan;
+    attn::emulate_forward(p, plan, tensor_cores);
+    attn::emulate_backward(p, plan, keep.data(), dq.data(), dalpha.data(), tensor_cores);
+    Result r{floats(out), floats(dq), floats(dk), floats(dv), c.plain ? std::vector<float>{} : dalpha, gen.offset};
+    return r;
+}
+
+// max |a - b| / max |b| (0 when both are zero); NaN anywhere fails.
+double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
+    REQUIRE(a.size() == b.size());
+    double diff = 0, mag = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+        if (std::isnan(a[i]) || std::isnan(b[i])) return INFINITY;
+        diff = std::max(diff, std::abs(static_cast<double>(a[i]) - b[i]));
+        mag = std::max(mag, std::abs(static_cast<double>(b[i])));
+    }
+    return mag > 0 ? diff / mag : diff;
+}
+
+// The error of storing `ref` in bf16 (max |bf16(x) - x| / max |x|): what rounding alone costs.
+double bf16_rounding_err(const std::vector<float>& ref) {
+    std::vector<float> r;
+    for (float x : ref) r.push_back(static_cast<float>(bfloat16_t(x)));
+    return rel_err(r, ref);
+}
+
+void check_close(const Result& got, const Result& want, double tol, const char* what) {
+    INFO(what);
+    CHECK(rel_err(got.out, want.out) <= tol);
+    CHECK(rel_err(got.dq, want.dq) <= tol);
+    CHECK(rel_err(got.dk, want.dk) <= tol);
+    CHECK(rel_err(got.dv, want.dv) <= tol);
+    CHECK(rel_err(got.dalpha, want.dalpha) <= tol);
+}
+
+// The materialised op run in bf16 the way a bf16 framework runs it: the maps it multiplies with
+// (Phat, mixed and dropped, and dS) stored in bf16, every GEMM accumulated in fp32 and its result
+// stored in bf16. Its error against the fp32 op is the "CPU bf16 error" each bf16 result is judged
+// by (the rounding of S and P, which such a framework also does, is left out: a stricter budget).
+Result bf16_materialised(const Inputs& in, const Case& c) {
+    Generator gen(99, 7);
+    AttentionOptions o;
+    o.causal = c.causal;
+    o.backend = AttentionBackend::materialised;
+    o.return_maps = true;
+    const AttentionResult<float> r = c.plain ? attention(in.q, in.k, in.v, o, Tensor<float>(), in.key_mask)
+                                             : coeff_attention(in.q, in.k, in.v, in.alpha, o, Tensor<float>(), in.key_mask);
+    const int64_t B = c.B, H = c.H, N = c.N, M = c.M, d = c.d, dv = c.dv;
+    const bool adrop = c.dropout && !c.plain;
+    // alpha' with the alpha-dropout words of block 7 on, then Phat's draw.
+    std::vector<float> ap(static_cast<size_t>(H * H), 0.0f);
+    const std::vector<float> al = c.plain ? std::vector<float>(ap.size(), 0.0f) : in.alpha.to_vector();
+    const float akeep = static_cast<float>(1.0 / (1.0 - kAlphaDrop)), pkeep = static_cast<float>(1.0 / (1.0 - kAttnDrop));
+    for (int64_t j = 0; j < H * H; ++j) {
+        const float kj = adrop ? (uniform_from_bits(draw_bits(99, 7, static_cast<uint64_t>(j))) >= static_cast<float>(kAlphaDrop) ? akeep : 0.0f) : 1.0f;
+        ap[static_cast<size_t>(j)] = (j / H == j % H ? 1.0f : 0.0f) + (c.plain ? 0.0f : al[static_cast<size_t>(j)] * kj);
+    }
+    const uint64_t drop_first = 7 + (adrop ? static_cast<uint64_t>((H * H + 3) / 4) : 0);
+    const std::vector<float> P = r.maps.to_vector(), mixed = r.mixed_maps.to_vector(), q = in.q.to_vector(),
+                             k = in.k.to_vector(), v = in.v.to_vector(), dout = in.dout.to_vector();
+    auto bf = [](float x) { return static_cast<float>(bfloat16_t(x)); };
+    auto mult = [&](uint64_t idx) {
+        return c.dropout ? (uniform_from_bits(draw_bits(99, drop_first, idx)) >= static_cast<float>(kAttnDrop) ? pkeep : 0.0f) : 1.0f;
+    };
+    const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
+    Result res;
+    res.out.assign(static_cast<size_t>(B * H * N * dv), 0.0f);
+    res.dq.assign(static_cast<size_t>(B * H * N * d), 0.0f);
+    res.dk.assign(static_cast<size_t>(B * H * M * d), 0.0f);
+    res.dv.assign(static_cast<size_t>(B * H * M * dv), 0.0f);
+    std::vector<float> phat(static_cast<size_t>(H * N * M)), dphat(phat.size()), ds(phat.size());
+    auto at = [&](int64_t h, int64_t n, int64_t m) { return static_cast<size_t>((h * N + n) * M + m); };
+    for (int64_t b = 0; b < B; ++b) {
+        const size_t base = static_cast<size_t>(b * H * N * M);
+        for (int64_t h = 0; h < H; ++h)
+            for (int64_t n = 0; n < N; ++n)
+                for (int64_t m = 0; m < M; ++m) {
+                    const uint64_t idx = base + at(h, n, m);
+                    phat[at(h, n, m)] = mixed[idx] * mult(idx);
+                    float g = 0.0f;
+                    for (int64_t x = 0; x < dv; ++x)
+                        g += dout[static_cast<size_t>(((b * H + h) * N + n) * dv + x)] * v[static_cast<size_t>(((b * H + h) * M + m) * dv + x)];
+                    dphat[at(h, n, m)] = g * mult(idx);
+                }
+        for (int64_t i = 0; i < H; ++i)
+            for (int64_t n = 0; n < N; ++n) {
+                std::vector<float> dp(static_cast<size_t>(M));
+                float D = 0.0f;
+                for (int64_t m = 0; m < M; ++m) {
+                    float s = 0.0f;
+                    for (int64_t h = 0; h < H; ++h) s += ap[static_cast<size_t>(h * H + i)] * dphat[at(h, n, m)];
+                    dp[static_cast<size_t>(m)] = s;
+                    D += s * P[base + at(i, n, m)];
+                }
+                for (int64_t m = 0; m < M; ++m) {
+                    const float p = P[base + at(i, n, m)];
+                    ds[at(i, n, m)] = scale * p * (dp[static_cast<size_t>(m)] - D);
+                }
+            }
+        for (int64_t h = 0; h < H; ++h) {
+            const size_t bh = static_cast<size_t>(b * H + h);
+            for (int64_t n = 0; n < N; ++n) {
+                for (int64_t x = 0; x < dv; ++x) {
+                    float o = 0.0f;
+                    for (int64_t m = 0; m < M; ++m) o += bf(phat[at(h, n, m)]) * v[(bh * M + m) * dv + x];
+                    res.out[(bh * N + n) * dv + x] = bf(o);
+                }
+                for (int64_t x = 0; x < d; ++x) {
+                    float a = 0.0f;
+                    for (int64_t m = 0; m < M; ++m) a += bf(ds[at(h, n, m)]) * k[(bh * M + m) * d + x];
+                    res.dq[(bh * N + n) * d + x] = bf(a);
+                }
+            }
+            for (int64_t m = 0; m < M; ++m) {
+                for (int64_t x = 0; x < dv; ++x) {
+                    float a = 0.0f;
+                    for (int64_t n = 0; n < N; ++n) a += bf(phat[at(h, n, m)]) * dout[(bh * N + n) * dv + x];
+                    res.dv[(bh * M + m) * dv + x] = bf(a);
+                }
+                for (int64_t x = 0; x < d; ++x) {
+                    float a = 0.0f;
+                    for (int64_t n = 0; n < N; ++n) a += bf(ds[at(h, n, m)]) * q[(bh * N + n) * d + x];
+                    res.dk[(bh * M + m) * d + x] = bf(a);
+                }
+            }
+        }
+    }
+    return res;
+}
+
+// bf16 results against the fp32 CPU op on the same (bf16-rounded) inputs: within twice the error
+// of the bf16 materialised op (or of rounding the exact result to bf16, if larger), plus fp32
+// summation noise. dalpha is fp32 (fp32 arithmetic on bf16 inputs): 1e-4.
+void check_bf16(const Result& got, const Result& want, const Result& bf16_ref) {
+    auto ok = [](const std::vector<float>& g, const std::vector<float>& w, const std::vector<float>& r16, const char* name) {
+        const double ref_err = std::max(rel_err(r16, w), bf16_rounding_err(w));
+        const double e = rel_err(g, w), budget = 2.0 * ref_err + 1e-4;
+        INFO(name << ": error " << e << ", budget " << budget);
+        CHECK(e <= budget);
+    };
+    ok(got.out, want.out, bf16_ref.out, "out");
+    ok(got.dq, want.dq, bf16_ref.dq, "dq");
+    ok(got.dk, want.dk, bf16_ref.dk, "dk");
+    ok(got.dv, want.dv, bf16_ref.dv, "dv");
+    CHECK(rel_err(got.dalpha, want.dalpha) <= 1e-4);
+}
+
+const Case kEmuCases[] = {
+    {1, 1, 1, 1, 40, 40},
+    {1, 12, 1, 9, 64, 64, true},                // one query, causal, cross
+    {2, 8, 7, 7, 40, 40, true, 2},              // item 1 all padding (rows of zeros)
+    {2, 12, 7, 197, 64, 64, false, 1},          // N < M, padding, key tails
+    {1, 8, 197, 7, 80, 80, true},               // N > M causal: the top rows see no key
+    {2, 8, 197, 197, 64, 64, true, 1, true},    // dropout, causal, padding
+    {1, 12, 33, 50, 80, 64, false, 0, true},    // d != dv
+    {1, 3, 40, 40, 40, 40, true, 0, true, true},  // plain attention, dropout
+    {1, 20, 9, 33, 40, 40, true, 1, true},        // H > 16: the tensor-core mix's shared-memory path
+};
+
+}  // namespace
+
+TEST_CASE("cuda attention emulation: the kernels' block functions equal the CPU coeff_attention (fp32)") {
+    for (const Case& c : kEmuCases) {
+        INFO(describe(c));
+        const Inputs in = make_inputs(c, 1234 + static_cast<uint64_t>(c.N * 31 + c.M));
+        const Result want = cpu_reference(in, c);
+        const Result got = emulate<float>(in, c, kH200Smem);
+        check_close(got, want, 2e-5, "H200 plan");
+        CHECK(got.offset == want.offset);
+    }
+}
+
+TEST_CASE("cuda attention emulation: long rows (N = M = 1025), causal, dropout across tiles") {
+    const Case c{1, 2, 1025, 1025, 40, 40, true, 0, true};
+    const Inputs in = make_inputs(c, 77);
+    const Result want = cpu_reference(in, c);
+    check_close(emulate<float>(in, c, kH200Smem), want, 5e-5, "H200 plan");
+}
+
+TEST_CASE("cuda attention emulation: head groups and small tiles (forced by a small shared-memory limit)") {
+    for (const Case& c : {kEmuCases[3], kEmuCases[5], kEmuCases[6]}) {
+        INFO(describe(c));
+        const Inputs in = make_inputs(c, 99 + static_cast<uint64_t>(c.N));
+        const Result want = cpu_reference(in, c);
+        for (int64_t limit : {int64_t{48 * 1024}, int64_t{64 * 1024}, kA100Smem}) {
+            INFO("smem limit " << limit);
+            cuda::AttentionPlan plan;
+            const Result got = emulate<float>(in, c, limit, &plan);
+            if (limit == 48 * 1024) CHECK((plan.fwd_out.groups > 1 || plan.bwd_kv.groups > 1));
+            check_close(got, want, 2e-5, "small limit");
+        }
+    }
+}
+
+TEST_CASE("cuda attention emulation: bf16 storage within the bf16 error of the materialised op (SIMT and tensor-core kernels)") {
+    for (const Case& c : {kEmuCases[0], kEmuCases[2], kEmuCases[3], kEmuCases[4], kEmuCases[5], kEmuCases[6], kEmuCases[7],
+                          kEmuCases[8]}) {
+        INFO(describe(c));
+        const Inputs in = bf16_inputs(make_inputs(c, 4321 + static_cast<uint64_t>(c.N)));
+        const Result want = cpu_reference(in, c);
+        for (bool tc : {false, true}) {
+            INFO("tensor cores " << tc);
+            cuda::AttentionPlan plan;
+            const Result got = emulate<bfloat16_t>(in, c, kH200Smem, &plan, tc);
+            CHECK(plan.use_tc);
+            check_bf16(got, want, bf16_materialised(in, c));
+            CHECK(got.offset == want.offset);
+        }
+    }
+}
+
+TEST_CASE("cuda attention emulation: tensor-core kernels with head groups (small shared-memory limit), fp16") {
+    const Case c = kEmuCases[5];
+    const Inputs in = make_inputs(c, 17);
+    Inputs h = in;
+    for (Tensor<float>* t : {&h.q, &h.k, &h.v, &h.dout}) *t = t->to<half_t>().to<float>();
+    const Result want = cpu_reference(h, c);
+    cuda::AttentionPlan plan;
+    const Result got = emulate<half_t>(h, c, 48 * 1024, &plan, true);
+    CHECK(plan.use_tc);
+    CHECK(plan.fwd_out_tc.groups > 1);
+    CHECK(rel_err(got.out, want.out) <= 2e-3);
+    CHECK(rel_err(got.dq, want.dq) <= 2e-3);
+}
+
+TEST_CASE("cuda attention plan: bench shapes fit H200 and A100, groups balanced, layouts agree with the kernels") {
+    struct S {
+        int64_t B, H, N, d;
+    };
+    for (const S& s : {S{64, 12, 197, 64}, S{2, 8, 4096, 40}, S{2, 10, 4096, 64}, S{1, 16, 16384, 128}, S{1, 1, 1, 32},
+                       S{3, 12, 1025, 80}, S{1, 64, 7, 128}}) {
+        for (int64_t limit : {kH200Smem, kA100Smem}) {
+            INFO("B=" << s.B << " H=" << s.H << " N=" << s.N << " d=" << s.d << " limit=" << limit);
+            const cuda::AttentionPlan p = cuda::plan_coeff_attention(s.B, s.H, s.N, s.N, s.d, s.d, limit);
+            for (const cuda::AttentionKernelPlan* k : {&p.fwd_lse, &p.fwd_out, &p.bwd_pre, &p.bwd_kv}) {
+                CHECK(k->smem_bytes > 0);
+                CHECK(k->smem_bytes <= limit);
+                CHECK(k->grid >= 1);
+            }
+            for (const cuda::AttentionKernelPlan* k : {&p.fwd_out, &p.bwd_kv}) {
+                CHECK(k->group * k->groups >= s.H);
+                CHECK((k->group - 1) * k->groups < s.H);  // balanced: the last group is not empty
+            }
+            attn::Params<float> prm;
+            prm.H = s.H, prm.d = s.d, prm.dv = s.d;
+            CHECK(attn::smem_fwd_lse(attn::with_plan(prm, p.fwd_lse)) * 4 == p.fwd_lse.smem_bytes);
+            CHECK(attn::smem_fwd_out(attn::with_plan(prm, p.fwd_out)) * 4 == p.fwd_out.smem_bytes);
+            CHECK(attn::smem_bwd_pre(attn::with_plan(prm, p.bwd_pre)) * 4 == p.bwd_pre.smem_bytes);
+            CHECK(attn::smem_bwd_kv(attn::with_plan(prm, p.bwd_kv)) * 4 == p.bwd_kv.smem_bytes);
+            CHECK(p.fwd_lse.grid == s.B * s.H * ((s.N + 31) / 32));
+            CHECK(!p.use_tc);
+            const cuda::AttentionPlan p2 = cuda::plan_coeff_attention(s.B, s.H, s.N, s.N, s.d, s.d, limit, 2);
+            CHECK((p2.use_tc || s.H > 16));  // the tensor-core kernels fit every head count the bench uses
+            if (p2.use_tc) {
+                for (const cuda::AttentionKernelPlan* k : {&p2.fwd_lse_tc, &p2.fwd_out_tc, &p2.bwd_pre_tc, &p2.bwd_kv_tc}) {
+                    CHECK(k->smem_bytes <= limit);
+                    CHECK(k->bq % 16 == 0);
+                    CHECK(k->bk % 16 == 0);
+                }
+                CHECK(p2.fwd_out_tc.group * p2.fwd_out_tc.groups >= s.H);
+                CHECK(p2.bwd_kv_tc.group * p2.bwd_kv_tc.groups >= s.H);
+                attn::Params<uint16_t> p16;
+                p16.H = s.H, p16.d = s.d, p16.dv = s.d;
+                CHECK(attn::tc_layout(attn::with_plan(p16, p2.fwd_out_tc), 2).bytes == p2.fwd_out_tc.smem_bytes);
+            }
+        }
+    }
+    // ViT-B/16 keeps all 12 target heads in one CTA on an H200 (no recomputed score tiles).
+    CHECK(cuda::plan_coeff_attention(64, 12, 197, 197, 64, 64, kH200Smem).fwd_out.groups == 1);
+    CHECK_THROWS_AS(cuda::plan_coeff_attention(1, 65, 8, 8, 64, 64, kH200Smem), Error);
+    CHECK_THROWS_AS(cuda::plan_coeff_attention(1, 8, 8, 8, 64, 64, 4096), Error);
+}
+
+TEST_CASE("cuda attention: without a usable GPU the launchers throw a clear Error") {
+    if (cuda::status().usable) return;  // covered by the device tests
+    cuda::DeviceTensor<float> none;
+    try {
+        (void)cuda::coeff_attention_forward<float>(none, none, none, cuda::DeviceTensor<float>());
+        FAIL("no exception");
+    } catch (const Error& e) {
+        const std::string msg = e.what();
+        CHECK(msg.find("cuda::coeff_attention_forward") != std::string::npos);
+        CHECK(msg.find("no usable CUDA device") != std::string::npos);
+    }
+    CHECK_THROWS_AS((void)cuda::coeff_attention_backward<bfloat16_t>({}, {}, {}, {}, cuda::CoeffAttentionSaved{}), Error);
+}
+
+// ---- device tests ---------------------------------------------------------------------------
+
+namespace {
+
+template <class T>
+Result run_device(const Inputs& in, const Case& c, bool tensor_cores = true) {
+    Generator gen(99, 7);
+    cuda::AttentionConfig cfg;
+    cfg.causal = c.causal;
+    cfg.tensor_cores = tensor_cores;
+    if (c.dropout) {
+        cfg.training = true;
+        cfg.alpha_dropout = kAlphaDrop;
+        cfg.attn_dropout = kAttnDrop;
+        cfg.generator = &gen;
+    }
+    auto q = cuda::DeviceTensor<T>::from_host(in.q), k = cuda::DeviceTensor<T>::from_host(in.k),
+         v = cuda::DeviceTensor<T>::from_host(in.v), dout = cuda::DeviceTensor<T>::from_host(in.dout);
+    cuda::DeviceTensor<float> alpha = c.plain ? cuda::DeviceTensor<float>() : cuda::DeviceTensor<float>::from_host(in.alpha);
+    cuda::DeviceTensor<uint8_t> km;
+    if (in.key_mask.defined()) km = cuda::DeviceTensor<uint8_t>::from_host(in.key_mask);
+    const auto* kmp = in.key_mask.defined() ? &km : nullptr;
+    const auto fwd = cuda::coeff_attention_forward(q, k, v, alpha, cfg, kmp);
+    const auto g = cuda::coeff_attention_backward(q, k, v, dout, fwd.saved, kmp);
+    Result r;
+    r.out = fwd.out.to_host_float().to_vector();
+    r.dq = g.dq.to_host_float().to_vector();
+    r.dk = g.dk.to_host_float().to_vector();
+    r.dv = g.dv.to_host_float().to_vector();
+    if (!c.plain) r.dalpha = g.dalpha.to_host().to_vector();
+    r.offset = gen.offset;
+    return r;
+}
+
+std::vector<Case> device_cases() {
+    std::vector<Case> cs;
+    for (int64_t N : {1, 7, 197, 1025})
+        for (int64_t d : {40, 64, 80})
+            for (int64_t H : {1, 8, 12}) {
+                if (N == 1025 && H != 8) continue;  // keep the CPU reference quick
+                Case c{N == 1025 ? 1 : 2, H, N, N, d, d};
+                c.causal = (N + d) % 2 == 1;
+                c.pad = N > 1 && d == 64 ? 1 : 0;
+                cs.push_back(c);
+            }
+    cs.push_back({2, 12, 197, 197, 64, 64, true, 1, true});  // dropout
+    cs.push_back({2, 8, 7, 7, 40, 40, true, 2});             // an all-padding item
+    cs.push_back({1, 8, 197, 7, 80, 80, true});              // N > M causal
+    cs.push_back({1, 12, 33, 50, 80, 64, false, 0, true});   // d != dv
+    cs.push_back({1, 3, 40, 40, 40, 40, true, 0, true, true});  // plain attention
+    return cs;
+}
+
+}  // namespace
+
+TEST_CASE("cuda coeff_attention fp32 equals the CPU op: values and gradients (q, k, v, alpha), masks, dropout") {
+    COEFFNET_REQUIRE_GPU();
+    for (const Case& c : device_cases()) {
+        INFO(describe(c));
+        const Inputs in = make_inputs(c, 555 + static_cast<uint64_t>(c.N * 7 + c.d + c.H));
+        const Result want = cpu_reference(in, c);
+        const Result got = run_device<float>(in, c);
+        check_close(got, want, 1e-4, "fp32");
+        CHECK(got.offset == want.offset);
+    }
+}
+
+TEST_CASE("cuda coeff_attention bf16 within the bf16 error of the materialised op (tensor-core and SIMT kernels)") {
+    COEFFNET_REQUIRE_GPU();
+    for (const Case& c : device_cases()) {
+        INFO(describe(c));
+        const Inputs in = bf16_inputs(make_inputs(c, 777 + static_cast<uint64_t>(c.N * 7 + c.d + c.H)));
+        const Result want = cpu_reference(in, c), ref16 = bf16_materialised(in, c);
+        for (bool tc : {true, false}) {
+            INFO("tensor cores " << tc);
+            const Result got = run_device<bfloat16_t>(in, c, tc);
+            check_bf16(got, want, ref16);
+            CHECK(got.offset == want.offset);
+        }
+    }
+}
+
+TEST_CASE("cuda coeff_attention fp16 within the CPU's rounding error") {
+    COEFFNET_REQUIRE_GPU();
+    const Case c{2, 8, 197, 197, 64, 64, true, 1};
+    Inputs in = make_inputs(c, 31);
+    for (Tensor<float>* t : {&in.q, &in.k, &in.v, &in.dout}) *t = t->to<half_t>().to<float>();
+    const Result want = cpu_reference(in, c);
+    const Result got = run_device<half_t>(in, c);
+    CHECK(rel_err(got.out, want.out) <= 2e-3);  // fp16 rounding (2^-11) with a 4x margin
+    CHECK(rel_err(got.dq, want.dq) <= 2e-3);
+    CHECK(rel_err(got.dk, want.dk) <= 2e-3);
+    CHECK(rel_err(got.dv, want.dv) <= 2e-3);
+    CHECK(rel_err(got.dalpha, want.dalpha) <= 1e-4);
+}
+
+TEST_CASE("cuda coeff_attention equals its own host emulation (same block functions)") {
+    COEFFNET_REQUIRE_GPU();
+    const Case c{2, 12, 97, 131, 80, 80, true, 1, true};
+    const Inputs in = make_inputs(c, 8);
+    const int64_t limit = [] {
+        int v = 0;
+        cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0);
+        return static_cast<int64_t>(v);
+    }();
+    check_close(run_device<float>(in, c), emulate<float>(in, c, limit), 2e-5, "fp32 (SIMT): device vs emulation");
+    // bf16: the device's MMAs and the host stand-in sum in different orders, and a Phat or dS
+    // element near a rounding boundary can round the other way: a bf16 ulp, not more.
+    const Inputs b16 = bf16_inputs(in);
+    check_close(run_device<bfloat16_t>(b16, c, true), emulate<bfloat16_t>(b16, c, limit, nullptr, true), 1e-2,
+                "bf16 tensor cores: device vs emulation");
+    check_close(run_device<bfloat16_t>(b16, c, false), emulate<bfloat16_t>(b16, c, limit, nullptr, false), 1e-2,
+                "bf16 SIMT: device vs emulation");
+}
