@@ -20,6 +20,8 @@ Measured: not yet (no GPU lent, 2026-11-29); command:
   python3 bench/torch_reference.py --json torch_reference.json
 Dry run on a CPU (tiny shapes, timings meaningless):
   python3 bench/torch_reference.py --device cpu --tiny --json /tmp/torch_ref.json
+The CPU peer of bench/attention_cpu_bench (its shapes, fp32; bench/README.md has the results):
+  python3 bench/torch_reference.py --device cpu --dtype fp32 --cpu-shapes --json torch_cpu.json
 
 Exit status: 0 ok, 1 a check failed or an unexpected error, 2 no CUDA device (with --device cuda),
 64 bad arguments.
@@ -39,6 +41,13 @@ SHAPES = [  # name, B, H, N, d, in --quick
     ("sdxl", 2, 10, 4096, 64, False),
     ("long", 1, 16, 16384, 128, False),
 ]
+# --cpu-shapes: bench/attention_cpu_bench's shapes (with --device cpu --dtype fp32), so PyTorch
+# eager on the same CPU is the peer of coeffnet's materialised and tiled CPU backends.
+CPU_SHAPES = [
+    ("vit197", 8, 12, 197, 64, True),
+    ("sd1024", 1, 8, 1024, 40, True),
+    ("sd4096", 1, 8, 4096, 40, True),
+]
 
 
 def parse_args(argv):
@@ -51,6 +60,8 @@ def parse_args(argv):
     p.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default="bf16")
     p.add_argument("--device", default="cuda", help="cuda (default) or cpu (a dry run)")
     p.add_argument("--tiny", action="store_true", help="divide N by 64 and B by 16 (dry runs)")
+    p.add_argument("--cpu-shapes", action="store_true",
+                   help="bench/attention_cpu_bench's shapes instead (use with --device cpu --dtype fp32)")
     try:
         return p.parse_args(argv)
     except SystemExit as e:
@@ -258,7 +269,7 @@ def main(argv):
     desc = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"
     print("torch_reference on %s (torch %s)" % (desc, torch.__version__))
     results, ok = [], True
-    for shape in SHAPES:
+    for shape in CPU_SHAPES if args.cpu_shapes else SHAPES:
         if args.quick and not shape[5]:
             continue
         if args.filter and args.filter not in shape[0]:
@@ -276,7 +287,7 @@ def main(argv):
             "cuda": getattr(torch.version, "cuda", None),
             "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
             "flop_formula": "fwd 4*B*H*N^2*d; fwd+bwd 3.5x that",
-            "quick": args.quick, "tiny": args.tiny, "ok": ok, "results": results})
+            "threads": torch.get_num_threads(), "quick": args.quick, "tiny": args.tiny, "ok": ok, "results": results})
         print("wrote %s" % args.json)
     return 0 if ok else 1
 

@@ -55,6 +55,17 @@ __device__ __forceinline__ float act_derivative(int kind, float v) {
     }
 }
 
+// v[j] += bias[(at + j) % cols] where there is a bias (the vector of VEC elements from flat index `at`).
+template <int VEC, class T>
+__device__ __forceinline__ void add_bias(const T* __restrict__ bias, int64_t at, int64_t cols, float (&v)[VEC]) {
+    if (bias) {
+        float b[VEC];
+        load_vec<VEC>(bias + at % cols, b);
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) v[j] += b[j];
+    }
+}
+
 // y = act(x + bias[c]); y may alias x (each thread reads its vector, then writes it).
 template <class T, int VEC>
 __global__ void activation_fwd(int kind, const T* x, const T* __restrict__ bias, T* y, int64_t n, int64_t cols) {
@@ -63,12 +74,7 @@ __global__ void activation_fwd(int kind, const T* x, const T* __restrict__ bias,
          i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
         float v[VEC];
         load_vec<VEC>(x + i * VEC, v);
-        if (bias) {
-            float b[VEC];
-            load_vec<VEC>(bias + (i * VEC) % cols, b);
-#pragma unroll
-            for (int j = 0; j < VEC; ++j) v[j] += b[j];
-        }
+        add_bias<VEC>(bias, i * VEC, cols, v);
 #pragma unroll
         for (int j = 0; j < VEC; ++j) v[j] = act_value(kind, v[j]);
         store_vec<VEC>(y + i * VEC, v);
@@ -85,12 +91,7 @@ __global__ void activation_bwd(int kind, const T* __restrict__ x, const T* __res
         float v[VEC], g[VEC];
         load_vec<VEC>(x + i * VEC, v);
         load_vec<VEC>(dy + i * VEC, g);
-        if (bias) {
-            float b[VEC];
-            load_vec<VEC>(bias + (i * VEC) % cols, b);
-#pragma unroll
-            for (int j = 0; j < VEC; ++j) v[j] += b[j];
-        }
+        add_bias<VEC>(bias, i * VEC, cols, v);
 #pragma unroll
         for (int j = 0; j < VEC; ++j) g[j] *= act_derivative(kind, v[j]);
         store_vec<VEC>(dx + i * VEC, g);

@@ -1037,54 +1037,33 @@ struct DeviceBlock {
     __device__ __forceinline__ void atomic_add(float* a, float v) const { atomicAdd(a, v); }
 };
 
-template <class T>
-__global__ void __launch_bounds__(256) fwd_lse_kernel(Params<T> p) {
-    extern __shared__ __align__(128) float smem[];
+// One CTA of a pass: the block function Run on CTA blockIdx.x, with the dynamic shared memory seen
+// as Smem (float for the SIMT passes, bytes for the tensor-core ones); launched with Threads threads.
+template <class T, int Threads, class Smem, void (*Run)(DeviceBlock&, const Params<T>&, int64_t, Smem*)>
+__global__ void __launch_bounds__(Threads) block_kernel(Params<T> p) {
+    extern __shared__ __align__(128) unsigned char smem_dynamic[];
     DeviceBlock blk;
-    fwd_lse_block(blk, p, static_cast<int64_t>(blockIdx.x), smem);
+    Run(blk, p, static_cast<int64_t>(blockIdx.x), reinterpret_cast<Smem*>(smem_dynamic));
 }
+
+// The kernels the launchers start (src/cuda/attention.cu): the SIMT passes with 256 threads, the
+// tensor-core ones with 128.
 template <class T>
-__global__ void __launch_bounds__(256) fwd_out_kernel(Params<T> p) {
-    extern __shared__ __align__(128) float smem[];
-    DeviceBlock blk;
-    fwd_out_block(blk, p, static_cast<int64_t>(blockIdx.x), smem);
-}
+constexpr auto fwd_lse_kernel = block_kernel<T, 256, float, fwd_lse_block<T, DeviceBlock>>;
 template <class T>
-__global__ void __launch_bounds__(128) fwd_out_tc_kernel(Params<T> p) {
-    extern __shared__ __align__(128) unsigned char smem_tc[];
-    DeviceBlock blk;
-    fwd_out_tc_block(blk, p, static_cast<int64_t>(blockIdx.x), smem_tc);
-}
+constexpr auto fwd_out_kernel = block_kernel<T, 256, float, fwd_out_block<T, DeviceBlock>>;
 template <class T>
-__global__ void __launch_bounds__(128) fwd_lse_tc_kernel(Params<T> p) {
-    extern __shared__ __align__(128) unsigned char smem_tc[];
-    DeviceBlock blk;
-    fwd_lse_tc_block(blk, p, static_cast<int64_t>(blockIdx.x), smem_tc);
-}
+constexpr auto bwd_pre_kernel = block_kernel<T, 256, float, bwd_pre_block<T, DeviceBlock>>;
 template <class T>
-__global__ void __launch_bounds__(128) bwd_pre_tc_kernel(Params<T> p) {
-    extern __shared__ __align__(128) unsigned char smem_tc[];
-    DeviceBlock blk;
-    bwd_pre_tc_block(blk, p, static_cast<int64_t>(blockIdx.x), smem_tc);
-}
+constexpr auto bwd_kv_kernel = block_kernel<T, 256, float, bwd_kv_block<T, DeviceBlock>>;
 template <class T>
-__global__ void __launch_bounds__(128) bwd_kv_tc_kernel(Params<T> p) {
-    extern __shared__ __align__(128) unsigned char smem_tc[];
-    DeviceBlock blk;
-    bwd_kv_tc_block(blk, p, static_cast<int64_t>(blockIdx.x), smem_tc);
-}
+constexpr auto fwd_lse_tc_kernel = block_kernel<T, 128, unsigned char, fwd_lse_tc_block<T, DeviceBlock>>;
 template <class T>
-__global__ void __launch_bounds__(256) bwd_pre_kernel(Params<T> p) {
-    extern __shared__ __align__(128) float smem[];
-    DeviceBlock blk;
-    bwd_pre_block(blk, p, static_cast<int64_t>(blockIdx.x), smem);
-}
+constexpr auto fwd_out_tc_kernel = block_kernel<T, 128, unsigned char, fwd_out_tc_block<T, DeviceBlock>>;
 template <class T>
-__global__ void __launch_bounds__(256) bwd_kv_kernel(Params<T> p) {
-    extern __shared__ __align__(128) float smem[];
-    DeviceBlock blk;
-    bwd_kv_block(blk, p, static_cast<int64_t>(blockIdx.x), smem);
-}
+constexpr auto bwd_pre_tc_kernel = block_kernel<T, 128, unsigned char, bwd_pre_tc_block<T, DeviceBlock>>;
+template <class T>
+constexpr auto bwd_kv_tc_kernel = block_kernel<T, 128, unsigned char, bwd_kv_tc_block<T, DeviceBlock>>;
 template <class = void>
 __global__ void alpha_prime_kernel(int64_t H, const float* alpha, bool residual, bool drop, float p, float keep_scale,
                                           uint64_t seed, uint64_t first, float* alpha_p, float* keep) {

@@ -19,27 +19,14 @@
 #include <coeffnet/data/dataset.hpp>
 #include <coeffnet/data/procedural.hpp>
 
+#include "test_util.hpp"
+
 using namespace coeffnet;
+using namespace coeffnet::test;
 using doctest::Contains;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        static int n = 0;
-        path = fs::temp_directory_path() / ("coeffnet-data-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
-        fs::remove_all(path);
-        fs::create_directories(path);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
 
 std::vector<uint8_t> bytes_of(const Tensor<uint8_t>& t) { return t.to_vector(); }
 
@@ -413,7 +400,7 @@ TEST_CASE("data: shapes are drawn with their areas (antialiased coverage), equal
 }
 
 TEST_CASE("data: image sets on disk: round trip") {
-    TempDir dir;
+    TempDir dir("data");
     const auto set = data::generate("same_shape", 4, 20);
     const fs::path p = dir.path / "set.safetensors";
     data::save_image_set(p, set);
@@ -441,7 +428,7 @@ TEST_CASE("data: image sets on disk: round trip") {
 }
 
 TEST_CASE("data: bad image sets are refused, naming the problem") {
-    TempDir dir;
+    TempDir dir("data");
     int k = 0;
     auto write = [&](auto images, auto labels, const char* classes) {
         io::SafeTensorsWriter w;

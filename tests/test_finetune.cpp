@@ -7,7 +7,10 @@
 #include <coeffnet/coeffnet.hpp>
 #include <coeffnet/train/finetune.hpp>
 
+#include "test_util.hpp"
+
 using namespace coeffnet;
+using namespace coeffnet::test;
 using train::Method;
 
 namespace {
@@ -29,18 +32,6 @@ std::map<std::string, std::vector<float>> snapshot(const nn::Module<float>& m) {
     for (const auto& [n, p] : m.named_parameters()) s[n] = p.to_vector();
     return s;
 }
-
-struct TempDir {
-    std::filesystem::path path;
-    explicit TempDir(const std::string& name) : path(std::filesystem::temp_directory_path() / ("coeffnet_ft_" + name)) {
-        std::filesystem::remove_all(path);
-        std::filesystem::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path, ec);
-    }
-};
 
 }  // namespace
 
@@ -102,7 +93,7 @@ TEST_CASE("at the start, alpha = 0 and LoRA's B = 0 give exactly the base model'
 
 TEST_CASE("a checkpointed run resumed after 2 steps equals 4 straight steps, bit for bit") {
     // Alpha dropout on, shuffled batches, LoRA too: the generators' states must travel.
-    TempDir tmp("resume");
+    TempDir tmp("ft-resume");
     const Data d = task_data(40);
     train::TuneConfig c;
     c.method = Method::coeff_lora;
@@ -140,7 +131,7 @@ TEST_CASE("a checkpointed run resumed after 2 steps equals 4 straight steps, bit
 }
 
 TEST_CASE("a tuned model's adapter (alpha, LoRA, a new 4-class head) reloads onto the base exactly") {
-    TempDir tmp("adapter");
+    TempDir tmp("ft-adapter");
     const Data d = task_data(24);
     train::TuneConfig c;
     c.method = Method::coeff_lora;

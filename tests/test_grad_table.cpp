@@ -16,7 +16,10 @@
 
 #include <coeffnet/coeffnet.hpp>
 
+#include "test_util.hpp"
+
 using namespace coeffnet;
+using namespace coeffnet::test;
 
 namespace {
 
@@ -58,12 +61,6 @@ std::vector<Tensor<double>> draw_inputs(const OpRow& r, uint64_t seed) {
         in.push_back(t);
     }
     return in;
-}
-
-double max_abs(const std::vector<double>& v) {
-    double m = 0;
-    for (double e : v) m = std::max(m, std::abs(e));
-    return m;
 }
 
 double rel_err(const std::vector<double>& a, const std::vector<double>& b) {

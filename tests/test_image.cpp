@@ -15,7 +15,10 @@
 
 #include <coeffnet/io/safetensors.hpp>
 
+#include "test_util.hpp"
+
 using namespace coeffnet;
+using namespace coeffnet::test;
 
 namespace {
 
@@ -86,17 +89,6 @@ TensorDiff tensor_diff(const Tensor<float>& a, const Tensor<float>& b) {
 io::ImageProcessorConfig vit_cls_processor() {
     return io::ImageProcessorConfig::from_file(std::filesystem::path(COEFFNET_TEST_DATA) / "vit_cls" /
                                                "preprocessor_config.json");
-}
-
-// The message of the coeffnet::Error that `f` throws ("" when it throws none).
-template <class F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
 }
 
 // A minimal PNG: the signature, an IHDR for w x h 8-bit RGB, then IEND (no pixel data).

@@ -17,27 +17,14 @@
 
 #include <coeffnet/data/procedural.hpp>
 
+#include "test_util.hpp"
+
 using namespace coeffnet;
+using namespace coeffnet::test;
 using doctest::Contains;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        static int n = 0;
-        path = fs::temp_directory_path() / ("coeffnet-folder-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
-        fs::remove_all(path);
-        fs::create_directories(path);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
 
 // Image i of a set as bytes.
 std::vector<uint8_t> image_bytes(const data::ImageSet& s, int64_t i) {
@@ -78,7 +65,7 @@ TEST_CASE("image folder: encode_png is read back exactly by the decoder") {
 }
 
 TEST_CASE("image folder: train/ and val/ folders") {
-    TempDir dir;
+    TempDir dir("folder");
     // Classes whose sorted order differs from the set's: labels follow the folders' sorted names.
     auto train = data::generate("position", 1, 12);
     auto val = data::generate("position", 2, 8);
@@ -120,7 +107,7 @@ TEST_CASE("image folder: train/ and val/ folders") {
 }
 
 TEST_CASE("image folder: one folder, split per class by a seeded fraction") {
-    TempDir dir;
+    TempDir dir("folder");
     const auto all = data::generate("count", 3, 40);  // 10 a class
     data::write_image_folder(dir.path, all);
     const auto a = data::load_image_folder(dir.path, {.val_fraction = 0.3, .seed = 5});
@@ -147,7 +134,7 @@ TEST_CASE("image folder: one folder, split per class by a seeded fraction") {
     CHECK(none.train.size() == 40);
     CHECK(none.val.size() == 0);
     CHECK(none.val.images.shape() == Shape{0, 32, 32, 3});
-    TempDir one;
+    TempDir one("folder");
     data::write_image_folder(one.path, data::subset(all, std::vector<int64_t>{0, 1, 5}));
     const auto tiny = data::load_image_folder(one.path, {.val_fraction = 0.9});
     CHECK(tiny.train.classes == std::vector<std::string>{"1", "2"});  // only classes with images are written
@@ -158,7 +145,7 @@ TEST_CASE("image folder: one folder, split per class by a seeded fraction") {
 }
 
 TEST_CASE("image folder: errors name the folder or file") {
-    TempDir dir;
+    TempDir dir("folder");
     CHECK_THROWS_WITH_AS(data::load_image_folder(dir.path / "nope"), Contains("nope: no such folder"), Error);
     CHECK_THROWS_WITH_AS(data::load_image_folder(dir.path), Contains(": no class folders"), Error);
     write_file(dir.path / "loose.png", data::encode_png(std::vector<uint8_t>(2 * 2 * 3, 1), 2, 2));

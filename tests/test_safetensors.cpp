@@ -16,9 +16,11 @@
 #include <coeffnet/coeffnet.hpp>
 
 #include "fuzz/safetensors_cases.hpp"
+#include "test_util.hpp"
 
 using namespace coeffnet;
 using namespace coeffnet::io;
+using namespace coeffnet::test;
 using doctest::Contains;
 namespace fs = std::filesystem;
 
@@ -27,29 +29,6 @@ namespace fs = std::filesystem;
 #endif
 
 namespace {
-
-// A fresh directory, removed with everything in it at the end of the scope.
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        static int n = 0;
-        path = fs::temp_directory_path() / ("coeffnet-safetensors-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
-        fs::remove_all(path);
-        fs::create_directories(path);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    std::vector<std::string> entries() const {
-        std::vector<std::string> out;
-        for (const auto& e : fs::directory_iterator(path)) out.push_back(e.path().filename().string());
-        std::sort(out.begin(), out.end());
-        return out;
-    }
-};
 
 std::string slurp(const fs::path& p) {
     std::ifstream f(p, std::ios::binary);
@@ -72,12 +51,7 @@ std::vector<std::byte> bytes_of(std::span<const std::byte> s) { return {s.begin(
 // The message of the coeffnet::Error that f throws; "<accepted>" when it throws nothing.
 template <class F>
 std::string refusal(F&& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "<accepted>";
+    return error_of(f, "<accepted>");
 }
 
 bool points_into(const void* p, std::span<const std::byte> region) {
@@ -134,7 +108,7 @@ TEST_CASE("safetensors: the writer reproduces the reference's own known-answer f
 }
 
 TEST_CASE("safetensors: round trip of every storage type, shapes [] and [0, 4], and metadata") {
-    TempDir dir;
+    TempDir dir("safetensors");
     SafeTensorsWriter w;
     const auto f = Tensor<float>::from({0.5f, -1.0f, 2.0f, 3.25f, -0.0f, 1e-3f}, {2, 3});
     const auto d = Tensor<double>::scalar(std::numbers::pi);
@@ -258,7 +232,7 @@ TEST_CASE("safetensors: metadata keeps the header's order and null means none") 
 }
 
 TEST_CASE("safetensors: aligned data is a zero-copy view into the mapping, misaligned data a copy") {
-    TempDir dir;
+    TempDir dir("safetensors");
     SafeTensorsWriter w;
     w.add("w", Tensor<float>::from({1.0f, 2.0f, 3.0f}, {3}));
     w.write(dir.path / "aligned.safetensors");
@@ -363,7 +337,7 @@ TEST_CASE("safetensors: a missing tensor is named, with the closest names") {
 TEST_CASE("safetensors: the malformed-file catalogue is refused, each with its rule") {
     const auto cases = safetensors_cases::malformed_cases();
     CHECK(cases.size() >= 60);
-    TempDir dir;
+    TempDir dir("safetensors");
     int i = 0;
     for (const auto& c : cases) {
         CAPTURE(c.label);
@@ -380,7 +354,7 @@ TEST_CASE("safetensors: the malformed-file catalogue is refused, each with its r
 }
 
 TEST_CASE("safetensors: the odd files the reference accepts are accepted") {
-    TempDir dir;
+    TempDir dir("safetensors");
     for (const auto& c : safetensors_cases::quirk_cases()) {
         CAPTURE(c.label);
         CHECK(refusal([&] { (void)SafeTensors::from_bytes(c.bytes, "quirk"); }) == "<accepted>");
@@ -458,7 +432,7 @@ TEST_CASE("safetensors: reading the PyTorch-written fixture, and writing it agai
     w.add("scalar", Tensor<float>::scalar(2.5f));
     w.set_metadata({{"format", "pt"}, {"note", "coeffnet fixture"}});
     CHECK(w.to_bytes() == original);
-    TempDir dir;
+    TempDir dir("safetensors");
     w.write(dir.path / "again.safetensors");
     CHECK(slurp(dir.path / "again.safetensors") == original);
 }
@@ -497,7 +471,7 @@ TEST_CASE("safetensors: writer argument errors") {
 }
 
 TEST_CASE("safetensors: write() is atomic") {
-    TempDir dir;
+    TempDir dir("safetensors");
     SafeTensorsWriter big;
     big.add("x", Tensor<float>::full({1000}, 1.5f));
     SafeTensorsWriter small;
@@ -532,7 +506,7 @@ TEST_CASE("safetensors: write() is atomic") {
 }
 
 TEST_CASE("safetensors: open() refuses what is not a readable regular file") {
-    TempDir dir;
+    TempDir dir("safetensors");
     CHECK_THROWS_WITH_AS(SafeTensors::open(dir.path / "absent.safetensors"),
                          Contains("absent.safetensors: cannot open: No such file or directory"), Error);
     CHECK_THROWS_WITH_AS(SafeTensors::open(dir.path), Contains(": not a regular file"), Error);

@@ -7,9 +7,11 @@
 #include <cmath>
 #include <vector>
 
+#include "test_util.hpp"
 #include "toy_graph/toy_graph.hpp"
 
 using namespace coeffnet;
+using namespace coeffnet::test;
 
 namespace {
 
@@ -34,13 +36,6 @@ std::vector<double> column_sum_output(const std::vector<double>& c, const Tensor
             for (size_t m = 0; m < N; ++m)
                 for (size_t j = 0; j < 2; ++j) out[n * 2 + j] += c[i] * f[(i * N + n) * N + m] * x[m * 2 + j];
     return out;
-}
-
-double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) {
-    REQUIRE(a.size() == b.size());
-    double d = 0;
-    for (size_t i = 0; i < a.size(); ++i) d = std::max(d, std::abs(a[i] - b[i]));
-    return d;
 }
 
 }  // namespace

@@ -10,40 +10,15 @@
 #include <coeffnet/io/adapter.hpp>
 #include <coeffnet/models/vit.hpp>
 
+#include "test_util.hpp"
+
 using namespace coeffnet;
+using namespace coeffnet::test;
 using models::ViTConfig;
 
 namespace {
 
 const std::filesystem::path kData = COEFFNET_TEST_DATA;
-
-// Max |a - b| over two same-shaped tensors, converted to double.
-template <class T>
-double max_abs_diff(const Tensor<T>& a, const Tensor<float>& b) {
-    REQUIRE(a.shape() == b.shape());
-    const auto av = a.to_vector();
-    const auto bv = b.to_vector();
-    double m = 0;
-    for (size_t i = 0; i < av.size(); ++i) m = std::max(m, std::abs(static_cast<double>(av[i]) - bv[i]));
-    return m;
-}
-double max_abs(const Tensor<float>& t) {
-    double m = 0;
-    for (float v : t.to_vector()) m = std::max(m, static_cast<double>(std::abs(v)));
-    return m;
-}
-
-struct TempDir {
-    std::filesystem::path path;
-    explicit TempDir(const std::string& name) : path(std::filesystem::temp_directory_path() / ("coeffnet_test_" + name)) {
-        std::filesystem::remove_all(path);
-        std::filesystem::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path, ec);
-    }
-};
 
 }  // namespace
 

@@ -36,8 +36,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
-#include <fstream>
 #include <functional>
 #include <string>
 #include <vector>
@@ -51,8 +49,11 @@
 #include <coeffnet/cuda/runtime.hpp>
 #include <coeffnet/cuda/tensor.hpp>
 
+#include "bench_cuda.hpp"
+
 using namespace coeffnet;
 namespace cu = coeffnet::cuda;
+namespace cb = bench::cuda;
 
 namespace {
 
@@ -69,15 +70,13 @@ std::vector<Shape4> shapes() {
             {"long", 1, 16, 16384, 128, false}};
 }
 
-struct Options {
-    bool quick = false;
-    std::string json, filter, dtype = "bf16";
-    int reps = 10;
+struct Options : cb::Options {
+    std::string dtype = "bf16";
     double budget = 3.0;  // seconds of timed calls per case
+    Options() { reps = 10; }
 };
 
-void usage() {
-    std::puts(
+constexpr const char* kUsage =
         "attention_bench: fused vs materialised coefficient attention on the GPU (fwd and fwd+bwd)\n"
         "  --quick        vit_b16 and sd15 only, at most 3 reps\n"
         "  --json PATH    write the results as JSON (written to PATH.tmp, then renamed)\n"
@@ -86,8 +85,7 @@ void usage() {
         "  --filter STR   only shapes whose name contains STR\n"
         "  --dtype T      bf16 (default) or fp32\n"
         "  --help         this text\n"
-        "exit status: 0 ok, 1 a check failed or CUDA error, 2 no usable GPU, 64 bad arguments");
-}
+        "exit status: 0 ok, 1 a check failed or CUDA error, 2 no usable GPU, 64 bad arguments";
 
 double fwd_flops(const Shape4& s) {
     return 4.0 * static_cast<double>(s.B * s.H) * static_cast<double>(s.N) * static_cast<double>(s.N) *
@@ -97,27 +95,12 @@ double fwd_flops(const Shape4& s) {
 // Milliseconds of one call of f: one warm-up, then the median of up to `reps` timed calls
 // (fewer when a call is long, so that the case takes about `budget` seconds).
 double median_ms(const std::function<void()>& f, int reps, double budget) {
-    cu::Context& ctx = cu::Context::get();
-    cudaEvent_t e0, e1;
-    COEFFNET_CUDA_CHECK(cudaEventCreate(&e0));
-    COEFFNET_CUDA_CHECK(cudaEventCreate(&e1));
-    auto once = [&] {
-        COEFFNET_CUDA_CHECK(cudaEventRecord(e0, ctx.stream()));
-        f();
-        COEFFNET_CUDA_CHECK(cudaEventRecord(e1, ctx.stream()));
-        COEFFNET_CUDA_CHECK(cudaEventSynchronize(e1));
-        float ms = 0;
-        COEFFNET_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-        return static_cast<double>(ms);
-    };
-    const double first = once();  // warm-up (also sizes the rep count)
+    cb::EventTimer ev;
+    const double first = ev.ms_per_call(f);  // warm-up (also sizes the rep count)
     const int n = std::clamp(static_cast<int>(budget * 1e3 / std::max(first, 1e-3)), 1, reps);
     std::vector<double> t;
-    for (int r = 0; r < n; ++r) t.push_back(once());
-    COEFFNET_CUDA_LOG(cudaEventDestroy(e0));
-    COEFFNET_CUDA_LOG(cudaEventDestroy(e1));
-    std::sort(t.begin(), t.end());
-    return t[t.size() / 2];
+    for (int r = 0; r < n; ++r) t.push_back(ev.ms_per_call(f));
+    return cb::middle(std::move(t));
 }
 
 // max |a - b| / max |b| over all elements.
@@ -404,92 +387,43 @@ void run_shape(const Shape4& s, const Options& opt, nlohmann::json& results, boo
     ctx.allocator().empty_cache();
 }
 
-bool write_json(const std::string& path, const nlohmann::json& j) {
-    const std::string tmp = path + ".tmp";
-    {
-        std::ofstream f(tmp);
-        if (!f) return false;
-        f << j.dump(2) << "\n";
-        if (!f) return false;
-    }
-    return std::rename(tmp.c_str(), path.c_str()) == 0;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
+    const char* prog = "attention_bench";
     Options opt;
-    for (int i = 1; i < argc; ++i) {
-        const std::string a = argv[i];
-        auto value = [&](const char* flag) -> std::string {
-            if (i + 1 >= argc) {
-                std::fprintf(stderr, "attention_bench: %s needs a value\n", flag);
-                std::exit(64);
-            }
-            return argv[++i];
-        };
-        if (a == "--help" || a == "-h") {
-            usage();
-            return 0;
-        } else if (a == "--quick") {
-            opt.quick = true;
-        } else if (a == "--json") {
-            opt.json = value("--json");
-        } else if (a == "--reps") {
-            opt.reps = std::max(1, std::atoi(value("--reps").c_str()));
-        } else if (a == "--budget") {
+    auto extra = [&](const std::string& a, auto&& value) {
+        if (a == "--budget") {
             opt.budget = std::max(0.0, std::atof(value("--budget").c_str()));
-        } else if (a == "--filter") {
-            opt.filter = value("--filter");
         } else if (a == "--dtype") {
             opt.dtype = value("--dtype");
             if (opt.dtype != "bf16" && opt.dtype != "fp32") {
                 std::fprintf(stderr, "attention_bench: --dtype must be bf16 or fp32, got %s\n", opt.dtype.c_str());
-                return 64;
+                std::exit(cb::kExitUsage);
             }
         } else {
-            std::fprintf(stderr, "attention_bench: unknown argument %s (see --help)\n", a.c_str());
-            return 64;
+            return false;
         }
-    }
-    const cu::Status& st = cu::status();
-    if (!st.usable) {
-        std::fprintf(stderr, "attention_bench: no usable CUDA device (%s); nothing was measured\n", st.reason.c_str());
-        return 2;
-    }
+        return true;
+    };
+    if (const int rc = cb::parse_args(prog, kUsage, argc, argv, opt, extra); rc >= 0) return rc;
+    const cu::Status* st = cb::usable_gpu(prog);
+    if (!st) return cb::kExitNoGpu;
     std::printf("attention_bench on %s\n", cu::describe().c_str());
 
     bool ok = true;
     nlohmann::json results = nlohmann::json::array();
-    try {
+    const bool ran = cb::guarded(prog, [&] {
         for (const Shape4& s : shapes()) {
             if (opt.quick && !s.quick) continue;
-            if (!opt.filter.empty() && s.name.find(opt.filter) == std::string::npos) continue;
+            if (!opt.selected(s.name)) continue;
             if (opt.dtype == "fp32") run_shape<float>(s, opt, results, ok);
             else run_shape<bfloat16_t>(s, opt, results, ok);
         }
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "attention_bench: %s\n", e.what());
-        ok = false;
-    }
-    if (!opt.json.empty()) {
-        const std::time_t now = std::time(nullptr);
-        char date[32];
-        std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-        const nlohmann::json j = {{"bench", "cuda/attention_bench"},
-                                  {"date", date},
-                                  {"device", cu::describe()},
-                                  {"device_name", st.name},
-                                  {"compute_capability", std::to_string(st.cc_major) + "." + std::to_string(st.cc_minor)},
-                                  {"flop_formula", "fwd 4*B*H*N^2*d; fwd+bwd 3.5x that"},
-                                  {"quick", opt.quick},
-                                  {"ok", ok},
-                                  {"results", results}};
-        if (!write_json(opt.json, j)) {
-            std::fprintf(stderr, "attention_bench: cannot write %s\n", opt.json.c_str());
-            return 1;
-        }
-        std::printf("wrote %s\n", opt.json.c_str());
-    }
-    return ok ? 0 : 1;
+    });
+    ok = ok && ran;
+    nlohmann::json j = cb::record("cuda/attention_bench", *st, opt, ok, results);
+    j["device"] = cu::describe();
+    j["flop_formula"] = "fwd 4*B*H*N^2*d; fwd+bwd 3.5x that";
+    return cb::finish(prog, opt, ok, j);
 }

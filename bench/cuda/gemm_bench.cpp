@@ -29,11 +29,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <ctime>
-#include <fstream>
-#include <iostream>
 #include <random>
 #include <string>
 #include <vector>
@@ -45,8 +40,11 @@
 #include <coeffnet/cuda/runtime.hpp>
 #include <coeffnet/cuda/tensor.hpp>
 
+#include "bench_cuda.hpp"
+
 using namespace coeffnet;
 namespace cu = coeffnet::cuda;
+namespace cb = bench::cuda;
 
 namespace {
 
@@ -78,23 +76,16 @@ std::vector<Case> cases() {
     };
 }
 
-struct Options {
-    bool quick = false;
-    std::string json;
-    int reps = 15;
-    std::string filter;
-};
+using Options = cb::Options;
 
-void usage() {
-    std::puts(
+constexpr const char* kUsage =
         "gemm_bench: ViT-B/16 and SD-1.5 GEMMs through coeffnet::cuda::gemm vs cuBLAS called directly\n"
         "  --quick        a few shapes, fewer reps\n"
         "  --json PATH    write the results as JSON (written to PATH.tmp, then renamed)\n"
         "  --reps N       timed batches per case (median reported; default 15, --quick 5)\n"
         "  --filter STR   only cases whose name contains STR\n"
         "  --help         this text\n"
-        "exit status: 0 ok, 1 a check failed or CUDA error, 2 no usable GPU, 64 bad arguments");
-}
+        "exit status: 0 ok, 1 a check failed or CUDA error, 2 no usable GPU, 64 bad arguments";
 
 cudaDataType_t dtype_of(bool bf16) { return bf16 ? CUDA_R_16BF : CUDA_R_32F; }
 
@@ -133,29 +124,6 @@ void direct_cublas(const Case& c, const T* A, const T* B, T* C, cu::GemmPrecisio
                                                          A, dt, ldb, c.M * c.K, &beta, C, dt, m, c.M * c.N,
                                                          static_cast<int>(c.batch), compute_of(p), CUBLAS_GEMM_DEFAULT));
     }
-}
-
-// Median milliseconds per call of f, timed with events around batches of calls of ~2 ms.
-template <class F>
-double median_ms(F&& f, int reps, int iters) {
-    cu::Context& ctx = cu::Context::get();
-    cudaEvent_t e0, e1;
-    COEFFNET_CUDA_CHECK(cudaEventCreate(&e0));
-    COEFFNET_CUDA_CHECK(cudaEventCreate(&e1));
-    std::vector<double> t;
-    for (int r = 0; r < reps; ++r) {
-        COEFFNET_CUDA_CHECK(cudaEventRecord(e0, ctx.stream()));
-        for (int i = 0; i < iters; ++i) f();
-        COEFFNET_CUDA_CHECK(cudaEventRecord(e1, ctx.stream()));
-        COEFFNET_CUDA_CHECK(cudaEventSynchronize(e1));
-        float ms = 0;
-        COEFFNET_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-        t.push_back(static_cast<double>(ms) / iters);
-    }
-    COEFFNET_CUDA_LOG(cudaEventDestroy(e0));
-    COEFFNET_CUDA_LOG(cudaEventDestroy(e1));
-    std::sort(t.begin(), t.end());
-    return t[t.size() / 2];
 }
 
 // Max over sampled entries of |C - exact| / sum_k |a b| (the stored inputs, in double).
@@ -221,17 +189,14 @@ nlohmann::json run_case(const Case& c, cu::GemmPrecision p, const Options& opt, 
         ours();
         theirs();
     }
-    const double one = median_ms(theirs, 3, 1);
-    const int iters = static_cast<int>(std::clamp(2.0 / std::max(one, 1e-4), 1.0, 1000.0));
+    const int iters = cb::iters_for_2ms(cb::median_ms(theirs, 3, 1));
     const int reps = opt.quick ? std::min(opt.reps, 5) : opt.reps;
     std::vector<double> t_ours, t_theirs;
     for (int rep = 0; rep < reps; ++rep) {
-        t_ours.push_back(median_ms(ours, 1, iters));
-        t_theirs.push_back(median_ms(theirs, 1, iters));
+        t_ours.push_back(cb::median_ms(ours, 1, iters));
+        t_theirs.push_back(cb::median_ms(theirs, 1, iters));
     }
-    std::sort(t_ours.begin(), t_ours.end());
-    std::sort(t_theirs.begin(), t_theirs.end());
-    const double ms = t_ours[t_ours.size() / 2], ms_direct = t_theirs[t_theirs.size() / 2];
+    const double ms = cb::middle(t_ours), ms_direct = cb::middle(t_theirs);
     const double flops = r["flops"].get<double>();
     r["coeffnet_ms"] = ms;
     r["cublas_ms"] = ms_direct;
@@ -248,87 +213,32 @@ nlohmann::json run_case(const Case& c, cu::GemmPrecision p, const Options& opt, 
     return r;
 }
 
-bool write_json(const std::string& path, const nlohmann::json& j) {
-    const std::string tmp = path + ".tmp";
-    {
-        std::ofstream f(tmp);
-        if (!f) return false;
-        f << j.dump(2) << "\n";
-        if (!f) return false;
-    }
-    return std::rename(tmp.c_str(), path.c_str()) == 0;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
+    const char* prog = "gemm_bench";
     Options opt;
-    for (int i = 1; i < argc; ++i) {
-        const std::string a = argv[i];
-        auto value = [&](const char* flag) -> std::string {
-            if (i + 1 >= argc) {
-                std::fprintf(stderr, "gemm_bench: %s needs a value\n", flag);
-                std::exit(64);
-            }
-            return argv[++i];
-        };
-        if (a == "--help" || a == "-h") {
-            usage();
-            return 0;
-        } else if (a == "--quick") {
-            opt.quick = true;
-        } else if (a == "--json") {
-            opt.json = value("--json");
-        } else if (a == "--reps") {
-            opt.reps = std::max(1, std::atoi(value("--reps").c_str()));
-        } else if (a == "--filter") {
-            opt.filter = value("--filter");
-        } else {
-            std::fprintf(stderr, "gemm_bench: unknown argument %s (see --help)\n", a.c_str());
-            return 64;
-        }
-    }
-    const cu::Status& st = cu::status();
-    if (!st.usable) {
-        std::fprintf(stderr, "gemm_bench: no usable CUDA device (%s); nothing was measured\n", st.reason.c_str());
-        return 2;
-    }
+    if (const int rc = cb::parse_args(prog, kUsage, argc, argv, opt); rc >= 0) return rc;
+    const cu::Status* st = cb::usable_gpu(prog);
+    if (!st) return cb::kExitNoGpu;
     std::printf("gemm_bench on %s\n", cu::describe().c_str());
 
     bool ok = true;
     nlohmann::json results = nlohmann::json::array();
-    try {
+    const bool ran = cb::guarded(prog, [&] {
         for (const Case& c : cases()) {
             if (opt.quick && !c.quick) continue;
-            if (!opt.filter.empty() && c.name.find(opt.filter) == std::string::npos) continue;
+            if (!opt.selected(c.name)) continue;
             results.push_back(run_case<float>(c, cu::GemmPrecision::fp32, opt, ok));
             results.push_back(run_case<float>(c, cu::GemmPrecision::tf32, opt, ok));
             results.push_back(run_case<bfloat16_t>(c, cu::GemmPrecision::bf16, opt, ok));
             cu::Context::get().allocator().empty_cache();
         }
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "gemm_bench: %s\n", e.what());
-        ok = false;
-    }
+    });
+    ok = ok && ran;
 
-    if (!opt.json.empty()) {
-        const std::time_t now = std::time(nullptr);
-        char date[32];
-        std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-        const nlohmann::json j = {{"bench", "cuda/gemm_bench"},
-                                  {"date", date},
-                                  {"device", cu::describe()},
-                                  {"device_name", st.name},
-                                  {"compute_capability", std::to_string(st.cc_major) + "." + std::to_string(st.cc_minor)},
-                                  {"built_for", st.built_for},
-                                  {"quick", opt.quick},
-                                  {"ok", ok},
-                                  {"results", results}};
-        if (!write_json(opt.json, j)) {
-            std::fprintf(stderr, "gemm_bench: cannot write %s\n", opt.json.c_str());
-            return 1;
-        }
-        std::printf("wrote %s\n", opt.json.c_str());
-    }
-    return ok ? 0 : 1;
+    nlohmann::json j = cb::record("cuda/gemm_bench", *st, opt, ok, results);
+    j["device"] = cu::describe();
+    j["built_for"] = st->built_for;
+    return cb::finish(prog, opt, ok, j);
 }

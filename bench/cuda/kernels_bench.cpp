@@ -34,12 +34,10 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
-#include <ctime>
-#include <fstream>
 #include <functional>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -50,28 +48,24 @@
 #include <coeffnet/cuda/runtime.hpp>
 #include <coeffnet/cuda/tensor.hpp>
 
+#include "bench_cuda.hpp"
+
 using namespace coeffnet;
 namespace cu = coeffnet::cuda;
+namespace cb = bench::cuda;
 
 namespace {
 
-struct Options {
-    bool quick = false;
-    std::string json;
-    int reps = 15;
-    std::string filter;
-};
+using Options = cb::Options;
 
-void usage() {
-    std::puts(
+constexpr const char* kUsage =
         "kernels_bench: coeffnet's memory-bound CUDA kernels vs a device-to-device copy of the same traffic\n"
         "  --quick        the ViT-B/16 cases only, fewer reps\n"
         "  --json PATH    write the results as JSON (written to PATH.tmp, then renamed)\n"
         "  --reps N       timed batches per case (median reported; default 15, --quick 5)\n"
         "  --filter STR   only cases whose name contains STR\n"
         "  --help         this text\n"
-        "exit status: 0 ok, 1 a check failed or CUDA error, 2 no usable GPU, 64 bad arguments");
-}
+        "exit status: 0 ok, 1 a check failed or CUDA error, 2 no usable GPU, 64 bad arguments";
 
 // A prepared case: run() enqueues one call; check() returns the worst sampled error / tolerance.
 struct Prepared {
@@ -86,34 +80,12 @@ struct Case {
     std::function<Prepared(bool bf16)> make;
 };
 
-template <class F>
-double median_ms(F&& f, int reps, int iters) {
-    cu::Context& ctx = cu::Context::get();
-    cudaEvent_t e0, e1;
-    COEFFNET_CUDA_CHECK(cudaEventCreate(&e0));
-    COEFFNET_CUDA_CHECK(cudaEventCreate(&e1));
-    std::vector<double> t;
-    for (int r = 0; r < reps; ++r) {
-        COEFFNET_CUDA_CHECK(cudaEventRecord(e0, ctx.stream()));
-        for (int i = 0; i < iters; ++i) f();
-        COEFFNET_CUDA_CHECK(cudaEventRecord(e1, ctx.stream()));
-        COEFFNET_CUDA_CHECK(cudaEventSynchronize(e1));
-        float ms = 0;
-        COEFFNET_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-        t.push_back(static_cast<double>(ms) / iters);
-    }
-    cudaEventDestroy(e0);
-    cudaEventDestroy(e1);
-    std::sort(t.begin(), t.end());
-    return t[t.size() / 2];
-}
-
+// Three warm-up calls, then the middle of --reps batches of about 2 ms each (ms per call).
 template <class F>
 double time_it(F&& f, const Options& opt) {
     for (int w = 0; w < 3; ++w) f();
-    const double one = median_ms(f, 3, 1);
-    const int iters = static_cast<int>(std::clamp(2.0 / std::max(one, 1e-4), 1.0, 1000.0));
-    return median_ms(f, opt.quick ? std::min(opt.reps, 5) : opt.reps, iters);
+    const int iters = cb::iters_for_2ms(cb::median_ms(f, 3, 1));
+    return cb::median_ms(f, opt.quick ? std::min(opt.reps, 5) : opt.reps, iters);
 }
 
 Tensor<float> randn(const Shape& s, uint64_t seed, double sd = 1.0) {
@@ -191,6 +163,15 @@ Prepared softmax_case(int64_t rows, int64_t cols, bool backward) {
     return p;
 }
 
+// Mean and 1 / sqrt(variance + 1e-5) of row r of the [rows, C] values x, in double.
+std::pair<double, double> row_stats(const std::vector<float>& x, int64_t r, int64_t C) {
+    double mu = 0, var = 0;
+    for (int64_t j = 0; j < C; ++j) mu += x[r * C + j];
+    mu /= C;
+    for (int64_t j = 0; j < C; ++j) var += (x[r * C + j] - mu) * (x[r * C + j] - mu);
+    return {mu, 1.0 / std::sqrt(var / C + 1e-5)};
+}
+
 template <class T>
 Prepared layernorm_case(int64_t rows, int64_t C, int mode) {  // 0 fwd, 1 bwd dx, 2 bwd dx + dw + db
     const bool bf16 = !std::is_same_v<T, float>;
@@ -209,11 +190,7 @@ Prepared layernorm_case(int64_t rows, int64_t C, int mode) {  // 0 fwd, 1 bwd dx
             const auto xv = host(x), yv = host(y), wv = host(w), bv = host(b);
             Worst wo{tol_of(bf16)};
             for (int64_t r : sample_rows(rows)) {
-                double mu = 0, var = 0;
-                for (int64_t j = 0; j < C; ++j) mu += xv[r * C + j];
-                mu /= C;
-                for (int64_t j = 0; j < C; ++j) var += (xv[r * C + j] - mu) * (xv[r * C + j] - mu);
-                const double rs = 1.0 / std::sqrt(var / C + 1e-5);
+                const auto [mu, rs] = row_stats(xv, r, C);
                 for (int64_t j = 0; j < C; ++j) wo.add(yv[r * C + j], (xv[r * C + j] - mu) * rs * wv[j] + bv[j]);
             }
             return wo.v;
@@ -232,11 +209,7 @@ Prepared layernorm_case(int64_t rows, int64_t C, int mode) {  // 0 fwd, 1 bwd dx
             const auto xv = host(x), gv = host(g), wv = host(w), dv = host(dx), dbv = host(db);
             Worst wo{tol_of(bf16)};
             for (int64_t r : sample_rows(rows)) {
-                double mu = 0, var = 0;
-                for (int64_t j = 0; j < C; ++j) mu += xv[r * C + j];
-                mu /= C;
-                for (int64_t j = 0; j < C; ++j) var += (xv[r * C + j] - mu) * (xv[r * C + j] - mu);
-                const double rs = 1.0 / std::sqrt(var / C + 1e-5);
+                const auto [mu, rs] = row_stats(xv, r, C);
                 double m1 = 0, m2 = 0;
                 for (int64_t j = 0; j < C; ++j) {
                     const double d = gv[r * C + j] * wv[j], h = (xv[r * C + j] - mu) * rs;
@@ -561,17 +534,6 @@ std::vector<Case> cases() {
     return c;
 }
 
-bool write_json(const std::string& path, const nlohmann::json& j) {
-    const std::string tmp = path + ".tmp";
-    {
-        std::ofstream f(tmp);
-        if (!f) return false;
-        f << j.dump(2) << "\n";
-        if (!f) return false;
-    }
-    return std::rename(tmp.c_str(), path.c_str()) == 0;
-}
-
 nlohmann::json run_case(const Case& c, bool bf16, const Options& opt, bool& ok) {
     const char* storage = bf16 ? "bfloat16" : "float32";
     Prepared p = c.make(bf16);
@@ -606,67 +568,22 @@ nlohmann::json run_case(const Case& c, bool bf16, const Options& opt, bool& ok) 
 }  // namespace
 
 int main(int argc, char** argv) {
+    const char* prog = "kernels_bench";
     Options opt;
-    for (int i = 1; i < argc; ++i) {
-        const std::string a = argv[i];
-        auto value = [&](const char* flag) -> std::string {
-            if (i + 1 >= argc) {
-                std::fprintf(stderr, "kernels_bench: %s needs a value\n", flag);
-                std::exit(64);
-            }
-            return argv[++i];
-        };
-        if (a == "--help" || a == "-h") {
-            usage();
-            return 0;
-        } else if (a == "--quick") {
-            opt.quick = true;
-        } else if (a == "--json") {
-            opt.json = value("--json");
-        } else if (a == "--reps") {
-            opt.reps = std::max(1, std::atoi(value("--reps").c_str()));
-        } else if (a == "--filter") {
-            opt.filter = value("--filter");
-        } else {
-            std::fprintf(stderr, "kernels_bench: unknown argument %s (see --help)\n", a.c_str());
-            return 64;
-        }
-    }
-    const cu::Status& st = cu::status();
-    if (!st.usable) {
-        std::fprintf(stderr, "kernels_bench: no usable CUDA device (%s); nothing was measured\n", st.reason.c_str());
-        return 2;
-    }
-    std::printf("kernels_bench on %s\n", st.name.c_str());
+    if (const int rc = cb::parse_args(prog, kUsage, argc, argv, opt); rc >= 0) return rc;
+    const cu::Status* st = cb::usable_gpu(prog);
+    if (!st) return cb::kExitNoGpu;
+    std::printf("kernels_bench on %s\n", st->name.c_str());
     bool ok = true;
     nlohmann::json results = nlohmann::json::array();
-    try {
+    const bool ran = cb::guarded(prog, [&] {
         for (const Case& c : cases()) {
             if (opt.quick && c.sd) continue;
-            if (!opt.filter.empty() && c.name.find(opt.filter) == std::string::npos) continue;
+            if (!opt.selected(c.name)) continue;
             for (bool bf16 : {false, true}) results.push_back(run_case(c, bf16, opt, ok));
             cu::Context::get().allocator().empty_cache();
         }
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "kernels_bench: %s\n", e.what());
-        ok = false;
-    }
-    if (!opt.json.empty()) {
-        const std::time_t now = std::time(nullptr);
-        char date[32];
-        std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-        const nlohmann::json j = {{"bench", "cuda/kernels_bench"},
-                                  {"date", date},
-                                  {"device_name", st.name},
-                                  {"compute_capability", std::to_string(st.cc_major) + "." + std::to_string(st.cc_minor)},
-                                  {"quick", opt.quick},
-                                  {"ok", ok},
-                                  {"results", results}};
-        if (!write_json(opt.json, j)) {
-            std::fprintf(stderr, "kernels_bench: cannot write %s\n", opt.json.c_str());
-            return 1;
-        }
-        std::printf("wrote %s\n", opt.json.c_str());
-    }
-    return ok ? 0 : 1;
+    });
+    ok = ok && ran;
+    return cb::finish(prog, opt, ok, cb::record("cuda/kernels_bench", *st, opt, ok, results));
 }

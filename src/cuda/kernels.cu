@@ -768,6 +768,37 @@ Shape with_axis(Shape s, size_t a, int64_t n) {
     s[a] = n;
     return s;
 }
+
+// How the messages of join_axis name things: concat joins "tensor"s ("parts") into the "output";
+// split fills "output"s ("outputs") from the "input".
+struct JoinWords {
+    const char* scalar;  // the refusal of a rank-0 whole
+    const char* piece;
+    const char* pieces;
+    const char* whole;
+};
+
+// The axis (0 .. rank-1) along which `pieces` join into `whole`, after checking that the axis is
+// in range, that every piece is there and has whole's shape but along the axis, and that the
+// pieces add up to whole along it.
+template <class P>
+size_t join_axis(const char* op, const JoinWords& w, const Shape& whole, int64_t axis, const std::vector<P*>& pieces) {
+    check(!whole.empty(), op, ": ", w.scalar);
+    const int64_t rank = static_cast<int64_t>(whole.size());
+    check(axis >= -rank && axis < rank, op, ": axis ", axis, " is out of range for rank ", rank);
+    const size_t a = static_cast<size_t>(axis < 0 ? axis + rank : axis);
+    int64_t total = 0;
+    for (size_t i = 0; i < pieces.size(); ++i) {
+        check(pieces[i] != nullptr, op, ": null ", w.piece, " in the list");
+        const Shape& ps = pieces[i]->shape();
+        check(ps.size() == whole.size() && with_axis(ps, a, 0) == with_axis(whole, a, 0), op, ": ", w.piece, " ", i,
+              " has shape ", shape_str(ps), ", incompatible with the ", w.whole, " ", shape_str(whole), " along axis ", a);
+        total += ps[a];
+    }
+    check(total == whole[a], op, ": ", w.pieces, " add up to ", total, " along axis ", a, " but the ", w.whole, " ",
+          shape_str(whole), " has ", whole[a]);
+    return a;
+}
 }  // namespace
 
 template <class T>
@@ -776,20 +807,7 @@ void concat(const std::vector<const DeviceTensor<T>*>& parts, int64_t axis, Devi
     const char* op = "cuda::concat";
     check(!parts.empty(), op, ": no tensors given");
     const Shape& os = out.shape();
-    check(!os.empty(), op, ": cannot concatenate scalars");
-    const int64_t rank = static_cast<int64_t>(os.size());
-    check(axis >= -rank && axis < rank, op, ": axis ", axis, " is out of range for rank ", rank);
-    const size_t a = static_cast<size_t>(axis < 0 ? axis + rank : axis);
-    int64_t total = 0;
-    for (size_t i = 0; i < parts.size(); ++i) {
-        check(parts[i] != nullptr, op, ": null tensor in the list");
-        const Shape& ps = parts[i]->shape();
-        check(ps.size() == os.size() && with_axis(ps, a, 0) == with_axis(os, a, 0), op, ": tensor ", i, " has shape ",
-              shape_str(ps), ", incompatible with the output ", shape_str(os), " along axis ", a);
-        total += ps[a];
-    }
-    check(total == os[a], op, ": parts add up to ", total, " along axis ", a, " but the output ", shape_str(os), " has ",
-          os[a]);
+    const size_t a = join_axis(op, {"cannot concatenate scalars", "tensor", "parts", "output"}, os, axis, parts);
     const Shape ost = contiguous_strides_of(os);
     int64_t at = 0;
     for (const DeviceTensor<T>* p : parts) {
@@ -803,20 +821,7 @@ void split(const DeviceTensor<T>& x, int64_t axis, const std::vector<DeviceTenso
     require("cuda::split");
     const char* op = "cuda::split";
     const Shape& xs = x.shape();
-    check(!xs.empty(), op, ": cannot split a scalar");
-    const int64_t rank = static_cast<int64_t>(xs.size());
-    check(axis >= -rank && axis < rank, op, ": axis ", axis, " is out of range for rank ", rank);
-    const size_t a = static_cast<size_t>(axis < 0 ? axis + rank : axis);
-    int64_t total = 0;
-    for (size_t i = 0; i < outs.size(); ++i) {
-        check(outs[i] != nullptr, op, ": null output in the list");
-        const Shape& ps = outs[i]->shape();
-        check(ps.size() == xs.size() && with_axis(ps, a, 0) == with_axis(xs, a, 0), op, ": output ", i, " has shape ",
-              shape_str(ps), ", incompatible with the input ", shape_str(xs), " along axis ", a);
-        total += ps[a];
-    }
-    check(total == xs[a], op, ": outputs add up to ", total, " along axis ", a, " but the input ", shape_str(xs), " has ",
-          xs[a]);
+    const size_t a = join_axis(op, {"cannot split a scalar", "output", "outputs", "input"}, xs, axis, outs);
     const Shape xst = contiguous_strides_of(xs);
     int64_t at = 0;
     for (DeviceTensor<T>* p : outs) {

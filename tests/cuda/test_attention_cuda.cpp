@@ -25,8 +25,10 @@
 #include <coeffnet/cuda/testing.hpp>
 
 #include "../../kernels/coeff_attention.cuh"
+#include "../test_util.hpp"
 
 using namespace coeffnet;
+using namespace coeffnet::test;
 namespace attn = coeffnet::cuda::attn;
 
 namespace {
@@ -72,14 +74,12 @@ Inputs make_inputs(const Case& c, uint64_t seed) {
     return in;
 }
 
-// Rounds every element to bf16 and back (the inputs a bf16 kernel sees).
-Tensor<float> bf16_round(const Tensor<float>& t) { return t.to<bfloat16_t>().to<float>(); }
 Inputs bf16_inputs(const Inputs& in) {
     Inputs r = in;
-    r.q = bf16_round(in.q);
-    r.k = bf16_round(in.k);
-    r.v = bf16_round(in.v);
-    r.dout = bf16_round(in.dout);
+    r.q = round_bf16(in.q);
+    r.k = round_bf16(in.k);
+    r.v = round_bf16(in.v);
+    r.dout = round_bf16(in.dout);
     return r;
 }
 

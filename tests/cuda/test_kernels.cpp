@@ -25,7 +25,10 @@
 #include <coeffnet/cuda/tensor.hpp>
 #include <coeffnet/cuda/testing.hpp>
 
+#include "../test_util.hpp"
+
 using namespace coeffnet;
+using namespace coeffnet::test;
 namespace cu = coeffnet::cuda;
 
 namespace {
@@ -34,30 +37,11 @@ constexpr double bf16_factor = 2.0;
 const std::vector<int64_t> kRows = {1, 7, 197, 1025};
 const std::vector<int64_t> kWidths = {40, 64, 80, 768, 3072};
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
-template <class F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
-}
-
 Tensor<float> rnd(const Shape& s, uint64_t seed, double stddev = 1.0) {
     Generator g(seed);
     return Tensor<float>::randn(s, g, 0.0, stddev);
 }
 
-Tensor<float> round_bf16(const Tensor<float>& t) { return t.to<bfloat16_t>().to<float>(); }
-
-double max_abs(const Tensor<float>& t) {
-    double m = 0;
-    for (float v : t.to_vector()) m = std::max(m, std::abs(static_cast<double>(v)));
-    return m;
-}
 
 // Max |a - b| over elements; NaN anywhere in a but not b (or vice versa) counts as infinite.
 double max_diff(const Tensor<float>& a, const Tensor<float>& b) {

@@ -23,37 +23,19 @@
 #include <coeffnet/cuda/tensor.hpp>
 #include <coeffnet/cuda/testing.hpp>
 
+#include "../test_util.hpp"
+
 using namespace coeffnet;
+using namespace coeffnet::test;
 namespace cu = coeffnet::cuda;
 
 namespace {
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
-// The message of the coeffnet::Error that f throws ("" when it throws nothing).
-template <class F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
-}
-
 Tensor<double> to_double(const Tensor<float>& t) { return t.to<double>(); }
-
-double max_abs_diff(const Tensor<double>& a, const Tensor<double>& b) {
-    REQUIRE(a.shape() == b.shape());
-    const auto x = a.to_vector(), y = b.to_vector();
-    double m = 0;
-    for (size_t i = 0; i < x.size(); ++i) m = std::max(m, std::abs(x[i] - y[i]));
-    return m;
-}
 
 // Rounds every element as the precision stores it (float -> bf16 / fp16 / tf32 -> float).
 Tensor<float> round_as(const Tensor<float>& t, const char* how) {
-    if (std::strcmp(how, "bf16") == 0) return t.to<bfloat16_t>().to<float>();
+    if (std::strcmp(how, "bf16") == 0) return round_bf16(t);
     if (std::strcmp(how, "fp16") == 0) return t.to<half_t>().to<float>();
     Tensor<float> out = t.contiguous().clone();
     if (std::strcmp(how, "tf32") == 0) {  // 10 mantissa bits, nearest-even
