@@ -11,6 +11,7 @@
 #include "coeffnet/cuda/check.hpp"
 #include "coeffnet/cuda/runtime.hpp"
 #include "coeffnet/cuda/tensor.hpp"
+#include "coeffnet/ops/attention_shapes.hpp"
 #include "kernels/coeff_attention.cuh"
 
 namespace coeffnet::cuda {
@@ -56,13 +57,8 @@ template <class T>
 Sizes check_inputs(const DeviceTensor<T>& q, const DeviceTensor<T>& k, const DeviceTensor<T>& v,
                    const DeviceTensor<uint8_t>* key_mask, const char* op) {
     check(q.defined() && k.defined() && v.defined(), op, ": undefined q, k or v");
-    check(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, op, ": q, k, v must be [batch, heads, tokens, head_dim], got ",
-          shape_str(q.shape()), ", ", shape_str(k.shape()), ", ", shape_str(v.shape()));
     const Shape &qs = q.shape(), &ks = k.shape(), &vs = v.shape();
-    check(qs[0] == ks[0] && qs[1] == ks[1] && qs[3] == ks[3], op, ": q ", shape_str(qs), " and k ", shape_str(ks),
-          " must agree in batch, heads and head_dim");
-    check(vs[0] == ks[0] && vs[1] == ks[1] && vs[2] == ks[2], op, ": v ", shape_str(vs), " and k ", shape_str(ks),
-          " must agree in batch, heads and key tokens");
+    coeffnet::detail::check_attention_shapes(qs, ks, vs, op);
     if (key_mask && key_mask->defined())
         check(key_mask->shape() == Shape{qs[0], ks[2]}, op, ": key mask ", shape_str(key_mask->shape()),
               " must be [batch, keys] = [", qs[0], ", ", ks[2], "]");

@@ -19,6 +19,7 @@
 #include <cmath>
 #include <limits>
 
+#include "attention_shapes.hpp"
 #include "dropout.hpp"
 #include "elementwise.hpp"
 #include "matmul.hpp"
@@ -62,13 +63,7 @@ namespace detail {
 template <class T>
 void check_attention_shapes(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v, const char* op) {
     check(q.defined() && k.defined() && v.defined(), op, ": undefined q, k or v");
-    check(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, op, ": q, k, v must be [batch, heads, tokens, head_dim], got ",
-          shape_str(q.shape()), ", ", shape_str(k.shape()), ", ", shape_str(v.shape()));
-    const Shape &qs = q.shape(), &ks = k.shape(), &vs = v.shape();
-    check(qs[0] == ks[0] && qs[1] == ks[1] && qs[3] == ks[3], op, ": q ", shape_str(qs), " and k ", shape_str(ks),
-          " must agree in batch, heads and head_dim");
-    check(vs[0] == ks[0] && vs[1] == ks[1] && vs[2] == ks[2], op, ": v ", shape_str(vs), " and k ", shape_str(ks),
-          " must agree in batch, heads and key tokens");
+    check_attention_shapes(q.shape(), k.shape(), v.shape(), op);
 }
 
 // One additive mask (broadcastable to [B, H, N, M]) from the causal flag, a key mask [B, M] (1 = token,
