@@ -20,6 +20,28 @@ namespace {
 
 const std::filesystem::path kData = COEFFNET_TEST_DATA;
 
+
+// Copies the reference's alpha.<layer> tensors into the model's alphas.
+template <class T>
+void set_alphas(const io::SafeTensors& ref, std::vector<Tensor<T>>& alphas) {
+    for (size_t l = 0; l < alphas.size(); ++l) {
+        const auto a = ref.get_as<T>("alpha." + std::to_string(l));
+        std::copy_n(a.data(), a.numel(), alphas[l].data());
+    }
+}
+
+// The gradients of the pixels and of every alpha against the reference's grad_* tensors.
+template <class T>
+void check_gradients(const io::SafeTensors& ref, const Tensor<T>& px, const std::vector<Tensor<T>>& alphas) {
+    const auto gpx = ref.get<float>("grad_pixel_values");
+    CHECK(max_abs_diff(px.grad(), gpx) <= 1e-4 * std::max(1.0, max_abs(gpx)));
+    for (size_t l = 0; l < alphas.size(); ++l) {
+        const auto ga = ref.get<float>("grad_alpha." + std::to_string(l));
+        INFO("layer ", l);
+        CHECK(max_abs_diff(alphas[l].grad(), ga) <= 1e-4 * std::max(1.0, max_abs(ga)));
+    }
+}
+
 }  // namespace
 
 TEST_CASE_TEMPLATE("ViTForImageClassification matches transformers' logits and hidden states", T, float, double) {
@@ -73,10 +95,7 @@ TEST_CASE_TEMPLATE("Coeff-Tuning ViT: outputs and gradients (pixels, every alpha
         model->vit.enable_coeff(true);
         auto alphas = model->vit.alphas();
         REQUIRE(alphas.size() == 3);
-        for (size_t l = 0; l < alphas.size(); ++l) {
-            const auto a = ref.get_as<T>("alpha." + std::to_string(l));
-            std::copy_n(a.data(), a.numel(), alphas[l].data());
-        }
+        set_alphas(ref, alphas);
         auto px = ref.get_as<T>("pixel_values").contiguous().clone().detach().set_requires_grad(true);
         const auto out = model->forward(px);
         CHECK(max_abs_diff(out.logits, ref.get<float>("logits_coeff")) <= 1e-4);
@@ -84,13 +103,7 @@ TEST_CASE_TEMPLATE("Coeff-Tuning ViT: outputs and gradients (pixels, every alpha
         auto loss = cross_entropy(out.logits, ref.get<int64_t>("labels"));
         CHECK(loss.item() == doctest::Approx(ref.get<float>("loss_coeff").item()).epsilon(1e-5));
         loss.backward();
-        const auto gpx = ref.get<float>("grad_pixel_values");
-        CHECK(max_abs_diff(px.grad(), gpx) <= 1e-4 * std::max(1.0, max_abs(gpx)));
-        for (size_t l = 0; l < alphas.size(); ++l) {
-            const auto ga = ref.get<float>("grad_alpha." + std::to_string(l));
-            INFO("layer ", l);
-            CHECK(max_abs_diff(alphas[l].grad(), ga) <= 1e-4 * std::max(1.0, max_abs(ga)));
-        }
+        check_gradients(ref, px, alphas);
         CHECK_FALSE(model->classifier.weight.grad().defined());  // frozen: no weight gradient
     }
     SUBCASE("base model with pooler, weighted-sum loss") {
@@ -100,22 +113,14 @@ TEST_CASE_TEMPLATE("Coeff-Tuning ViT: outputs and gradients (pixels, every alpha
         model->enable_coeff(true);
         auto alphas = model->alphas();
         REQUIRE(alphas.size() == 2);
-        for (size_t l = 0; l < alphas.size(); ++l) {
-            const auto a = ref.get_as<T>("alpha." + std::to_string(l));
-            std::copy_n(a.data(), a.numel(), alphas[l].data());
-        }
+        set_alphas(ref, alphas);
         auto px = ref.get_as<T>("pixel_values").contiguous().clone().detach().set_requires_grad(true);
         const auto out = model->forward(px);
         CHECK(max_abs_diff(out.pooler_output, ref.get<float>("pooler_output_coeff")) <= 1e-4);
         auto loss = sum(mul(out.pooler_output, ref.get_as<T>("weights")));
         CHECK(loss.item() == doctest::Approx(ref.get<float>("loss_coeff").item()).epsilon(1e-5));
         loss.backward();
-        const auto gpx = ref.get<float>("grad_pixel_values");
-        CHECK(max_abs_diff(px.grad(), gpx) <= 1e-4 * std::max(1.0, max_abs(gpx)));
-        for (size_t l = 0; l < alphas.size(); ++l) {
-            const auto ga = ref.get<float>("grad_alpha." + std::to_string(l));
-            CHECK(max_abs_diff(alphas[l].grad(), ga) <= 1e-4 * std::max(1.0, max_abs(ga)));
-        }
+        check_gradients(ref, px, alphas);
     }
 }
 

@@ -33,6 +33,8 @@
 #include <system_error>
 #include <vector>
 
+#include <coeffnet/core/strings.hpp>
+
 namespace coeffnet::cli {
 
 inline constexpr int kExitOk = 0, kExitError = 1, kExitUsage = 2;
@@ -327,24 +329,10 @@ private:
     }
 
     static std::string closest(const std::string& word, const std::vector<std::string>& names) {
-        auto distance = [](const std::string& a, const std::string& b) {
-            std::vector<size_t> row(b.size() + 1);
-            for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-            for (size_t i = 1; i <= a.size(); ++i) {
-                size_t diag = row[0];
-                row[0] = i;
-                for (size_t j = 1; j <= b.size(); ++j) {
-                    const size_t up = row[j];
-                    row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-                    diag = up;
-                }
-            }
-            return row[b.size()];
-        };
         std::string best;
         size_t best_d = 3;  // suggest within two edits only
         for (const auto& n : names)
-            if (const size_t d = distance(word, n); d < best_d) {
+            if (const size_t d = coeffnet::edit_distance(word, n); d < best_d) {
                 best_d = d;
                 best = n;
             }

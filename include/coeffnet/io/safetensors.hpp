@@ -81,6 +81,7 @@
 
 #include "../core/dtype.hpp"
 #include "../core/error.hpp"
+#include "../core/strings.hpp"
 #include "../tensor/tensor.hpp"
 
 namespace coeffnet::io {
@@ -803,26 +804,12 @@ private:
 
     [[noreturn]] void not_found(std::string_view name) const {
         // Suggest the names within a small edit distance.
-        auto distance = [](std::string_view a, std::string_view b) {
-            std::vector<size_t> row(b.size() + 1);
-            for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-            for (size_t i = 1; i <= a.size(); ++i) {
-                size_t diag = row[0];
-                row[0] = i;
-                for (size_t j = 1; j <= b.size(); ++j) {
-                    const size_t up = row[j];
-                    row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-                    diag = up;
-                }
-            }
-            return row[b.size()];
-        };
         const size_t limit = std::max<size_t>(2, name.size() / 3);
         std::vector<std::pair<size_t, std::string_view>> close;
         if (name.size() <= 1000)
             for (const auto& t : tensors_)
                 if (t.name.size() <= name.size() + limit && t.name.size() + limit >= name.size())
-                    if (const size_t d = distance(name, t.name); d <= limit) close.emplace_back(d, t.name);
+                    if (const size_t d = edit_distance(name, t.name); d <= limit) close.emplace_back(d, t.name);
         std::sort(close.begin(), close.end());
         std::string hint;
         for (size_t i = 0; i < close.size() && i < 3; ++i) {
