@@ -204,7 +204,9 @@ inline void execute(Experiment& ex, Run& r, const Progress& progress) {
     r.final_loss = loss;
     r.finished = tuner.done();
     if (r.finished) {
-        r.accuracy = tuner.evaluate(t.test_px, t.test_y);
+        // User data has one held-out set for both roles: its last per-epoch figure is the test accuracy.
+        const bool val_is_test = t.val_px.impl() == t.test_px.impl() && t.val_y.impl() == t.test_y.impl();
+        r.accuracy = val_is_test && !r.val_accuracy.empty() ? r.val_accuracy.back() : tuner.evaluate(t.test_px, t.test_y);
         if (ex.save_adapters && r.config.seed == 0) {
             io::AdapterConfig a;
             a.method = train::method_name(r.config.method);
