@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include <coeffnet/coeffnet.hpp>
+#include <coeffnet/io/safetensors.hpp>
 
 #include "fuzz/safetensors_cases.hpp"
 #include "test_util.hpp"

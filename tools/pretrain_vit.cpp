@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include <coeffnet/coeffnet.hpp>
+#include <coeffnet/data/procedural.hpp>
 #include <coeffnet/models/vit.hpp>
 #include <coeffnet/train/finetune.hpp>
 #include <coeffnet/train/progress.hpp>

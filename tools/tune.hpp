@@ -35,6 +35,7 @@
 
 #include <coeffnet/coeffnet.hpp>
 #include <coeffnet/data/image_folder.hpp>
+#include <coeffnet/data/procedural.hpp>
 #include <coeffnet/io/adapter.hpp>
 #include <coeffnet/models/vit.hpp>
 #include <coeffnet/train/finetune.hpp>

@@ -3,6 +3,12 @@
 // coeffnet is a header-only C++20 tensor and reverse-mode autograd library built around
 // coefficient attention (Coeff-Tuning): each head's attention map is a graph filter, and a
 // learnable H x H matrix mixes the heads' filters into new ones.
+//
+// This header is the tensor library: tensors, autograd, ops, modules, optimisers. Files and
+// models are separate includes, so a program that only computes does not parse a JSON library:
+//   <coeffnet/io/safetensors.hpp>, <coeffnet/io/hf.hpp>, <coeffnet/io/adapter.hpp>   files
+//   <coeffnet/models/vit.hpp>                                                       models
+//   <coeffnet/data/procedural.hpp>, <coeffnet/train/finetune.hpp>                   data, fine-tuning
 #pragma once
 
 #define COEFFNET_VERSION_MAJOR 0
@@ -26,5 +32,3 @@
 #include "ops/attention.hpp"
 #include "nn/module.hpp"
 #include "train/optim.hpp"
-#include "io/safetensors.hpp"
-#include "data/procedural.hpp"
