@@ -150,7 +150,7 @@ TEST_CASE("a tuned model's adapter (alpha, LoRA, a new 4-class head) reloads ont
     a.alpha_residual = false;
     a.modules_to_save = {"classifier"};
     a.id2label = d.classes;
-    io::save_adapter(tmp.path, *model, a);
+    nn::save_adapter(tmp.path, *model, a);
 
     auto fresh = models::load_vit_for_image_classification<float>(kModel);
     CHECK(fresh->config().num_labels() == 5);
@@ -160,7 +160,7 @@ TEST_CASE("a tuned model's adapter (alpha, LoRA, a new 4-class head) reloads ont
     CHECK(fresh->forward(d.px).logits.to_vector() == want);
 
     auto other = models::load_vit_model<float>(std::filesystem::path(COEFFNET_TEST_DATA) / "vit_base");
-    CHECK_THROWS_WITH_AS(io::load_adapter(tmp.path, *other), doctest::Contains("names no parameter of the model"), Error);
+    CHECK_THROWS_WITH_AS(nn::load_adapter(tmp.path, *other), doctest::Contains("names no parameter of the model"), Error);
 }
 
 TEST_CASE("bad inputs are clear errors") {

@@ -55,13 +55,13 @@ TEST_CASE("image folder: encode_png is read back exactly by the decoder") {
         const int64_t w = 300, h = 250;  // over 65535 bytes: several stored blocks
         std::vector<uint8_t> px(static_cast<size_t>(w * h * channels));
         for (size_t i = 0; i < px.size(); ++i) px[i] = static_cast<uint8_t>((i * 2654435761u) >> 13);
-        const io::Image img = io::decode_image(data::encode_png(px, w, h, channels));
+        const io::Image img = io::decode_image(io::encode_png(px, w, h, channels));
         CHECK(img.width == w);
         CHECK(img.height == h);
         CHECK(img.channels == channels);
         CHECK(img.pixels == px);
     }
-    CHECK_THROWS_WITH_AS(data::encode_png(std::vector<uint8_t>(5), 2, 1), Contains("5 bytes for a 2 x 1 x 3 image"), Error);
+    CHECK_THROWS_WITH_AS(io::encode_png(std::vector<uint8_t>(5), 2, 1), Contains("5 bytes for a 2 x 1 x 3 image"), Error);
 }
 
 TEST_CASE("image folder: train/ and val/ folders") {
@@ -100,7 +100,7 @@ TEST_CASE("image folder: train/ and val/ folders") {
     CHECK(fewer.val.classes == fewer.train.classes);
     CHECK(fewer.val.size() == 6);
     fs::create_directories(dir.path / "val" / "omega");
-    write_file(dir.path / "val" / "omega" / "a.png", data::encode_png(std::vector<uint8_t>(4 * 4 * 3, 9), 4, 4));
+    write_file(dir.path / "val" / "omega" / "a.png", io::encode_png(std::vector<uint8_t>(4 * 4 * 3, 9), 4, 4));
     CHECK_THROWS_WITH_AS(data::load_image_folder(dir.path), Contains("class 'omega' is not among train/'s classes"), Error);
     fs::remove_all(dir.path / "val");
     CHECK_THROWS_WITH_AS(data::load_image_folder(dir.path), Contains("has train/ but no val/ folder"), Error);
@@ -148,21 +148,21 @@ TEST_CASE("image folder: errors name the folder or file") {
     TempDir dir("folder");
     CHECK_THROWS_WITH_AS(data::load_image_folder(dir.path / "nope"), Contains("nope: no such folder"), Error);
     CHECK_THROWS_WITH_AS(data::load_image_folder(dir.path), Contains(": no class folders"), Error);
-    write_file(dir.path / "loose.png", data::encode_png(std::vector<uint8_t>(2 * 2 * 3, 1), 2, 2));
+    write_file(dir.path / "loose.png", io::encode_png(std::vector<uint8_t>(2 * 2 * 3, 1), 2, 2));
     CHECK_THROWS_WITH_AS(data::load_image_folder(dir.path), Contains(": no class folders"), Error);
     CHECK_THROWS_WITH_AS(data::load_image_folder(dir.path / "loose.png"), Contains("loose.png: not a folder"), Error);
     fs::create_directories(dir.path / "cat");
     fs::create_directories(dir.path / "dog");
-    write_file(dir.path / "cat" / "a.png", data::encode_png(std::vector<uint8_t>(6 * 5 * 3, 200), 6, 5));
+    write_file(dir.path / "cat" / "a.png", io::encode_png(std::vector<uint8_t>(6 * 5 * 3, 200), 6, 5));
     write_file(dir.path / "dog" / "readme.txt", {'x'});
     CHECK_THROWS_WITH_AS(data::load_image_folder(dir.path), Contains("dog: class 'dog' has no PNG or JPEG images"), Error);
-    auto png = data::encode_png(std::vector<uint8_t>(6 * 5 * 3, 100), 6, 5);
+    auto png = io::encode_png(std::vector<uint8_t>(6 * 5 * 3, 100), 6, 5);
     png.resize(png.size() / 2);
     write_file(dir.path / "dog" / "broken.png", png);
     CHECK_THROWS_WITH_AS(data::load_image_folder(dir.path), Contains("broken.png: the PNG data is truncated"), Error);
     write_file(dir.path / "dog" / "broken.png", {'n', 'o', 't', ' ', 'p', 'n', 'g'});
     CHECK_THROWS_WITH_AS(data::load_image_folder(dir.path), Contains("broken.png: not a PNG or JPEG image"), Error);
-    write_file(dir.path / "dog" / "broken.png", png = data::encode_png(std::vector<uint8_t>(7 * 3 * 3, 50), 7, 3));
+    write_file(dir.path / "dog" / "broken.png", png = io::encode_png(std::vector<uint8_t>(7 * 3 * 3, 50), 7, 3));
     const auto ok = data::load_image_folder(dir.path, {.height = 8, .width = 8, .val_fraction = 0.0});
     CHECK(ok.train.classes == std::vector<std::string>{"cat", "dog"});
     CHECK(ok.train.labels.to_vector() == std::vector<int64_t>{0, 1});

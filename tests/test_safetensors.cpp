@@ -14,7 +14,9 @@
 #include <sstream>
 
 #include <coeffnet/coeffnet.hpp>
+#include <coeffnet/io/hf.hpp>
 #include <coeffnet/io/safetensors.hpp>
+#include <coeffnet/nn/weights.hpp>
 
 #include "fuzz/safetensors_cases.hpp"
 #include "test_util.hpp"
@@ -333,6 +335,62 @@ TEST_CASE("safetensors: a missing tensor is named, with the closest names") {
                          Error);
     CHECK_THROWS_WITH_AS(st.get<float>("nothing like it"), Contains("no tensor named 'nothing like it'; the file holds 3"), Error);
     CHECK_THROWS_WITH_AS(st.bytes("x"), Contains("no tensor named 'x'"), Error);
+}
+
+TEST_CASE("did you mean: one rule for typos and for a missing or extra model prefix") {
+    const std::vector<std::string> held = {"vit.embeddings.cls_token", "vit.pooler.dense.bias", "classifier.weight",
+                                           "classifier.bias", "inspect", "predict"};
+    using V = std::vector<std::string_view>;
+    // Typos: within max(2, |word| / 3) edits, closest first.
+    CHECK(closest_names("inspct", held) == V{"inspect"});
+    CHECK(closest_names("classifier.wieght", held) == V{"classifier.weight", "classifier.bias"});
+    CHECK(closest_names("classifer.bias", held) == V{"classifier.bias"});
+    // A missing prefix ("vit."), however much longer than the edit limit ("vit.embeddings.").
+    CHECK(closest_names("pooler.dense.bias", held) == V{"vit.pooler.dense.bias"});
+    CHECK(closest_names("embeddings.cls_token", held) == V{"vit.embeddings.cls_token"});
+    CHECK(closest_names("cls_token", held) == V{"vit.embeddings.cls_token"});
+    // An extra one (PEFT's "base_model.model.").
+    CHECK(closest_names("base_model.model.classifier.weight", held) == V{"classifier.weight"});
+    // Only at a dot: "token" is not a dotted suffix of "cls_token".
+    CHECK(closest_names("token", held).empty());
+    CHECK(closest_names("nothing like it", held).empty());
+    // The message: every name quoted, the prefix the caller shows before names.
+    CHECK(did_you_mean("inspct", held) == " (did you mean 'inspect'?)");
+    CHECK(did_you_mean("predcit", held, "--") == " (did you mean '--predict'?)");
+    CHECK(did_you_mean("classifier.wieght", held) == " (did you mean 'classifier.weight', 'classifier.bias'?)");
+    CHECK(did_you_mean(std::string("vit.pooler.dense.bia\n"), held) == " (did you mean 'vit.pooler.dense.bias'?)");
+    CHECK(did_you_mean("pooler.dense.bias\n", std::vector<std::string>{"pooler.dense.bias\t"}) ==
+          " (did you mean 'pooler.dense.bias\\x09'?)");
+    CHECK(did_you_mean("zzz", held).empty());
+    // At most three, ties in name order.
+    CHECK(closest_names("x.a", std::vector<std::string>{"x.d", "x.c", "x.b", "x.e"}) == V{"x.b", "x.c", "x.d"});
+}
+
+TEST_CASE("did you mean: model directories suggest the name the files hold") {
+    TempDir dir("hf_suggest");
+    SafeTensorsWriter w;
+    w.add("vit.embeddings.cls_token", Tensor<float>::zeros({1, 1, 4}));
+    w.add("vit.encoder.layer.0.attention.attention.query.weight", Tensor<float>::zeros({4, 4}));
+    w.add("classifier.weight", Tensor<float>::zeros({2, 4}));
+    w.write(dir.path / "model.safetensors");
+    spit(dir.path / "config.json", "{}");
+    const ModelDir md = ModelDir::open(dir.path);
+    const std::string d = dir.path.string();
+    // The model's prefix missing: found however long the rest of the name is.
+    const std::string no_prefix = d + ": no tensor 'embeddings.cls_token' (did you mean 'vit.embeddings.cls_token'?)";
+    CHECK_THROWS_WITH_AS(md.file_of("embeddings.cls_token"), no_prefix.c_str(), Error);
+    CHECK_THROWS_WITH_AS(md.file_of("encoder.layer.0.attention.attention.query.weight"),
+                         Contains("(did you mean 'vit.encoder.layer.0.attention.attention.query.weight'?)"), Error);
+    // A typo, and a name nothing is close to.
+    CHECK_THROWS_WITH_AS(md.file_of("vit.encoder.layer.0.attention.attention.qeury.weight"),
+                         Contains("(did you mean 'vit.encoder.layer.0.attention.attention.query.weight'?)"), Error);
+    const std::string none_close = d + ": no tensor 'pooler.dense.bias'";
+    CHECK_THROWS_WITH_AS(md.file_of("pooler.dense.bias"), none_close.c_str(), Error);
+    // Binding: the scope's full name is what is missing; the suggestion is what the file holds.
+    const nn::WeightScope scope(md);
+    const std::string missing = d + ": missing tensor 'embeddings.cls_token' (did you mean 'vit.embeddings.cls_token'?)";
+    CHECK_THROWS_WITH_AS(scope.sub("embeddings").get<float>("cls_token", {1, 1, 4}), missing.c_str(), Error);
+    CHECK(nn::WeightScope(md, "", "vit").sub("embeddings").get<float>("cls_token", {1, 1, 4}).shape() == Shape{1, 1, 4});
 }
 
 TEST_CASE("safetensors: the malformed-file catalogue is refused, each with its rule") {

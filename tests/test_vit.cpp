@@ -46,7 +46,7 @@ void check_gradients(const io::SafeTensors& ref, const Tensor<T>& px, const std:
 
 TEST_CASE_TEMPLATE("ViTForImageClassification matches transformers' logits and hidden states", T, float, double) {
     const auto ref = io::SafeTensors::open(kData / "vit_cls_reference.safetensors");
-    io::LoadReport report;
+    nn::LoadReport report;
     auto model = models::load_vit_for_image_classification<T>(kData / "vit_cls", &report);
     CHECK(report.unused.empty());
     CHECK(report.missing.empty());
@@ -62,7 +62,7 @@ TEST_CASE_TEMPLATE("ViTForImageClassification matches transformers' logits and h
 TEST_CASE("a sharded checkpoint loads to the same model as the single file") {
     const auto ref = io::SafeTensors::open(kData / "vit_cls_reference.safetensors");
     auto single = models::load_vit_for_image_classification<float>(kData / "vit_cls");
-    io::LoadReport report;
+    nn::LoadReport report;
     auto sharded = models::load_vit_for_image_classification<float>(kData / "vit_cls_sharded", &report);
     CHECK(report.unused.empty());
     CHECK(io::ModelDir::open(kData / "vit_cls_sharded").files().size() > 1);
@@ -72,7 +72,7 @@ TEST_CASE("a sharded checkpoint loads to the same model as the single file") {
 
 TEST_CASE("ViTModel with pooler, non-square image, no qkv bias and gelu_new matches transformers") {
     const auto ref = io::SafeTensors::open(kData / "vit_base_reference.safetensors");
-    io::LoadReport report;
+    nn::LoadReport report;
     auto model = models::load_vit_model<float>(kData / "vit_base", &report);
     CHECK(report.unused.empty());
     REQUIRE(model->pooler != nullptr);
@@ -212,12 +212,12 @@ TEST_CASE("a missing or mis-shaped tensor names its full path and both shapes") 
 
 TEST_CASE("names with or without the model prefix load alike") {
     // ViTModel from the classifier's checkpoint ("vit." prefix), and the scope resolving both ways.
-    io::LoadReport report;
+    nn::LoadReport report;
     auto backbone = models::load_vit_model<float>(kData / "vit_cls", &report);
     CHECK(backbone->pooler == nullptr);
     CHECK(report.unused == std::vector<std::string>{"classifier.bias", "classifier.weight"});
     const auto md = io::ModelDir::open(kData / "vit_cls");
-    io::WeightScope scope(md, "", "vit");
+    nn::WeightScope scope(md, "", "vit");
     CHECK(scope.resolve("embeddings.cls_token") == "vit.embeddings.cls_token");
     CHECK(scope.sub("vit").resolve("embeddings.cls_token") == "vit.embeddings.cls_token");
     CHECK(scope.sub("vit.encoder").sub("layer.2").get<float>("layernorm_after.weight", {48}).numel() == 48);
@@ -248,7 +248,7 @@ TEST_CASE("an adapter (alpha + classifier) saved and loaded onto the base reprod
     cfg.target_modules = {"attention.attention"};
     cfg.modules_to_save = {"classifier"};
     cfg.base_model = (kData / "vit_cls").string();
-    io::save_adapter(tmp.path, *tuned, cfg);
+    nn::save_adapter(tmp.path, *tuned, cfg);
 
     const auto st = io::SafeTensors::open(tmp.path / "adapter_model.safetensors");
     CHECK(st.tensors().size() == 5);  // 3 alphas + classifier weight and bias
@@ -260,12 +260,12 @@ TEST_CASE("an adapter (alpha + classifier) saved and loaded onto the base reprod
     CHECK(cfg_json["modules_to_save"] == nlohmann::json::array({"classifier"}));
 
     auto fresh = models::load_vit_for_image_classification<float>(kData / "vit_cls");
-    const auto loaded = io::load_adapter(tmp.path, *fresh);
+    const auto loaded = nn::load_adapter(tmp.path, *fresh);
     CHECK(loaded.alpha_dropout == 0.2);
     CHECK(fresh->vit.coeff_enabled());
     CHECK(fresh->forward(px).logits.to_vector() == want);
 
     // An adapter for another model is refused by name.
     auto other = models::load_vit_model<float>(kData / "vit_base");
-    CHECK_THROWS_WITH_AS(io::load_adapter(tmp.path, *other), doctest::Contains("names no parameter of the model"), Error);
+    CHECK_THROWS_WITH_AS(nn::load_adapter(tmp.path, *other), doctest::Contains("names no parameter of the model"), Error);
 }

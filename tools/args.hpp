@@ -328,17 +328,6 @@ private:
         }
     }
 
-    static std::string closest(const std::string& word, const std::vector<std::string>& names) {
-        std::string best;
-        size_t best_d = 3;  // suggest within two edits only
-        for (const auto& n : names)
-            if (const size_t d = coeffnet::edit_distance(word, n); d < best_d) {
-                best_d = d;
-                best = n;
-            }
-        return best;
-    }
-
     int usage_error(const std::string& message, std::ostream& err) const {
         err << path() << ": " << message << "\n" << usage() << "\nRun '" << path() << " --help' for more.\n";
         return kExitUsage;
@@ -369,9 +358,8 @@ private:
             if (s->name_ == word) return s->dispatch(args, at + 1, out, err);
             names.push_back(s->name_);
         }
-        const std::string hint = closest(word, names);
         if (word.rfind("-", 0) == 0) return usage_error("unknown option '" + word + "' (a command comes first)", err);
-        return usage_error("unknown command '" + word + "'" + (hint.empty() ? "" : " (did you mean '" + hint + "'?)"), err);
+        return usage_error("unknown command '" + word + "'" + coeffnet::did_you_mean(word, names), err);
     }
 
     // The arguments from `at` on; std::nullopt when --help was asked for.
@@ -399,8 +387,7 @@ private:
             if (!o) {
                 std::vector<std::string> names;
                 for (const auto& opt : options_) names.push_back(opt.name);
-                const std::string hint = closest(name, names);
-                throw UsageError("unknown option '--" + name + "'" + (hint.empty() ? "" : " (did you mean '--" + hint + "'?)"));
+                throw UsageError("unknown option '--" + name + "'" + coeffnet::did_you_mean(name, names, "--"));
             }
             std::string value;
             if (o->is_flag) {

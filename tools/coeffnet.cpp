@@ -436,7 +436,7 @@ Batch pixels_from_images(const std::vector<std::string>& files, const fs::path& 
 
 int cmd_vit_predict(const cli::Args& a) {
     const fs::path dir = a.str("model");
-    io::LoadReport report;
+    nn::LoadReport report;
     auto model = models::load_vit_for_image_classification<float>(dir, &report);
     if (!report.unused.empty())
         std::cerr << "coeffnet: note: " << report.unused.size() << " tensor" << (report.unused.size() == 1 ? "" : "s")

@@ -222,7 +222,7 @@ inline void execute(Experiment& ex, Run& r, const Progress& progress) {
             a.modules_to_save = {"classifier"};
             a.id2label = t.classes;
             a.base_model = fs::absolute(ex.model_dir).string();
-            io::save_adapter(ex.out / "adapters" / t.name / r.variant, *model, a);
+            nn::save_adapter(ex.out / "adapters" / t.name / r.variant, *model, a);
         }
     }
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -22,9 +22,8 @@
 // the generator it was given (seed, offset) and e, so a run resumes bit-exactly from
 // (seed, offset, step). It copies the generator and never advances the caller's.
 //
-// encode_png / write_png write uncompressed PNG files (no stb needed; any PNG decoder reads
-// them), and write_image_folder lays a set out as one folder per class, which
-// data/image_folder.hpp's load_image_folder reads back.
+// write_image_folder lays a set out as one folder per class of PNG files (io/png.hpp's
+// write_png), which data/image_folder.hpp's load_image_folder reads back.
 //
 // This header needs no stb_image; data/image_folder.hpp (decoding image folders) does.
 #pragma once
@@ -49,6 +48,7 @@
 #include "../core/error.hpp"
 #include "../core/parallel.hpp"
 #include "../core/rng.hpp"
+#include "../io/png.hpp"
 #include "../io/safetensors.hpp"
 #include "../tensor/tensor.hpp"
 
@@ -316,97 +316,6 @@ private:
     mutable std::vector<int64_t> cache_;
 };
 
-// ---- PNG writing (uncompressed; no stb) ----------------------------------------------------------
-
-namespace detail {
-
-inline uint32_t png_crc32(const uint8_t* p, size_t n, uint32_t c = 0) {
-    static const std::array<uint32_t, 256> table = [] {
-        std::array<uint32_t, 256> t{};
-        for (uint32_t i = 0; i < 256; ++i) {
-            uint32_t v = i;
-            for (int k = 0; k < 8; ++k) v = (v & 1u) ? 0xedb88320u ^ (v >> 1) : v >> 1;
-            t[i] = v;
-        }
-        return t;
-    }();
-    c ^= 0xffffffffu;
-    for (size_t i = 0; i < n; ++i) c = table[(c ^ p[i]) & 0xffu] ^ (c >> 8);
-    return c ^ 0xffffffffu;
-}
-
-inline void put_be32(std::vector<uint8_t>& out, uint32_t v) {
-    for (int s = 24; s >= 0; s -= 8) out.push_back(static_cast<uint8_t>(v >> s));
-}
-
-inline void png_chunk(std::vector<uint8_t>& out, const char* type, const std::vector<uint8_t>& data) {
-    put_be32(out, static_cast<uint32_t>(data.size()));
-    const size_t start = out.size();
-    out.insert(out.end(), type, type + 4);
-    out.insert(out.end(), data.begin(), data.end());
-    put_be32(out, png_crc32(out.data() + start, out.size() - start));
-}
-
-}  // namespace detail
-
-// A PNG file of 8-bit pixels (channels 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA; rows top to
-// bottom, channels interleaved), deflate's stored blocks: no compression, any decoder reads it.
-inline std::vector<uint8_t> encode_png(std::span<const uint8_t> pixels, int64_t width, int64_t height, int64_t channels = 3) {
-    check(width > 0 && height > 0 && width <= (int64_t{1} << 24) && height <= (int64_t{1} << 24),
-          "encode_png: bad size ", width, " x ", height);
-    check(channels >= 1 && channels <= 4, "encode_png: channels must be 1 to 4, got ", channels);
-    const auto row = static_cast<size_t>(width * channels);
-    check(pixels.size() == row * static_cast<size_t>(height), "encode_png: ", pixels.size(), " bytes for a ", width,
-          " x ", height, " x ", channels, " image");
-    static constexpr uint8_t colour_type[5] = {0, 0, 4, 2, 6};
-    std::vector<uint8_t> out = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
-    std::vector<uint8_t> ihdr;
-    detail::put_be32(ihdr, static_cast<uint32_t>(width));
-    detail::put_be32(ihdr, static_cast<uint32_t>(height));
-    ihdr.insert(ihdr.end(), {8, colour_type[channels], 0, 0, 0});
-    detail::png_chunk(out, "IHDR", ihdr);
-    // The filtered scanlines (filter 0 on every row), as zlib stored blocks.
-    std::vector<uint8_t> raw;
-    raw.reserve((row + 1) * static_cast<size_t>(height));
-    for (int64_t y = 0; y < height; ++y) {
-        raw.push_back(0);
-        raw.insert(raw.end(), pixels.begin() + static_cast<std::ptrdiff_t>(static_cast<size_t>(y) * row),
-                   pixels.begin() + static_cast<std::ptrdiff_t>(static_cast<size_t>(y + 1) * row));
-    }
-    std::vector<uint8_t> z = {0x78, 0x01};
-    size_t at = 0;
-    do {
-        const size_t len = std::min<size_t>(65535, raw.size() - at);
-        z.push_back(at + len == raw.size() ? 1 : 0);
-        z.insert(z.end(), {static_cast<uint8_t>(len), static_cast<uint8_t>(len >> 8), static_cast<uint8_t>(~len),
-                           static_cast<uint8_t>(~len >> 8)});
-        z.insert(z.end(), raw.begin() + static_cast<std::ptrdiff_t>(at), raw.begin() + static_cast<std::ptrdiff_t>(at + len));
-        at += len;
-    } while (at < raw.size());
-    uint32_t a = 1, b = 0;
-    for (uint8_t v : raw) {
-        a = (a + v) % 65521u;
-        b = (b + a) % 65521u;
-    }
-    detail::put_be32(z, (b << 16) | a);
-    detail::png_chunk(out, "IDAT", z);
-    detail::png_chunk(out, "IEND", {});
-    return out;
-}
-
-inline void write_bytes(const std::filesystem::path& path, std::span<const uint8_t> bytes) {
-    std::ofstream f(path, std::ios::binary | std::ios::trunc);
-    check(static_cast<bool>(f), path.string(), ": cannot open for writing");
-    f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    f.close();
-    check(static_cast<bool>(f), path.string(), ": write failed");
-}
-
-inline void write_png(const std::filesystem::path& path, std::span<const uint8_t> pixels, int64_t width, int64_t height,
-                      int64_t channels = 3) {
-    write_bytes(path, encode_png(pixels, width, height, channels));
-}
-
 // Lays a set out as dir/<class>/<index, 6 digits>.png, the layout load_image_folder reads: a
 // folder for each class that has images (load_image_folder refuses empty class folders, so a
 // class without images does not come back).
@@ -428,7 +337,7 @@ inline void write_image_folder(const std::filesystem::path& dir, const ImageSet&
     for (int64_t i = 0; i < set.size(); ++i) {
         std::string file = std::to_string(i);
         file = std::string(file.size() < 6 ? 6 - file.size() : 0, '0') + file + ".png";
-        write_png(dir / set.classes[static_cast<size_t>(lb.data()[i])] / file,
+        io::write_png(dir / set.classes[static_cast<size_t>(lb.data()[i])] / file,
                   {im.data() + static_cast<size_t>(i) * n, n}, W, H, 3);
     }
 }

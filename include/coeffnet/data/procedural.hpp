@@ -689,7 +689,7 @@ inline RgbImage sample_grid(const TaskSpec& spec, uint64_t seed, int64_t per_cla
 inline void write_sample_grid(const std::filesystem::path& path, const TaskSpec& spec, uint64_t seed, int64_t per_class,
                               int64_t size = 32, int64_t scale = 3) {
     const RgbImage g = sample_grid(spec, seed, per_class, size, scale);
-    write_png(path, g.rgb, g.width, g.height, 3);
+    io::write_png(path, g.rgb, g.width, g.height, 3);
 }
 
 }  // namespace coeffnet::data

@@ -7,15 +7,20 @@
 //                               __metadata__ {format, method, alpha_dropout, base_model}
 //   adapter_config.json         {peft_type, method, target_modules, r, lora_alpha,
 //                               alpha_dropout, modules_to_save, base_model_name_or_path}
-// Loading puts each tensor into the parameter of the same name (shape-checked), so the base
-// plus its adapter is the tuned model exactly. Both files are written atomically.
+// This header reads and writes the two files; nn/weights.hpp saves a module's parameters as an
+// adapter and loads an adapter into a module. Both files are written atomically.
 #pragma once
 
 #include <filesystem>
 #include <map>
+#include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "file.hpp"
 #include "hf.hpp"
 #include "safetensors.hpp"
 
@@ -70,26 +75,16 @@ struct AdapterConfig {
     }
 };
 
-// Saves the parameters of `model` whose names are in `names` (every trainable one when empty).
+// Writes an adapter directory: `tensors` (under the base model's parameter names) into
+// adapter_model.safetensors, `config` into adapter_config.json.
 template <class T>
-void save_adapter(const std::filesystem::path& dir, const nn::Module<T>& model, const AdapterConfig& config,
-                  std::vector<std::string> names = {}) {
+void write_adapter(const std::filesystem::path& dir, const std::vector<std::pair<std::string, Tensor<T>>>& tensors,
+                   const AdapterConfig& config) {
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     check(std::filesystem::is_directory(dir), dir.string(), ": cannot create the adapter directory");
-    const auto params = model.named_parameters();
-    if (names.empty())
-        for (const auto& [name, p] : params)
-            if (p.requires_grad()) names.push_back(name);
-    check(!names.empty(), "save_adapter: no parameters to save (none is trainable)");
     SafeTensorsWriter w;
-    for (const auto& name : names) {
-        const Tensor<T>* found = nullptr;
-        for (const auto& [n, p] : params)
-            if (n == name) found = &p;
-        check(found != nullptr, "save_adapter: the model has no parameter '", name, "'");
-        w.add(name, found->contiguous().detach());
-    }
+    for (const auto& [name, t] : tensors) w.add(name, t.contiguous().detach());
     std::ostringstream p;
     p << config.alpha_dropout;
     w.set_metadata({{"format", "pt"}, {"method", config.method}, {"alpha_dropout", p.str()}, {"base_model", config.base_model}});
@@ -97,47 +92,25 @@ void save_adapter(const std::filesystem::path& dir, const nn::Module<T>& model, 
     write_file_atomic(dir / "adapter_config.json", config.to_json().dump(2) + "\n");
 }
 
-// Loads an adapter into `model`: every tensor must name a parameter slot of the same shape,
-// except in modules_to_save (a new head may have another number of classes). Slots the model
-// leaves undefined (alpha before enable_coeff, LoRA's A and B) are filled too, and each Linear
-// that receives LoRA tensors gets the adapter's scaling lora_alpha / r. PEFT's own files prefix
-// names with "base_model.model."; that prefix is accepted. Returns the config (the caller applies
-// what is model-specific: id2label, alpha_residual).
-template <class T>
-AdapterConfig load_adapter(const std::filesystem::path& dir, nn::Module<T>& model) {
+// An adapter directory, read: its config and its tensors.
+struct AdapterFiles {
+    std::string config_file;  // dir/adapter_config.json
+    AdapterConfig config;
+    SafeTensors tensors;      // dir/adapter_model.safetensors
+
+    // The parameter a tensor of the file stands for: its name, less the "base_model.model." that
+    // PEFT's own files put before every name.
+    static std::string parameter_name(const std::string& tensor_name) {
+        const std::string peft_prefix = "base_model.model.";
+        return tensor_name.rfind(peft_prefix, 0) == 0 ? tensor_name.substr(peft_prefix.size()) : tensor_name;
+    }
+};
+
+inline AdapterFiles read_adapter(const std::filesystem::path& dir) {
     const auto cfg_path = dir / "adapter_config.json";
     check(std::filesystem::exists(cfg_path), dir.string(), ": no adapter_config.json");
     AdapterConfig cfg = AdapterConfig::from_json(read_json(cfg_path), cfg_path.string());
-    const SafeTensors st = SafeTensors::open(dir / "adapter_model.safetensors");
-    auto slots = model.named_slots();
-    auto replaceable = [&](const std::string& name) {
-        for (const auto& m : cfg.modules_to_save)
-            if (name.rfind(m + ".", 0) == 0 || name.find("." + m + ".") != std::string::npos) return true;
-        return false;
-    };
-    const std::string peft_prefix = "base_model.model.";
-    for (const auto& info : st.tensors()) {
-        const std::string name =
-            info.name.rfind(peft_prefix, 0) == 0 ? info.name.substr(peft_prefix.size()) : info.name;
-        Tensor<T>* slot = nullptr;
-        for (auto& [n, s] : slots)
-            if (n == name) slot = s;
-        check(slot != nullptr, st.name(), ": tensor '", info.name, "' names no parameter of the model");
-        Tensor<T> t = st.template get_as<T>(info.name).contiguous();
-        if (slot->defined() && !replaceable(name))
-            check(slot->shape() == t.shape(), st.name(), ": tensor '", info.name, "' has shape ", shape_str(t.shape()),
-                  ", the model's parameter has ", shape_str(slot->shape()));
-        const bool trainable = slot->defined() ? slot->requires_grad() : true;
-        *slot = t.clone().detach().set_requires_grad(trainable);
-    }
-    for (auto& [name, m] : model.named_modules())
-        if (auto* lin = dynamic_cast<nn::Linear<T>*>(m); lin && lin->has_lora()) {
-            check(cfg.r > 0, cfg_path.string(), ": the adapter holds LoRA tensors but r is ", cfg.r);
-            check(lin->lora_A.shape()[0] == cfg.r && lin->lora_B.shape()[1] == cfg.r, st.name(), ": LoRA tensors of '",
-                  name, "' do not have rank r = ", cfg.r);
-            lin->lora_scaling = cfg.lora_alpha / static_cast<double>(cfg.r);
-        }
-    return cfg;
+    return {cfg_path.string(), std::move(cfg), SafeTensors::open(dir / "adapter_model.safetensors")};
 }
 
 }  // namespace coeffnet::io

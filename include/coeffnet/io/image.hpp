@@ -56,6 +56,7 @@
 
 #include "../core/error.hpp"
 #include "../tensor/tensor.hpp"
+#include "png.hpp"
 
 #if defined(COEFFNET_IMAGE_IMPLEMENTATION) && !defined(STB_IMAGE_IMPLEMENTATION)
 #define STB_IMAGE_IMPLEMENTATION
@@ -118,65 +119,12 @@ inline const char* image_format_name(ImageFormat f) {
 
 // The format by the file's first bytes.
 inline ImageFormat sniff_image_format(std::span<const uint8_t> b) {
-    static constexpr uint8_t png[8] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
-    if (b.size() >= 8 && std::equal(png, png + 8, b.begin())) return ImageFormat::png;
+    if (b.size() >= 8 && std::equal(kPngSignature.begin(), kPngSignature.end(), b.begin())) return ImageFormat::png;
     if (b.size() >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff) return ImageFormat::jpeg;
     return ImageFormat::unknown;
 }
 
 namespace detail {
-
-inline uint32_t read_be32(const uint8_t* p) {
-    return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
-}
-
-inline uint32_t crc32(const uint8_t* p, size_t n) {
-    static const std::array<uint32_t, 256> table = [] {
-        std::array<uint32_t, 256> t{};
-        for (uint32_t i = 0; i < 256; ++i) {
-            uint32_t c = i;
-            for (int k = 0; k < 8; ++k) c = (c & 1u) ? 0xedb88320u ^ (c >> 1) : c >> 1;
-            t[i] = c;
-        }
-        return t;
-    }();
-    uint32_t c = 0xffffffffu;
-    for (size_t i = 0; i < n; ++i) c = table[(c ^ p[i]) & 0xffu] ^ (c >> 8);
-    return c ^ 0xffffffffu;
-}
-
-// A chunk type as text when it is four letters, else as hex bytes.
-inline std::string chunk_type(const uint8_t* p) {
-    std::string s;
-    bool letters = true;
-    for (int i = 0; i < 4; ++i) letters = letters && ((p[i] >= 'A' && p[i] <= 'Z') || (p[i] >= 'a' && p[i] <= 'z'));
-    if (letters) return "'" + std::string(reinterpret_cast<const char*>(p), 4) + "'";
-    static constexpr char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 4; ++i) s += {hex[p[i] >> 4], hex[p[i] & 15]};
-    return "0x" + s;
-}
-
-// Walks a PNG's chunks as PIL does: IHDR first, every CRC right, IEND before the data ends.
-// Returns the width and height IHDR gives.
-inline std::pair<int64_t, int64_t> check_png_chunks(std::span<const uint8_t> b, const std::string& name) {
-    std::pair<int64_t, int64_t> size{0, 0};
-    size_t pos = 8;
-    for (bool first = true;; first = false) {
-        if (b.size() - pos < 8) fail(name, ": the PNG data is truncated (it ends at byte ", b.size(), " before the IEND chunk)");
-        const uint32_t len = read_be32(&b[pos]);
-        const std::string_view raw(reinterpret_cast<const char*>(&b[pos + 4]), 4);
-        const std::string type = chunk_type(&b[pos + 4]);
-        if (len > 0x7fffffffu) fail(name, ": PNG chunk ", type, " at byte ", pos, " has an invalid length ", len);
-        if (b.size() - pos - 8 < uint64_t{len} + 4)
-            fail(name, ": the PNG data is truncated (chunk ", type, " at byte ", pos, " ends past the end of the file)");
-        if (first && (raw != "IHDR" || len != 13)) fail(name, ": corrupt PNG: the first chunk is not a 13-byte 'IHDR'");
-        if (crc32(&b[pos + 4], size_t{len} + 4) != read_be32(&b[pos + 8 + len]))
-            fail(name, ": corrupt PNG: chunk ", type, " at byte ", pos, " fails its CRC check");
-        if (first) size = {read_be32(&b[pos + 8]), read_be32(&b[pos + 12])};
-        pos += size_t{len} + 12;
-        if (raw == "IEND") return size;
-    }
-}
 
 // Walks a JPEG's markers to its end-of-image marker, as stb_image will walk them; refuses data
 // that ends first and Huffman tables stb_image 2.27 would overflow on. Other damage is left to

@@ -25,6 +25,7 @@
 #include "../io/adapter.hpp"
 #include "../io/hf.hpp"
 #include "../nn/module.hpp"
+#include "../nn/weights.hpp"
 #include "../ops/elementwise.hpp"
 #include "../ops/shape.hpp"
 
@@ -418,10 +419,10 @@ public:
 // is in evaluation mode, every parameter trainable; the report lists what was not used.
 template <class T>
 std::unique_ptr<ViTForImageClassification<T>> load_vit_for_image_classification(const std::filesystem::path& dir,
-                                                                                 io::LoadReport* report = nullptr) {
+                                                                                 nn::LoadReport* report = nullptr) {
     const io::ModelDir md = io::ModelDir::open(dir);
     auto model = std::make_unique<ViTForImageClassification<T>>(ViTConfig::from_json(md.config(), md.config_file()));
-    io::LoadReport r = io::load_parameters(*model, io::WeightScope(md, "", "vit"));
+    nn::LoadReport r = nn::load_parameters(*model, nn::WeightScope(md, "", "vit"));
     model->eval();
     if (report) *report = std::move(r);
     return model;
@@ -446,11 +447,11 @@ void save_pretrained(const std::filesystem::path& dir, const ViTForImageClassifi
     if (preprocessor.is_object()) io::write_file_atomic(dir / "preprocessor_config.json", preprocessor.dump(2) + "\n");
 }
 
-// Loads an adapter (io::load_adapter) onto a classifier and applies what is ViT-specific: the
+// Loads an adapter (nn::load_adapter) onto a classifier and applies what is ViT-specific: the
 // head's labels, alpha's parameterisation and dropout. Coeff-Tuning is on when the adapter holds alphas.
 template <class T>
 io::AdapterConfig apply_adapter(ViTForImageClassification<T>& model, const std::filesystem::path& dir) {
-    const io::AdapterConfig cfg = io::load_adapter(dir, model);
+    const io::AdapterConfig cfg = nn::load_adapter(dir, model);
     if (!cfg.id2label.empty()) {
         check(static_cast<int64_t>(cfg.id2label.size()) == model.classifier.weight.shape()[0], dir.string(),
               ": id2label has ", cfg.id2label.size(), " labels, the head ", model.classifier.weight.shape()[0]);
@@ -466,12 +467,12 @@ io::AdapterConfig apply_adapter(ViTForImageClassification<T>& model, const std::
 
 // ViTModel from a directory; it has a pooler when the checkpoint holds one.
 template <class T>
-std::unique_ptr<ViTModel<T>> load_vit_model(const std::filesystem::path& dir, io::LoadReport* report = nullptr) {
+std::unique_ptr<ViTModel<T>> load_vit_model(const std::filesystem::path& dir, nn::LoadReport* report = nullptr) {
     const io::ModelDir md = io::ModelDir::open(dir);
-    const io::WeightScope scope(md, "", "vit");
+    const nn::WeightScope scope(md, "", "vit");
     auto model = std::make_unique<ViTModel<T>>(ViTConfig::from_json(md.config(), md.config_file()),
                                                scope.contains("pooler.dense.weight"));
-    io::LoadReport r = io::load_parameters(*model, scope);
+    nn::LoadReport r = nn::load_parameters(*model, scope);
     model->eval();
     if (report) *report = std::move(r);
     return model;
