@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include <coeffnet/coeffnet.hpp>
+#include <coeffnet/data/procedural.hpp>
 #include <coeffnet/train/finetune.hpp>
 
 #include "test_util.hpp"
