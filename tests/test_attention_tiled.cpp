@@ -18,6 +18,8 @@
 #include <malloc.h>
 #endif
 
+#include "test_util.hpp"
+
 using namespace coeffnet;
 
 namespace {
@@ -321,8 +323,8 @@ TEST_CASE("tiled: forward + backward never allocates the [B, H, N, M] maps (peak
     // threshold (32 MiB), so such a buffer would be fresh pages that raise the high-water mark.
 #if defined(__SANITIZE_ADDRESS__)
     // AddressSanitizer's allocator and shadow memory make the resident-set figures meaningless.
-    MESSAGE("built with AddressSanitizer: the peak-RSS check is skipped (it runs in the normal build)");
-    return;
+    return coeffnet::test::skip("built with AddressSanitizer, whose allocator makes resident-set figures meaningless "
+                "(the check runs in the normal build)");
 #endif
     const int64_t B = 1, H = 2, N = 4096, M = 2048, d = 8;
     const long long map_bytes = B * H * N * M * static_cast<long long>(sizeof(float));
@@ -338,10 +340,7 @@ TEST_CASE("tiled: forward + backward never allocates the [B, H, N, M] maps (peak
         auto out = coeff_attention(q, k, v, alpha, o).out;
         out.backward(dout);
     });
-    if (tiled < 0) {
-        MESSAGE("/proc/self/clear_refs is not available: memory check skipped");
-        return;
-    }
+    if (tiled < 0) return coeffnet::test::skip("/proc/self/clear_refs or VmHWM is not available: no peak-RSS figure");
     INFO("tiled forward+backward peak RSS growth: ", tiled / 1024, " KiB (one map: ", map_bytes / 1024, " KiB)");
     CHECK(tiled < map_bytes / 4);
     CHECK(q.grad().defined());

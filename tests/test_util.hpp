@@ -1,6 +1,7 @@
 // tests/test_util.hpp: helpers shared by the test files of both test binaries (tests/*.cpp and
 // tests/cuda/*.cpp): the message of a call expected to throw, temporary directories, the largest
-// absolute value and difference, and bf16 rounding. Everything is in namespace coeffnet::test.
+// absolute value and difference, bf16 rounding, and reporting a test as skipped. Everything is in
+// namespace coeffnet::test.
 #pragma once
 
 #include <doctest/doctest.h>
@@ -10,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdio>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -32,6 +34,16 @@ std::string error_of(F&& f, std::string none = {}) {
         return e.what();
     }
     return none;
+}
+
+// Reports the running test case as skipped: prints one line "SKIPPED: <test name>: <reason>", which
+// ctest turns into a skip (tests/CMakeLists.txt sets SKIP_REGULAR_EXPRESSION "SKIPPED: " on both
+// test binaries). Use as `return skip("why");` before the test has checked anything.
+inline void skip(const std::string& reason) {
+    const doctest::ContextOptions* opts = doctest::getContextOptions();
+    const char* name = opts && opts->currentTest ? opts->currentTest->m_name : "?";
+    std::printf("SKIPPED: %s: %s\n", name, reason.c_str());
+    std::fflush(stdout);
 }
 
 inline bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }

@@ -22,10 +22,10 @@
 #include <coeffnet/coeffnet.hpp>
 #include <coeffnet/cuda/attention.hpp>
 #include <coeffnet/cuda/runtime.hpp>
-#include <coeffnet/cuda/testing.hpp>
 
 #include "../../kernels/coeff_attention.cuh"
 #include "../test_util.hpp"
+#include "testing.hpp"
 
 using namespace coeffnet;
 using namespace coeffnet::test;
@@ -443,7 +443,7 @@ TEST_CASE("cuda attention plan: bench shapes fit H200 and A100, groups balanced,
 }
 
 TEST_CASE("cuda attention: without a usable GPU the launchers throw a clear Error") {
-    if (cuda::status().usable) return;  // covered by the device tests
+    COEFFNET_REQUIRE_NO_GPU();  // on a GPU the device tests cover the launchers
     cuda::DeviceTensor<float> none;
     try {
         (void)cuda::coeff_attention_forward<float>(none, none, none, cuda::DeviceTensor<float>());

@@ -21,9 +21,9 @@
 #include <coeffnet/cuda/gemm.hpp>
 #include <coeffnet/cuda/runtime.hpp>
 #include <coeffnet/cuda/tensor.hpp>
-#include <coeffnet/cuda/testing.hpp>
 
 #include "../test_util.hpp"
+#include "testing.hpp"
 
 using namespace coeffnet;
 using namespace coeffnet::test;
@@ -86,10 +86,7 @@ TEST_CASE("cuda require: throws an Error naming the caller and the reason, or no
 }
 
 TEST_CASE("cuda without a GPU: every entry point throws a clear Error") {
-    if (cu::status().usable) {
-        MESSAGE("a GPU is usable here; the no-GPU errors are not exercised");
-        return;
-    }
+    COEFFNET_REQUIRE_NO_GPU();
     const std::string reason = cu::status().reason;
     const std::string e1 = error_of([] { (void)cu::DeviceTensor<float>::empty({2, 3}); });
     CHECK(contains(e1, "DeviceTensor::empty([2, 3])"));
