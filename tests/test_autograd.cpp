@@ -1,6 +1,8 @@
 // Autograd semantics: accumulation, retain_graph, no-grad, frozen weights, deep graphs.
 #include <doctest/doctest.h>
 
+#include <memory>
+
 #include <coeffnet/coeffnet.hpp>
 
 using namespace coeffnet;
@@ -105,31 +107,56 @@ TEST_CASE("frozen weights cost no weight-gradient GEMM") {
 }
 
 TEST_CASE("a 100,000-op chain differentiates and frees without recursion") {
+    // Freeing is observed through weak references to the chain's first node (the deepest one,
+    // freed last) and through the leaf's reference count (the first node's edge holds the leaf).
     auto x = Tensor<double>::from({1.0}, {1}).set_requires_grad(true);
     auto c = Tensor<double>::from({1.0}, {1});
+    const long leaf_refs = x.impl().use_count();
+    std::weak_ptr<Node<double>> first;
     {
         Tensor<double> h = x;
-        for (int i = 0; i < 100000; ++i) h = h * c;
+        for (int i = 0; i < 100000; ++i) {
+            h = h * c;
+            if (i == 0) first = h.impl()->grad_fn;
+        }
+        CHECK_FALSE(first.expired());
+        CHECK(x.impl().use_count() > leaf_refs);
         sum(h).backward();
         CHECK(x.grad().item() == 1.0);
     }  // h goes out of scope here: the whole chain is freed iteratively
+    CHECK(first.expired());
+    CHECK(x.impl().use_count() == leaf_refs);
     x.zero_grad();
     {
         // Each step uses the previous value twice, so every node is shared by two edges.
         Tensor<double> h = x;
-        for (int i = 0; i < 100000; ++i) h = (h + h) * 0.5;
+        for (int i = 0; i < 100000; ++i) {
+            h = (h + h) * 0.5;
+            if (i == 0) first = h.impl()->grad_fn;
+        }
         sum(h).backward({}, true);
-        CHECK(x.grad().item() == doctest::Approx(1.0));
+        CHECK(x.grad().item() == 1.0);  // each step: 0.5 * g, twice, summed: exactly g
+        std::weak_ptr<Node<double>> root = h.impl()->grad_fn;
         Tensor<double> keep = h;  // two holders of the root: freed when the last goes
         h = Tensor<double>();
-        CHECK(keep.requires_grad());
+        CHECK_FALSE(root.expired());
+        CHECK_FALSE(first.expired());
+        keep = Tensor<double>();
+        CHECK(root.expired());
+        CHECK(first.expired());
     }
+    CHECK(x.impl().use_count() == leaf_refs);
     {
         // A graph never differentiated is freed the same way.
         Tensor<double> h = x;
-        for (int i = 0; i < 100000; ++i) h = exp(h * 0.0);
+        for (int i = 0; i < 100000; ++i) {
+            h = exp(h * 0.0);
+            if (i == 0) first = h.impl()->grad_fn;
+        }
+        CHECK_FALSE(first.expired());
     }
-    CHECK(x.is_leaf());
+    CHECK(first.expired());
+    CHECK(x.impl().use_count() == leaf_refs);
 }
 
 TEST_CASE("views propagate gradients to the base tensor") {
