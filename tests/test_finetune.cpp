@@ -77,18 +77,26 @@ TEST_CASE("each method trains exactly its parameters, counted exactly") {
 }
 
 TEST_CASE("at the start, alpha = 0 and LoRA's B = 0 give exactly the base model's logits") {
+    // The reference is an untouched base model (no Finetuner, no Coeff-Tuning, no LoRA) given the
+    // same new head, so every method, the first included, is compared with an independent result.
     const Data d = task_data(8);
-    std::vector<float> reference;
+    auto base = models::load_vit_for_image_classification<float>(kModel);
+    base->eval();
+    CHECK_FALSE(base->vit.coeff_enabled());
     for (Method m : train::kMethods) {
+        INFO("method ", train::method_name(m));
         auto model = models::load_vit_for_image_classification<float>(kModel);
         train::TuneConfig c;
         c.method = m;
         train::Finetuner<float> tuner(*model, c, d.classes, d.px, d.y);
+        CHECK(model->vit.coeff_enabled() == train::uses_alpha(m));
         model->eval();
         NoGrad ng;
-        const auto logits = model->forward(d.px).logits.to_vector();
-        if (reference.empty()) reference = logits;  // linear probing: the base model with the new head
-        CHECK(logits == reference);
+        base->classifier.weight = model->classifier.weight.detach().clone();
+        base->classifier.bias = model->classifier.bias.detach().clone();
+        const auto want = base->forward(d.px).logits.to_vector();
+        REQUIRE(want.size() == d.classes.size() * 8);
+        CHECK(model->forward(d.px).logits.to_vector() == want);
     }
 }
 
