@@ -1,0 +1,278 @@
+#!/usr/bin/env bash
+# tests/mutations.sh: mutation testing of the suite. Each mutant is one literal text substitution
+# in a copy of the tree (the code under test broken on purpose); the script builds a small test
+# binary from tests/main.cpp and the test sources said to catch that mutant, runs their doctest
+# filter, and prints a table: "caught" when the tests fail, "SURVIVED" when they pass. Not part of
+# CI (tens of minutes on 2 cores); tests/README.md holds the last table.
+#
+#   bash tests/mutations.sh                 # every mutant
+#   bash tests/mutations.sh --list          # names, files and catching tests
+#   bash tests/mutations.sh softmax-backward causal-off-by-one
+#   bash tests/mutations.sh --sources tests/test_vit.cpp --filter '*Coeff-Tuning ViT*' layernorm-backward
+#                                           # the same mutant against other tests
+#
+# Before any mutant, the unmutated sources are built and every selected filter must pass (so a
+# failure means the mutant, not the tree); --no-baseline skips that. A pattern that does not
+# occur exactly once (the code moved) stops the script with exit status 2 before anything is
+# built: re-point the entry. Exit status: 0 when every mutant is caught, 1 when one survived,
+# 2 on a usage error, a stale pattern, or a build or baseline failure.
+# Environment: CXX (default g++), JOBS (parallel compiles, default 2), MUTANT_TIMEOUT (seconds a
+# test run may take, default 900; running past it counts as caught and says so). ccache is used
+# when installed.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+
+# ---- the mutants ------------------------------------------------------------------------------
+# One entry each: mutant NAME FILE OLD NEW SOURCES FILTER
+#   FILE     the file to mutate, relative to the repository root
+#   OLD/NEW  literal text; OLD must occur in FILE exactly once ($'...' for several lines)
+#   SOURCES  the test files that catch the mutant (space-separated, relative to the root); they are
+#            built with tests/main.cpp into one binary
+#   FILTER   doctest's --test-case filter selecting the catching tests (comma-separated wildcards)
+NAMES=() FILES=() OLDS=() NEWS=() SOURCES=() FILTERS=()
+mutant() {
+  NAMES+=("$1") FILES+=("$2") OLDS+=("$3") NEWS+=("$4") SOURCES+=("$5") FILTERS+=("$6")
+}
+
+mutant matmul-backward include/coeffnet/ops/matmul.hpp \
+  'if (needs[0]) r[0] = detail::sum_to(detail::matmul_raw(g, sb.mT(), "matmul backward"), sa.shape());' \
+  'if (needs[0]) r[0] = detail::sum_to(detail::matmul_raw(g, sb.mT(), "matmul backward"), sa.shape()) * 1.05;' \
+  tests/test_grad_table.cpp 'gradient table*'
+mutant softmax-backward include/coeffnet/ops/softmax.hpp \
+  'return std::vector<Tensor<T>>{detail::softmax_backward_raw(sy, g)};' \
+  'return std::vector<Tensor<T>>{detail::softmax_backward_raw(sy, g) * 1.05};' \
+  tests/test_grad_table.cpp 'gradient table*'
+mutant softmax-backward-vit include/coeffnet/ops/softmax.hpp \
+  'return std::vector<Tensor<T>>{detail::softmax_backward_raw(sy, g)};' \
+  'return std::vector<Tensor<T>>{detail::softmax_backward_raw(sy, g) * 1.05};' \
+  tests/test_vit.cpp '*Coeff-Tuning ViT*'
+mutant layernorm-backward include/coeffnet/ops/layernorm.hpp \
+  'pd[i * C + j] = pr[i] * (d - a - ph[i * C + j] * b);' \
+  'pd[i * C + j] = T(1.05) * pr[i] * (d - a - ph[i * C + j] * b);' \
+  tests/test_grad_table.cpp 'gradient table*'
+mutant coeff-attention-backward include/coeffnet/ops/attention_tiled.hpp \
+  'if (dalpha) da.noalias() += g * head_rows(ta, r).transpose();' \
+  'if (dalpha) da.noalias() += T(1.05) * (g * head_rows(ta, r).transpose());' \
+  tests/test_attention_tiled.cpp 'tiled*'
+mutant alpha-dropout-mask-ignored include/coeffnet/ops/attention_tiled.hpp \
+  '(keep.empty() ? av[hi] : av[hi] * keep[hi])' \
+  'av[hi]' \
+  tests/test_attention_tiled.cpp 'tiled*'
+mutant causal-off-by-one include/coeffnet/ops/attention.hpp \
+  'for (int64_t m = n + (M - N) + 1; m < M; ++m)' \
+  'for (int64_t m = n + (M - N) + 2; m < M; ++m)' \
+  tests/test_attention.cpp '*causal*'
+mutant tiled-tail-row-dropped include/coeffnet/ops/attention_tiled.hpp \
+  'int64_t blocks() const { return (N + block_q - 1) / block_q; }' \
+  'int64_t blocks() const { return N / block_q; }' \
+  tests/test_attention_tiled.cpp 'tiled*'
+mutant layer-norm-eps-ignored include/coeffnet/models/vit.hpp \
+  'layernorm_before(c.hidden_size, c.layer_norm_eps),' \
+  'layernorm_before(c.hidden_size),' \
+  tests/test_vit.cpp '*layer_norm_eps reaches*'
+mutant safetensors-offset-check-removed include/coeffnet/io/safetensors.hpp \
+  'if (t.begin != at) {' \
+  'if (false) {' \
+  tests/test_safetensors.cpp '*malformed*'
+mutant resume-rng-not-restored include/coeffnet/train/finetune.hpp \
+  'rng >> model_.vit.rng.seed >> model_.vit.rng.offset;' \
+  'rng >> model_.vit.rng.seed;' \
+  tests/test_finetune.cpp '*resumed*'
+
+# ---- options ----------------------------------------------------------------------------------
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
+list=0 baseline=1 only=() override_sources="" override_filter=""
+while [ $# -gt 0 ]; do
+  case $1 in
+    --list) list=1 ;;
+    --no-baseline) baseline=0 ;;
+    --sources) override_sources=${2:?--sources needs a value}; shift ;;
+    --filter) override_filter=${2:?--filter needs a value}; shift ;;
+    -h|--help) usage; exit 0 ;;
+    -*) echo "mutations.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
+    *) only+=("$1") ;;
+  esac
+  shift
+done
+
+selected=()
+if [ ${#only[@]} -eq 0 ]; then
+  selected=("${!NAMES[@]}")
+else
+  for want in "${only[@]}"; do
+    found=""
+    for i in "${!NAMES[@]}"; do [ "${NAMES[$i]}" = "$want" ] && found=$i; done
+    [ -n "$found" ] || { echo "mutations.sh: no mutant named '$want' (see --list)" >&2; exit 2; }
+    selected+=("$found")
+  done
+fi
+for i in "${selected[@]}"; do
+  [ -n "$override_sources" ] && SOURCES[$i]=$override_sources
+  [ -n "$override_filter" ] && FILTERS[$i]=$override_filter
+done
+
+if [ $list -eq 1 ]; then
+  for i in "${selected[@]}"; do
+    printf '%-34s %-40s %s  -tc=%s\n' "${NAMES[$i]}" "${FILES[$i]}" "${SOURCES[$i]}" "${FILTERS[$i]}"
+  done
+  exit 0
+fi
+
+# Every selected pattern must occur exactly once before anything is built.
+count_of() {  # count_of FILE TEXT: how often TEXT occurs in FILE
+  python3 -c 'import sys; print(open(sys.argv[1], encoding="utf-8").read().count(sys.argv[2]))' "$1" "$2"
+}
+stale=0
+for i in "${selected[@]}"; do
+  f=$ROOT/${FILES[$i]}
+  if [ ! -f "$f" ]; then
+    echo "mutations.sh: mutant ${NAMES[$i]}: ${FILES[$i]} does not exist (the code moved: re-point the entry)" >&2
+    stale=1
+    continue
+  fi
+  n=$(count_of "$f" "${OLDS[$i]}")
+  if [ "$n" != 1 ]; then
+    echo "mutations.sh: mutant ${NAMES[$i]}: its pattern occurs $n times in ${FILES[$i]}, not once" \
+         "(the code moved: re-point the entry): ${OLDS[$i]}" >&2
+    stale=1
+  fi
+  for s in ${SOURCES[$i]}; do
+    [ -f "$ROOT/$s" ] || { echo "mutations.sh: mutant ${NAMES[$i]}: no test source $s" >&2; stale=1; }
+  done
+done
+[ $stale -eq 0 ] || exit 2
+
+# ---- building ---------------------------------------------------------------------------------
+# Every build gets its own copy of the tree and compiles from inside it with relative paths, so
+# that ccache (CCACHE_BASEDIR) reuses an unmutated file's object across copies and runs.
+start=$(date +%s)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/coeffnet-mutations.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+CXX=${CXX:-g++}
+JOBS=${JOBS:-2}
+LAUNCHER=()
+if command -v ccache >/dev/null; then
+  LAUNCHER=(ccache)
+  export CCACHE_BASEDIR=$WORK
+fi
+EIGEN=$(pkg-config --cflags-only-I eigen3 2>/dev/null || echo -I/usr/include/eigen3)
+EIGEN=${EIGEN//-I/-isystem }
+CXXFLAGS=(-std=gnu++20 -O1 -fopenmp -Iinclude -Iexamples $EIGEN "-DCOEFFNET_TEST_DATA=\"$ROOT/tests/data\"")
+
+# copy_tree DIR: the sources of the repository's working tree (not tests/data, read in place) in DIR.
+copy_tree() {
+  mkdir -p "$1"
+  (cd "$ROOT" && tar cf - --anchored --exclude=tests/data include examples src tools tests) | (cd "$1" && tar xf -)
+}
+
+# build DIR JOBS SOURCE...: compiles tests/main.cpp and the sources of the tree in DIR, JOBS at a
+# time, into DIR/test; compiler messages go to DIR/build.log.
+build() {
+  local dir=$1 jobs=$2
+  shift 2
+  (
+    cd "$dir"
+    local objs=() pids=() s o ok=0 p
+    for s in tests/main.cpp "$@"; do
+      o=obj/$(echo "$s" | tr / _).o
+      mkdir -p obj
+      objs+=("$o")
+      "${LAUNCHER[@]}" "$CXX" "${CXXFLAGS[@]}" -c "$s" -o "$o" 2>>build.log &
+      pids+=($!)
+      while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+    done
+    for p in "${pids[@]}"; do wait "$p" || ok=1; done
+    [ $ok -eq 0 ] && "$CXX" -fopenmp "${objs[@]}" -o test 2>>build.log
+  )
+}
+
+# run_tests BINARY FILTER LOG: 0 pass, 1 fail, 124 timeout, 3 when the filter selected no test.
+run_tests() {
+  local rc=0
+  timeout "${MUTANT_TIMEOUT:-900}" "$1" "--test-case=$2" --no-version >"$3" 2>&1 || rc=$?
+  if [ $rc -eq 0 ] && ! grep -Eq 'test cases: +[1-9]' "$3"; then return 3; fi
+  return $rc
+}
+
+if [ $baseline -eq 1 ]; then
+  all_sources=$(for i in "${selected[@]}"; do echo ${SOURCES[$i]}; done | tr ' ' '\n' | sort -u | tr '\n' ' ')
+  echo "baseline: building the unmutated $all_sources" >&2
+  copy_tree "$WORK/baseline"
+  if ! build "$WORK/baseline" "$JOBS" $all_sources; then
+    echo "mutations.sh: the unmutated tests do not build:" >&2
+    cat "$WORK/baseline/build.log" >&2
+    exit 2
+  fi
+  for i in "${selected[@]}"; do
+    rc=0
+    run_tests "$WORK/baseline/test" "${FILTERS[$i]}" "$WORK/baseline/${NAMES[$i]}.log" || rc=$?
+    if [ $rc -ne 0 ]; then
+      echo "mutations.sh: baseline for ${NAMES[$i]}: the unmutated tests -tc='${FILTERS[$i]}' do not pass (rc $rc):" >&2
+      tail -40 "$WORK/baseline/${NAMES[$i]}.log" >&2
+      exit 2
+    fi
+  done
+  rm -rf "$WORK/baseline"
+  echo "baseline: every filter passes unmutated ($(($(date +%s) - start)) s)" >&2
+fi
+
+# ---- the mutants: JOBS at a time, each in its own tree ----------------------------------------
+# mutant_job I: applies mutant I to a fresh tree, builds, runs; writes "RESULT|SECONDS" to its
+# directory's file `result`.
+mutant_job() {
+  local i=$1 name=${NAMES[$1]} dir=$WORK/m/${NAMES[$1]} t0 rc result
+  t0=$(date +%s)
+  copy_tree "$dir"
+  python3 - "$dir/${FILES[$i]}" "${OLDS[$i]}" "${NEWS[$i]}" <<'EOF'
+import sys
+path, old, new = sys.argv[1:4]
+text = open(path, encoding="utf-8").read()
+assert text.count(old) == 1, path
+open(path, "w", encoding="utf-8").write(text.replace(old, new))
+EOF
+  echo "mutant $name: building ${SOURCES[$i]}" >&2
+  if build "$dir" 1 ${SOURCES[$i]}; then
+    rc=0
+    run_tests "$dir/test" "${FILTERS[$i]}" "$dir/test.log" || rc=$?
+    case $rc in
+      0) result="SURVIVED" ;;
+      3) result="no test selected" ;;
+      124) result="caught (timed out)" ;;
+      *) result="caught" ;;
+    esac
+  else
+    result="does not compile"
+    sed -n '1,30p' "$dir/build.log" >&2
+  fi
+  echo "mutant $name: $result ($(($(date +%s) - t0)) s)" >&2
+  [ "$result" = "SURVIVED" ] && { echo "--- tests that let $name through:" >&2; tail -5 "$dir/test.log" >&2; }
+  echo "$result|$(($(date +%s) - t0))" >"$dir/result"
+}
+
+for i in "${selected[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
+  mutant_job "$i" &
+done
+wait
+
+rows=() survived=0 broken=0
+for i in "${selected[@]}"; do
+  r=$(cat "$WORK/m/${NAMES[$i]}/result" 2>/dev/null || echo "no result|0")
+  result=${r%|*} secs=${r##*|}
+  case $result in
+    SURVIVED) survived=1 ;;
+    caught*) ;;
+    *) broken=1 ;;
+  esac
+  rows+=("| ${NAMES[$i]} | \`${FILES[$i]}\` | ${SOURCES[$i]} \`-tc='${FILTERS[$i]}'\` | $result | $secs |")
+done
+
+echo
+echo "| mutant | file | caught by | result | s |"
+echo "|---|---|---|---|---|"
+printf '%s\n' "${rows[@]}"
+echo
+echo "$(date -u '+%Y-%m-%d %H:%M UTC'): ${#selected[@]} mutants, $JOBS at a time, in $(($(date +%s) - start)) s"
+[ $broken -eq 0 ] || exit 2
+[ $survived -eq 0 ] || exit 1
