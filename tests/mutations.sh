@@ -71,7 +71,7 @@ mutant layer-norm-eps-ignored include/coeffnet/models/vit.hpp \
   'layernorm_before(c.hidden_size, c.layer_norm_eps),' \
   'layernorm_before(c.hidden_size),' \
   tests/test_vit.cpp '*layer_norm_eps reaches*'
-mutant safetensors-offset-check-removed include/coeffnet/io/safetensors.hpp \
+mutant safetensors-offset-check-removed include/coeffnet/io/safetensors_header.hpp \
   'if (t.begin != at) {' \
   'if (false) {' \
   tests/test_safetensors.cpp '*malformed*'
