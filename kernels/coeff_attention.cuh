@@ -8,6 +8,8 @@
 //     Phat_h = Drop_q( sum_i alpha'[h, i] P_i )            element [b,h,n,m] uses Philox word
 //                                                          ((b*H + h)*N + n)*M + m of the draw
 //     O_h    = Phat_h V_h                                  alpha' = I + Drop_p(alpha) (launcher)
+// The mask rules, the dropout words and alpha' are include/coeffnet/ops/coeff_spec.hpp's (the CPU
+// ops use the same functions).
 // Storage T in {float, __nv_bfloat16, __half}; every sum in fp32; lse [B, H, N] saved in fp32.
 //
 // Why two passes. Mixing needs every source head's *normalised* row, so FlashAttention's
@@ -33,7 +35,7 @@
 //            fp32 atomicAdd (the only non-deterministic sum), converted to T at the end.
 //   Keys past a query tile's causal horizon are skipped per tile, and query tiles before a key
 //   tile's (bwd_kv). Launch plans (tiles, groups, shared memory, grids) come from
-//   plan_coeff_attention (include/coeffnet/cuda/attention.hpp), a host function with tests.
+//   plan_coeff_attention (coeff_attention_plan.cuh), a host function with tests.
 //
 // The backward identity. FlashAttention takes D = rowsum(dP o P) = rowsum(dO o O) because
 // O = P V. With mixing, D_i[n] = sum_h alpha'[h,i] dO_h[n] . (P_i V_h)[n]: it needs every
@@ -96,9 +98,10 @@
 #include <vector>
 #endif
 
-#include "../include/coeffnet/core/dtype.hpp"
-#include "../include/coeffnet/core/rng.hpp"
-#include "../include/coeffnet/cuda/attention.hpp"
+#include "coeff_attention_plan.cuh"
+#include "coeffnet/core/dtype.hpp"
+#include "coeffnet/core/rng.hpp"
+#include "coeffnet/ops/coeff_spec.hpp"
 
 #if defined(__CUDACC__)
 #include <cuda_bf16.h>
@@ -169,9 +172,7 @@ struct Params {
     int64_t B = 0, H = 0, N = 0, M = 0, d = 0, dv = 0;
     float scale = 1.0f;
     bool causal = false;
-    bool drop = false;                 // dropout on Phat
-    float drop_p = 0.0f, drop_keep = 1.0f;
-    uint64_t drop_seed = 0, drop_first = 0;
+    DropoutDraw<float> drop;           // dropout on Phat (drop.on)
     int64_t bq = 16, bk = 32;          // query / key rows per tile
     int64_t group = 1;                 // target heads per CTA (fwd_out, bwd_kv)
 
@@ -181,25 +182,27 @@ struct Params {
     // One past the last key any query of [n0, n0 + rows) may see (causal skips whole tiles).
     COEFFNET_ATTN_FN int64_t key_end(int64_t n0, int64_t rows) const {
         int64_t e = M;
-        if (causal) e = n0 + rows + (M - N) < M ? n0 + rows + (M - N) : M;
+        if (causal) {
+            const int64_t c = coeff::causal_key_end(n0 + rows - 1, N, M);
+            e = c < M ? c : M;
+        }
         return e > 0 ? e : 0;
     }
     // First query that may see key m0 (causal: n + (M - N) >= m0).
     COEFFNET_ATTN_FN int64_t query_begin(int64_t m0) const {
         if (!causal) return 0;
-        const int64_t n = m0 - (M - N);
+        const int64_t n = coeff::causal_first_query(m0, N, M);
         return n > 0 ? n : 0;
     }
     COEFFNET_ATTN_FN bool visible(int64_t b, int64_t n, int64_t m) const {
         if (n >= N || m >= M) return false;
-        if (causal && m > n + (M - N)) return false;
-        if (key_mask && key_mask[b * M + m] == 0) return false;
+        if (causal && m >= coeff::causal_key_end(n, N, M)) return false;
+        if (key_mask && !coeff::key_is_token(key_mask[b * M + m])) return false;
         return true;
     }
-    // The Phat dropout multiplier of element [b, h, n, m] (drop_keep or 0).
+    // The Phat dropout multiplier of element [b, h, n, m] (drop.keep or 0).
     COEFFNET_ATTN_FN float drop_mult(int64_t b, int64_t h, int64_t n, int64_t m) const {
-        const uint64_t i = static_cast<uint64_t>(((b * H + h) * N + n) * M + m);
-        return uniform_from_bits(draw_bits(drop_seed, drop_first, i)) >= drop_p ? drop_keep : 0.0f;
+        return drop.multiplier(coeff::phat_word(b, h, n, m, H, N, M));
     }
 };
 
@@ -274,7 +277,7 @@ COEFFNET_ATTN_FN void dphat_tile(Block& blk, const Params<T>& p, int64_t b, int6
         float val = 0.0f;
         if (n < p.N && m < p.M) {
             for (int64_t x = 0; x < p.dv; ++x) val += dOs[r * ld + x] * Vs[c * ld + x];
-            if (p.drop) val *= p.drop_mult(b, h, n, m);
+            if (p.drop.on) val *= p.drop_mult(b, h, n, m);
         }
         G[r * ldp + c] = val;
     }
@@ -364,7 +367,7 @@ COEFFNET_ATTN_FN void fwd_out_block(Block& blk, const Params<T>& p, int64_t cta,
                 for (int64_t j = 0; j < hg; ++j) Ph[(j * p.bq + r) * ldp + c] += p.alpha_p[(h0 + j) * p.H + i] * pr;
             }
         }
-        if (p.drop) {
+        if (p.drop.on) {
             blk.sync();  // other owners below
             for (int64_t e = blk.tid; e < hg * p.bq * p.bk; e += blk.nthreads) {
                 const int64_t j = e / (p.bq * p.bk), r = (e / p.bk) % p.bq, c = e % p.bk;
@@ -508,7 +511,7 @@ COEFFNET_ATTN_FN void bwd_kv_block(Block& blk, const Params<T>& p, int64_t cta, 
                 const int64_t r = e / p.bk, c = e % p.bk;
                 float s = 0.0f;
                 for (int64_t i = 0; i < H; ++i) s += p.alpha_p[h * H + i] * P[i * tile + r * ldp + c];
-                if (p.drop && s != 0.0f) s *= p.drop_mult(b, h, n0 + r, m0 + c);
+                if (p.drop.on && s != 0.0f) s *= p.drop_mult(b, h, n0 + r, m0 + c);
                 W[r * ldp + c] = s;
             }
             blk.sync();
@@ -563,22 +566,13 @@ COEFFNET_ATTN_FN void bwd_kv_block(Block& blk, const Params<T>& p, int64_t cta, 
     }
 }
 
-// alpha' = (residual ? I : 0) + alpha o keep, keep = Dropout_p multipliers from the draw at
-// `first` (element j of the H x H draw, as dropout_mask on the CPU); keep[j] written too.
-COEFFNET_ATTN_FN void alpha_prime_element(int64_t j, int64_t H, const float* alpha, bool residual, bool drop, float p,
-                                          float keep_scale, uint64_t seed, uint64_t first, float* alpha_p, float* keep) {
-    const float kj = drop ? (uniform_from_bits(draw_bits(seed, first, static_cast<uint64_t>(j))) >= p ? keep_scale : 0.0f)
-                          : 1.0f;
-    keep[j] = kj;
-    alpha_p[j] = (residual && j / H == j % H ? 1.0f : 0.0f) + (drop ? alpha[j] * kj : alpha[j]);
-}
-
-// dalpha[j] = keep[j] * sum over CTAs of the partials (in CTA order: deterministic).
-COEFFNET_ATTN_FN void dalpha_reduce_element(int64_t j, int64_t HH, int64_t ctas, const float* part, const float* keep,
-                                            float* dalpha) {
+// dalpha[j] = (sum over CTAs of the partials, in CTA order: deterministic) * alpha's dropout
+// multiplier j (alpha' = I + alpha o multipliers; the identity has no gradient).
+COEFFNET_ATTN_FN void dalpha_reduce_element(int64_t j, int64_t HH, int64_t ctas, const float* part,
+                                            const DropoutDraw<float>& alpha_draw, float* dalpha) {
     float s = 0.0f;
     for (int64_t c = 0; c < ctas; ++c) s += part[c * HH + j];
-    dalpha[j] = s * keep[j];
+    dalpha[j] = s * alpha_draw.multiplier(static_cast<uint64_t>(j));
 }
 
 // ---- variant 2 (forward pass 2 on tensor cores, bf16 / half only) ---------------------------------
@@ -754,7 +748,7 @@ COEFFNET_ATTN_UNROLL
 COEFFNET_ATTN_UNROLL
                     for (int i = 0; i < kRegHeads; ++i)
                         if (i < H) x += a[i] * pr[i];
-                    if (p.drop && x != 0.0f) x *= p.drop_mult(b, h0 + j, n0 + r, m0 + c);
+                    if (p.drop.on && x != 0.0f) x *= p.drop_mult(b, h0 + j, n0 + r, m0 + c);
                     PhT[(j * p.bq + r) * L.ldph + c] = from_f<T>(x);
                 }
             } else {
@@ -763,7 +757,7 @@ COEFFNET_ATTN_UNROLL
                     const float* a = A + (h0 + j) * H;
                     float x = 0.0f;
                     for (int64_t i = 0; i < H; ++i) x += a[i] * S[i * stile + r * L.lds + c];
-                    if (p.drop && x != 0.0f) x *= p.drop_mult(b, h0 + j, n0 + r, m0 + c);
+                    if (p.drop.on && x != 0.0f) x *= p.drop_mult(b, h0 + j, n0 + r, m0 + c);
                     PhT[(j * p.bq + r) * L.ldph + c] = from_f<T>(x);
                 }
             }
@@ -866,7 +860,7 @@ COEFFNET_ATTN_FN void bwd_tiles_tc(Block& blk, const Params<T>& p, const attenti
                      G + h * tile + rb * 16 * L.ldp + cb * 16, L.ldp, false);
         }
         blk.sync();
-        if (p.drop)
+        if (p.drop.on)
             for (int64_t e = blk.tid; e < p.bq * p.bk; e += blk.nthreads) {
                 const int64_t r = e / p.bk, c = e % p.bk;
                 float* x = G + h * tile + r * L.ldp + c;
@@ -971,7 +965,7 @@ COEFFNET_ATTN_FN void bwd_kv_tc_block(Block& blk, const Params<T>& p, int64_t ct
                 const int64_t r = e / p.bk, c = e % p.bk;
                 float s = 0.0f;
                 for (int64_t i = 0; i < H; ++i) s += p.alpha_p[h * H + i] * P[i * tile + r * L.ldp + c];
-                if (p.drop && s != 0.0f) s *= p.drop_mult(b, h, n0 + r, m0 + c);
+                if (p.drop.on && s != 0.0f) s *= p.drop_mult(b, h, n0 + r, m0 + c);
                 W[r * L.ldw + c] = from_f<T>(s);
             }
             blk.sync();
@@ -1065,15 +1059,10 @@ constexpr auto bwd_pre_tc_kernel = block_kernel<T, 128, unsigned char, bwd_pre_t
 template <class T>
 constexpr auto bwd_kv_tc_kernel = block_kernel<T, 128, unsigned char, bwd_kv_tc_block<T, DeviceBlock>>;
 template <class = void>
-__global__ void alpha_prime_kernel(int64_t H, const float* alpha, bool residual, bool drop, float p, float keep_scale,
-                                          uint64_t seed, uint64_t first, float* alpha_p, float* keep) {
+__global__ void dalpha_reduce_kernel(int64_t HH, int64_t ctas, const float* part, DropoutDraw<float> alpha_draw,
+                                     float* dalpha) {
     const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (j < H * H) alpha_prime_element(j, H, alpha, residual, drop, p, keep_scale, seed, first, alpha_p, keep);
-}
-template <class = void>
-__global__ void dalpha_reduce_kernel(int64_t HH, int64_t ctas, const float* part, const float* keep, float* dalpha) {
-    const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (j < HH) dalpha_reduce_element(j, HH, ctas, part, keep, dalpha);
+    if (j < HH) dalpha_reduce_element(j, HH, ctas, part, alpha_draw, dalpha);
 }
 template <class T>
 __global__ void f32_to_kernel(const float* src, T* dst, int64_t n) {
@@ -1150,10 +1139,11 @@ void emulate_forward(const Params<T>& base, const AttentionPlan& plan, bool tens
 }
 
 // Backward: base as the forward plus p.lse, p.dout; fills dq [B,H,N,d], p.dk, p.dvv and
-// dalpha [H*H] (dalpha' times keep). The scratch (D, dalpha partials, fp32 dQ) lives here.
+// dalpha [H*H] (dalpha' times alpha's dropout multipliers). The scratch (D, dalpha partials, fp32
+// dQ) lives here.
 template <class T>
-void emulate_backward(Params<T> base, const AttentionPlan& plan, const float* alpha_keep, T* dq, float* dalpha,
-                      bool tensor_cores = true) {
+void emulate_backward(Params<T> base, const AttentionPlan& plan, const DropoutDraw<float>& alpha_draw, T* dq,
+                      float* dalpha, bool tensor_cores = true) {
     const int64_t H = base.H;
     const bool tc = tensor_cores && plan.use_tc && sizeof(T) == 2;
     const AttentionKernelPlan& kp = tc ? plan.bwd_pre_tc : plan.bwd_pre;
@@ -1174,7 +1164,7 @@ void emulate_backward(Params<T> base, const AttentionPlan& plan, const float* al
         emulate_grid<T>(kp.grid, smem_bwd_pre(a), kp.smem_bytes,
                         [&](HostBlock& blk, int64_t c, float* s) { bwd_pre_block(blk, a, c, s); });
     }
-    for (int64_t j = 0; j < H * H; ++j) dalpha_reduce_element(j, H * H, kp.grid, part.data(), alpha_keep, dalpha);
+    for (int64_t j = 0; j < H * H; ++j) dalpha_reduce_element(j, H * H, kp.grid, part.data(), alpha_draw, dalpha);
     if (tc)
         emulate_grid_tc(kk.grid, kk.smem_bytes, [&](HostBlock& blk, int64_t c, unsigned char* s) { bwd_kv_tc_block(blk, b, c, s); });
     else

@@ -1,7 +1,8 @@
 // kernels/mix.cuh: coefficient mixing of attention maps (Coeff-Tuning) and alpha'.
 //
 // What it does:
-//   alpha' = I + Dropout_p(alpha)                 (alpha_prime_fwd; the CPU's Philox words)
+//   alpha' = I + Dropout_p(alpha)                 (alpha_prime_fwd: coeff::alpha_prime_element,
+//                                                  include/coeffnet/ops/coeff_spec.hpp)
 //   Phat[b, h] = sum_i alpha'[h, i] P[b, i]       (mix_fwd; P, Phat [B, H, N, M])
 //   dP[b, i] = sum_h alpha'[h, i] dPhat[b, h]     (mix_bwd, fused with the next line)
 //   dalpha'[h, i] = sum_{b, n, m} dPhat[b, h, n, m] P[b, i, n, m]   (mix_bwd partials + mix_reduce)
@@ -33,19 +34,19 @@
 
 namespace coeffnet::cuda::kern {
 
-__global__ void alpha_prime_fwd(const float* __restrict__ alpha, float* __restrict__ out, int64_t H, AlphaDropout d,
-                                bool residual) {
+__global__ void alpha_prime_fwd(const float* __restrict__ alpha, float* __restrict__ out, int64_t H,
+                                DropoutDraw<float> d, bool residual) {
     const int64_t n = H * H;
     for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < n;
          e += static_cast<int64_t>(gridDim.x) * blockDim.x)
-        out[e] = alpha_prime_element(d, H, e / H, e % H, alpha[e], residual);
+        out[e] = coeff::alpha_prime_element(d, H, e / H, e % H, alpha[e], residual);
 }
 
-__global__ void alpha_prime_bwd(const float* __restrict__ g, float* __restrict__ out, int64_t H, AlphaDropout d) {
+__global__ void alpha_prime_bwd(const float* __restrict__ g, float* __restrict__ out, int64_t H, DropoutDraw<float> d) {
     const int64_t n = H * H;
     for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < n;
          e += static_cast<int64_t>(gridDim.x) * blockDim.x)
-        out[e] = g[e] * alpha_dropout_multiplier(d, H, e / H, e % H);
+        out[e] = g[e] * d.multiplier(static_cast<uint64_t>(e));
 }
 
 // transpose = false: out[b, h] = sum_i a[h, i] in[b, i]; true: out[b, i] = sum_h a[h, i] in[b, h].

@@ -106,6 +106,58 @@ TEST_CASE("alpha = 0 reproduces plain attention bit for bit, with the mixing GEM
     CHECK(coeff_attention(q, k, v, alpha, o).out.to_vector() != plain.out.to_vector());
 }
 
+TEST_CASE("ops/coeff_spec.hpp: the mask rule, the default scale, the draws and alpha'") {
+    // Causal masking is bottom-right aligned: query n of N sees keys m <= n + (M - N) of M.
+    CHECK(coeff::causal_key_end(0, 3, 5) == 3);      // query 0 of 3 sees keys 0, 1, 2 of 5
+    CHECK(coeff::causal_key_end(2, 3, 5) == 5);      // the last query sees every key
+    CHECK(coeff::causal_key_end(0, 5, 3) == -1);     // more queries than keys: the first ones see none
+    CHECK(coeff::causal_first_query(4, 3, 5) == 2);  // key 4 of 5 is seen from query 2 of 3 on
+    CHECK(coeff::key_is_token(1.0f));
+    CHECK(coeff::key_is_token(uint8_t{2}));
+    CHECK_FALSE(coeff::key_is_token(0.0));
+    CHECK(coeff::score_scale(0.0, 64) == 0.125);
+    CHECK(coeff::score_scale(0.3, 64) == 0.3);
+    CHECK(coeff::phat_word(1, 2, 3, 4, 5, 6, 7) == static_cast<uint64_t>(((1 * 5 + 2) * 6 + 3) * 7 + 4));
+
+    // The draws of one call: alpha's H x H, then Phat's B*H*N*M, the very words of the dropout op.
+    const int64_t B = 2, H = 3, N = 4, M = 5;
+    Generator g(11, 5), ref(11, 5);
+    const CoeffSpec spec{0.4, true};
+    const coeff::Draws<double> d = coeff::reserve_draws<double>(spec, true, 0.25, true, &g, B, H, N, M, "test", "gen");
+    const auto ma = detail::dropout_mask<double>({H, H}, 0.4, ref).to_vector();
+    const auto mp = detail::dropout_mask<double>({B, H, N, M}, 0.25, ref).to_vector();
+    CHECK(g.offset == ref.offset);
+    int mismatches = 0;
+    for (size_t j = 0; j < ma.size(); ++j)
+        if (d.alpha.multiplier(j) != ma[j]) ++mismatches;
+    for (size_t j = 0; j < mp.size(); ++j)
+        if (d.phat.multiplier(j) != mp[j]) ++mismatches;
+    CHECK(mismatches == 0);
+    // Evaluation, or plain attention's alpha: nothing drawn.
+    Generator e(11, 5);
+    const coeff::Draws<double> none = coeff::reserve_draws<double>(spec, false, 0.25, false, &e, B, H, N, M, "t", "g");
+    CHECK_FALSE(none.alpha.on);
+    CHECK_FALSE(none.phat.on);
+    CHECK(e.offset == 5);
+    CHECK_THROWS_WITH_AS(coeff::reserve_draws<double>(spec, true, 0.25, true, nullptr, B, H, N, M, "op", "the generator"),
+                         doctest::Contains("op: training with dropout p = 0.4 needs the generator"), Error);
+
+    // alpha' = I + alpha * multiplier (without the residual: alpha * multiplier), rounded as the
+    // separate ops round (the product, then the sum), bit for bit; dalpha = g * multiplier.
+    Generator init(12), mask_gen(11, 5);
+    const Tensor<double> mask = detail::dropout_mask<double>({H, H}, 0.4, mask_gen);
+    for (bool residual : {true, false}) {
+        Tensor<double> alpha = Tensor<double>::randn({H, H}, init).set_requires_grad(true);
+        const Tensor<double> w = Tensor<double>::randn({H, H}, init);
+        const Tensor<double> ap = alpha_prime(alpha, d.alpha, residual);
+        const Tensor<double> dropped = mul(alpha.detach(), mask);
+        const Tensor<double> want = residual ? add(Tensor<double>::eye(H), dropped) : dropped;
+        CHECK(ap.to_vector() == want.to_vector());
+        sum(ap * w).backward();
+        CHECK(alpha.grad().to_vector() == mul(w, mask).to_vector());
+    }
+}
+
 TEST_CASE("alpha dropout: one H x H mask per call, shared by the batch, off in evaluation") {
     Generator g(30);
     const int64_t H = 4;
@@ -116,7 +168,7 @@ TEST_CASE("alpha dropout: one H x H mask per call, shared by the batch, off in e
     Generator dg(77);
     AttentionOptions o;
     o.training = true;
-    o.alpha_dropout = 0.5;
+    o.coeff.alpha_dropout = 0.5;
     o.generator = &dg;
     o.return_maps = true;
     auto r = coeff_attention(rep(q1), rep(k1), rep(v1), alpha, o);

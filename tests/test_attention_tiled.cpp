@@ -90,7 +90,7 @@ Outcome<T> run(const Inputs<T>& in, const Config& c, AttentionBackend backend, b
     o.backend = backend;
     if (c.dropout) {
         o.training = true;
-        o.alpha_dropout = 0.3;
+        o.coeff.alpha_dropout = 0.3;
         o.attn_dropout = 0.2;
         o.generator = &gen;
     }
@@ -220,7 +220,7 @@ TEST_CASE("tiled: the backward of the tiled node matches central finite differen
         AttentionOptions o;
         o.causal = true;
         o.training = true;
-        o.alpha_dropout = 0.3;
+        o.coeff.alpha_dropout = 0.3;
         o.attn_dropout = 0.2;
         o.generator = &gen;
         auto r = detail::tiled_attention(x[0], x[1], x[2], x[3], o, in.attn_mask, in.key_mask, detail::TiledConfig{2});

@@ -74,7 +74,7 @@ TEST_CASE("bad probabilities and arguments") {
     CHECK_THROWS_WITH_AS(dropout(z({3}), 1.5, g), Contains("got 1.5"), Error);
     CHECK_THROWS_WITH_AS(dropout(z({3}), std::nan(""), g), Contains("dropout: probability"), Error);
     AttentionOptions o;
-    o.alpha_dropout = 2.0;
+    o.coeff.alpha_dropout = 2.0;
     CHECK_THROWS_WITH_AS(coeff_attention(z({1, 2, 3, 4}), z({1, 2, 3, 4}), z({1, 2, 3, 4}), z({2, 2}), o),
                          Contains("coeff_attention: probability must be in [0, 1], got 2"), Error);
     AttentionOptions o2;

@@ -156,7 +156,7 @@ TEST_CASE("a tuned model's adapter (alpha, LoRA, a new 4-class head) reloads ont
     a.method = "coeff_lora";
     a.r = c.lora_rank;
     a.lora_alpha = c.lora_alpha;
-    a.alpha_residual = false;
+    a.coeff.alpha_residual = false;
     a.modules_to_save = {"classifier"};
     a.id2label = d.classes;
     nn::save_adapter(tmp.path, *model, a);
@@ -165,7 +165,7 @@ TEST_CASE("a tuned model's adapter (alpha, LoRA, a new 4-class head) reloads ont
     CHECK(fresh->config().num_labels() == 5);
     models::apply_adapter(*fresh, tmp.path);
     CHECK(fresh->config().id2label == d.classes);
-    CHECK_FALSE(fresh->vit.alpha_residual);
+    CHECK_FALSE(fresh->vit.coeff.alpha_residual);
     CHECK(fresh->forward(d.px).logits.to_vector() == want);
 
     auto other = models::load_vit_model<float>(std::filesystem::path(COEFFNET_TEST_DATA) / "vit_base");

@@ -235,7 +235,7 @@ std::vector<OpRow> table() {
                         Generator g(11);
                         AttentionOptions o;
                         o.training = true;
-                        o.alpha_dropout = 0.4;
+                        o.coeff.alpha_dropout = 0.4;
                         o.generator = &g;
                         o.scale = 0.7;
                         return coeff_attention(x[0], x[1], x[2], x[3], o).out;

@@ -138,7 +138,7 @@ TEST_CASE("enabling Coeff-Tuning leaves the model's output unchanged, bit for bi
     auto model = models::load_vit_for_image_classification<float>(kData / "vit_cls");
     const auto px = ref.get<float>("pixel_values");
     const auto before = model->forward(px).logits.to_vector();
-    model->vit.enable_coeff(true, 0.2);
+    model->vit.enable_coeff(true, {0.2});
     CHECK(model->vit.coeff_enabled());
     CHECK(model->forward(px).logits.to_vector() == before);  // eval: no alpha dropout, alpha = 0
     auto names = model->named_parameters();
@@ -258,7 +258,7 @@ TEST_CASE("an adapter (alpha + classifier) saved and loaded onto the base reprod
     const auto px = ref.get<float>("pixel_values");
     auto tuned = models::load_vit_for_image_classification<float>(kData / "vit_cls");
     tuned->set_requires_grad(false);
-    tuned->vit.enable_coeff(true, 0.2);
+    tuned->vit.enable_coeff(true, {0.2});
     tuned->classifier.weight.set_requires_grad(true);
     tuned->classifier.bias.set_requires_grad(true);
     Generator g(5);
@@ -270,7 +270,7 @@ TEST_CASE("an adapter (alpha + classifier) saved and loaded onto the base reprod
     const auto want = tuned->forward(px).logits.to_vector();
     io::AdapterConfig cfg;
     cfg.method = "coeff";
-    cfg.alpha_dropout = 0.2;
+    cfg.coeff.alpha_dropout = 0.2;
     cfg.target_modules = {"attention.attention"};
     cfg.modules_to_save = {"classifier"};
     cfg.base_model = (kData / "vit_cls").string();
@@ -287,7 +287,7 @@ TEST_CASE("an adapter (alpha + classifier) saved and loaded onto the base reprod
 
     auto fresh = models::load_vit_for_image_classification<float>(kData / "vit_cls");
     const auto loaded = nn::load_adapter(tmp.path, *fresh);
-    CHECK(loaded.alpha_dropout == 0.2);
+    CHECK(loaded.coeff.alpha_dropout == 0.2);
     CHECK(fresh->vit.coeff_enabled());
     CHECK(fresh->forward(px).logits.to_vector() == want);
 

@@ -211,8 +211,7 @@ inline void execute(Experiment& ex, Run& r, const Progress& progress) {
         if (ex.save_adapters && r.config.seed == 0) {
             io::AdapterConfig a;
             a.method = train::method_name(r.config.method);
-            a.alpha_dropout = r.config.alpha_dropout;
-            a.alpha_residual = r.config.alpha_init == train::AlphaInit::residual_zero;
+            a.coeff = r.config.coeff();
             if (train::uses_alpha(r.config.method)) a.target_modules.push_back("attention.attention");
             if (train::uses_lora(r.config.method)) {
                 a.target_modules.insert(a.target_modules.end(), {"query", "value"});

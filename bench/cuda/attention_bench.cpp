@@ -133,7 +133,7 @@ Materialised<T> materialised(const Problem<T>& p, bool backward) {
     const Shape& qs = p.q.shape();
     const int64_t B = qs[0], H = qs[1], N = qs[2], d = qs[3];
     const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
-    const cu::AlphaDropout none;
+    const coeffnet::DropoutDraw<float> none;  // no alpha dropout (ops/coeff_spec.hpp)
     auto ap = cu::DeviceTensor<float>::empty({H, H});
     cu::alpha_prime(p.alpha, ap, none, true);
     Materialised<T> r;

@@ -2,16 +2,17 @@
 // (kernels/coeff_attention.cuh; API and semantics in include/coeffnet/cuda/attention.hpp).
 #include <cuda_runtime.h>
 
-#include <cmath>
 #include <vector>
 
 #include "coeffnet/core/error.hpp"
 #include "coeffnet/core/rng.hpp"
 #include "coeffnet/cuda/attention.hpp"
 #include "coeffnet/cuda/check.hpp"
+#include "coeffnet/cuda/kernels.hpp"
 #include "coeffnet/cuda/runtime.hpp"
 #include "coeffnet/cuda/tensor.hpp"
 #include "coeffnet/ops/attention_shapes.hpp"
+#include "coeffnet/ops/coeff_spec.hpp"
 #include "kernels/coeff_attention.cuh"
 
 namespace coeffnet::cuda {
@@ -79,10 +80,6 @@ attn::Params<D> base_params(const Sizes& s, const CoeffAttentionSaved& sv, const
     p.scale = sv.scale;
     p.causal = sv.causal;
     p.drop = sv.drop;
-    p.drop_p = sv.drop_p;
-    p.drop_keep = sv.drop_keep;
-    p.drop_seed = sv.drop_seed;
-    p.drop_first = sv.drop_first;
     p.alpha_p = sv.alpha_prime.data();
     p.key_mask = key_mask && key_mask->defined() ? key_mask->data() : nullptr;
     return p;
@@ -107,47 +104,28 @@ CoeffAttentionOutput<T> coeff_attention_forward(const DeviceTensor<T>& q, const 
     if (mix)
         check(alpha.shape() == Shape{s.H, s.H}, op, ": alpha ", shape_str(alpha.shape()), " must be [heads, heads] = [",
               s.H, ", ", s.H, "]");
-    auto prob_ok = [&](double p) { check(std::isfinite(p) && p >= 0.0 && p <= 1.0, op, ": probability must be in [0, 1], got ", p); };
-    prob_ok(cfg.alpha_dropout);
-    prob_ok(cfg.attn_dropout);
     const AttentionPlan plan =
         plan_coeff_attention(s.B, s.H, s.N, s.M, s.d, s.dv, smem_limit(), static_cast<int64_t>(sizeof(T)));
     cudaStream_t stream = Context::get().stream();
+    // The generator draws in the CPU op's order (ops/coeff_spec.hpp): alpha's H x H mask, then Phat's.
+    const coeff::Draws<float> draws = coeff::reserve_draws<float>(cfg.coeff, mix, cfg.attn_dropout, cfg.training,
+                                                                  cfg.generator, s.B, s.H, s.N, s.M, op,
+                                                                  "AttentionConfig::generator");
 
     CoeffAttentionOutput<T> r;
     CoeffAttentionSaved& sv = r.saved;
     sv.mix = mix;
-    sv.scale = static_cast<float>(cfg.scale != 0.0 ? cfg.scale : 1.0 / std::sqrt(static_cast<double>(s.d)));
+    sv.scale = static_cast<float>(coeff::score_scale(cfg.scale, s.d));
     sv.causal = cfg.causal;
-    // The generator draws in the CPU op's order: alpha's H x H mask, then Phat's B*H*N*M numbers.
-    const bool alpha_drop = mix && cfg.training && cfg.alpha_dropout > 0.0;
-    uint64_t alpha_seed = 0, alpha_first = 0;
-    if (alpha_drop) {
-        check(cfg.generator != nullptr, op, ": training with dropout p = ", cfg.alpha_dropout, " needs AttentionConfig::generator");
-        alpha_seed = cfg.generator->seed;
-        alpha_first = cfg.generator->reserve(static_cast<uint64_t>(s.H * s.H));
-    }
-    if (cfg.training && cfg.attn_dropout > 0.0) {
-        check(cfg.generator != nullptr, op, ": training with dropout p = ", cfg.attn_dropout, " needs AttentionConfig::generator");
-        sv.drop = true;
-        sv.drop_p = static_cast<float>(cfg.attn_dropout);
-        sv.drop_keep = cfg.attn_dropout < 1.0 ? static_cast<float>(1.0 / (1.0 - cfg.attn_dropout)) : 0.0f;
-        sv.drop_seed = cfg.generator->seed;
-        sv.drop_first = cfg.generator->reserve(static_cast<uint64_t>(s.B * s.H * s.N * s.M));
-    }
+    sv.alpha_draw = draws.alpha;
+    sv.drop = draws.phat;
     sv.alpha_prime = DeviceTensor<float>::empty({s.H, s.H});
-    sv.alpha_keep = DeviceTensor<float>::empty({s.H, s.H});
     if (mix) {
-        const float keep_scale = cfg.alpha_dropout < 1.0 ? static_cast<float>(1.0 / (1.0 - cfg.alpha_dropout)) : 0.0f;
-        attn::alpha_prime_kernel<><<<grid_1d(s.H * s.H, 256), 256, 0, stream>>>(
-            s.H, alpha.data(), cfg.alpha_residual, alpha_drop, static_cast<float>(cfg.alpha_dropout), keep_scale, alpha_seed,
-            alpha_first, sv.alpha_prime.data(), sv.alpha_keep.data());
-        COEFFNET_LAUNCH_CHECK("coeff_attention alpha_prime_kernel");
+        alpha_prime(alpha, sv.alpha_prime, draws.alpha, cfg.coeff.alpha_residual);
     } else {
-        std::vector<float> eye(static_cast<size_t>(s.H * s.H), 0.0f), ones(eye.size(), 1.0f);
+        std::vector<float> eye(static_cast<size_t>(s.H * s.H), 0.0f);
         for (int64_t h = 0; h < s.H; ++h) eye[static_cast<size_t>(h * s.H + h)] = 1.0f;
         sv.alpha_prime.copy_from_host(eye.data());
-        sv.alpha_keep.copy_from_host(ones.data());
     }
 
     r.out = DeviceTensor<T>::empty({s.B, s.H, s.N, s.dv});
@@ -256,7 +234,7 @@ CoeffAttentionGrads<T> coeff_attention_backward(const DeviceTensor<T>& q, const 
     }
     if (sv.mix) {
         attn::dalpha_reduce_kernel<><<<grid_1d(s.H * s.H, 256), 256, 0, stream>>>(s.H * s.H, kp.grid, part.data(),
-                                                                                    sv.alpha_keep.data(), dalpha.data());
+                                                                                    sv.alpha_draw, dalpha.data());
         COEFFNET_LAUNCH_CHECK("coeff_attention dalpha_reduce_kernel");
         g.dalpha = dalpha;
     }

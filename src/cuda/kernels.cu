@@ -1,6 +1,6 @@
 // src/cuda/kernels.cu: host launchers of the hand-written kernels in kernels/*.cuh
 // (declared in include/coeffnet/cuda/kernels.hpp), and the pure host planning functions
-// (row_launch, plan_copy, reserve_alpha_dropout) that the tests run without a GPU.
+// (row_launch, plan_copy) that the tests run without a GPU.
 //
 // Instantiations are listed at the end: float and bfloat16_t for everything, half_t for the
 // cheap elementwise / copy / optimiser launchers; the rest of the half_t matrix only with
@@ -116,19 +116,6 @@ CopyPlan plan_copy(const Shape& shape, const Shape& src_strides, const Shape& ds
         p.dst_stride[k] = d[2];
     }
     return p;
-}
-
-AlphaDropout reserve_alpha_dropout(Generator* gen, int64_t heads, double p, bool training) {
-    check(std::isfinite(p) && p >= 0.0 && p <= 1.0, "cuda::alpha_prime: probability must be in [0, 1], got ", p);
-    check(heads > 0, "cuda::alpha_prime: heads must be positive, got ", heads);
-    AlphaDropout d;
-    if (!training || p == 0.0) return d;
-    check(gen != nullptr, "cuda::alpha_prime: training with dropout p = ", p, " needs a Generator");
-    d.p = static_cast<float>(p);
-    d.keep_scale = p < 1.0 ? static_cast<float>(1.0 / (1.0 - p)) : 0.f;
-    d.seed = gen->seed;
-    d.first_block = gen->reserve(static_cast<uint64_t>(heads * heads));
-    return d;
 }
 
 namespace {
@@ -278,7 +265,7 @@ void run_copy(const char* op, const device_t<T>* src, device_t<T>* dst, const Sh
 
 // ---- alpha' ---------------------------------------------------------------------------------
 
-void alpha_prime(const DeviceTensor<float>& alpha, DeviceTensor<float>& out, const AlphaDropout& d, bool residual) {
+void alpha_prime(const DeviceTensor<float>& alpha, DeviceTensor<float>& out, const DropoutDraw<float>& d, bool residual) {
     require("cuda::alpha_prime");
     const Shape& s = alpha.shape();
     check(s.size() == 2 && s[0] == s[1], "cuda::alpha_prime: alpha must be square [heads, heads], got ", shape_str(s));
@@ -288,7 +275,7 @@ void alpha_prime(const DeviceTensor<float>& alpha, DeviceTensor<float>& out, con
     COEFFNET_LAUNCH_CHECK("alpha_prime_fwd");
 }
 
-void alpha_prime_backward(const DeviceTensor<float>& g, DeviceTensor<float>& d_alpha, const AlphaDropout& d) {
+void alpha_prime_backward(const DeviceTensor<float>& g, DeviceTensor<float>& d_alpha, const DropoutDraw<float>& d) {
     require("cuda::alpha_prime_backward");
     const Shape& s = g.shape();
     check(s.size() == 2 && s[0] == s[1], "cuda::alpha_prime_backward: gradient must be square, got ", shape_str(s));

@@ -98,7 +98,7 @@ Result cpu_reference(const Inputs& in, const Case& c) {
     o.backend = AttentionBackend::materialised;
     if (c.dropout) {
         o.training = true;
-        o.alpha_dropout = kAlphaDrop;
+        o.coeff.alpha_dropout = kAlphaDrop;
         o.attn_dropout = kAttnDrop;
         o.generator = &gen;
     }
@@ -130,32 +130,31 @@ std::vector<float> floats(const std::vector<T>& x) {
     return r;
 }
 
-// The launchers' sequence on the host: the generator's draws in the CPU op's order, alpha' by
-// the kernel file's element function, then the emulated kernels of the plan for `smem_limit`.
+// The launchers' sequence on the host: the generator's draws and alpha' by ops/coeff_spec.hpp's
+// functions, then the emulated kernels of the plan for `smem_limit`.
 template <class T>
 Result emulate(const Inputs& in, const Case& c, int64_t smem_limit, cuda::AttentionPlan* plan_out = nullptr,
                bool tensor_cores = true) {
     const int64_t B = c.B, H = c.H, N = c.N, M = c.M;
     Generator gen(99, 7);
-    const bool adrop = c.dropout && !c.plain;
-    const uint64_t aseed = gen.seed, afirst = adrop ? gen.reserve(static_cast<uint64_t>(H * H)) : 0;
+    AttentionOptions o;  // the CPU reference's options, drawn as the launcher draws them
+    if (c.dropout) {
+        o.training = true;
+        o.coeff.alpha_dropout = kAlphaDrop;
+        o.attn_dropout = kAttnDrop;
+    }
+    const coeff::Draws<float> draws = coeff::reserve_draws<float>(o.coeff, !c.plain, o.attn_dropout, o.training, &gen,
+                                                                  B, H, N, M, "emulate", "a generator");
     std::vector<float> alpha = c.plain ? std::vector<float>(static_cast<size_t>(H * H), 0.0f) : in.alpha.to_vector();
-    std::vector<float> ap(static_cast<size_t>(H * H)), keep(ap.size());
-    const float keep_scale = static_cast<float>(1.0 / (1.0 - kAlphaDrop));
+    std::vector<float> ap(static_cast<size_t>(H * H));
     for (int64_t j = 0; j < H * H; ++j)
-        attn::alpha_prime_element(j, H, alpha.data(), true, adrop, static_cast<float>(kAlphaDrop), keep_scale, aseed, afirst,
-                                  ap.data(), keep.data());
+        ap[static_cast<size_t>(j)] = coeff::alpha_prime_element(draws.alpha, H, j / H, j % H, alpha[static_cast<size_t>(j)],
+                                                                o.coeff.alpha_residual);
     attn::Params<T> p;
     p.B = B, p.H = H, p.N = N, p.M = M, p.d = c.d, p.dv = c.dv;
-    p.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.d)));
+    p.scale = static_cast<float>(coeff::score_scale(o.scale, c.d));
     p.causal = c.causal;
-    if (c.dropout) {
-        p.drop = true;
-        p.drop_p = static_cast<float>(kAttnDrop);
-        p.drop_keep = static_cast<float>(1.0 / (1.0 - kAttnDrop));
-        p.drop_seed = gen.seed;
-        p.drop_first = gen.reserve(static_cast<uint64_t>(B * H * N * M));
-    }
+    p.drop = draws.phat;
     const std::vector<T> q = storage<T>(in.q), k = storage<T>(in.k), v = storage<T>(in.v), dout = storage<T>(in.dout);
     std::vector<uint8_t> km;
     if (in.key_mask.defined())
@@ -171,7 +170,7 @@ Result emulate(const Inputs& in, const Case& c, int64_t smem_limit, cuda::Attent
         cuda::plan_coeff_attention(B, H, N, M, c.d, c.dv, smem_limit, static_cast<int64_t>(sizeof(T)));
     if (plan_out) *plan_out = plan;
     attn::emulate_forward(p, plan, tensor_cores);
-    attn::emulate_backward(p, plan, keep.data(), dq.data(), dalpha.data(), tensor_cores);
+    attn::emulate_backward(p, plan, draws.alpha, dq.data(), dalpha.data(), tensor_cores);
     Result r{floats(out), floats(dq), floats(dk), floats(dv), c.plain ? std::vector<float>{} : dalpha, gen.offset};
     return r;
 }
@@ -468,7 +467,7 @@ Result run_device(const Inputs& in, const Case& c, bool tensor_cores = true) {
     cfg.tensor_cores = tensor_cores;
     if (c.dropout) {
         cfg.training = true;
-        cfg.alpha_dropout = kAlphaDrop;
+        cfg.coeff.alpha_dropout = kAlphaDrop;
         cfg.attn_dropout = kAttnDrop;
         cfg.generator = &gen;
     }

@@ -188,51 +188,60 @@ TEST_CASE("cuda kernels: copy plans merge contiguous dimensions") {
 }
 
 TEST_CASE("cuda kernels: alpha-dropout words equal the CPU's") {
+    // The kernels' alpha' is coeff::alpha_prime_element of a coeff::reserve_dropout draw
+    // (ops/coeff_spec.hpp); here on the host, against the CPU op and the dropout op's mask.
+    auto reserve = [](Generator* g, int64_t H, double p, bool training) {
+        return coeff::reserve_dropout<float>(p, training, g, static_cast<uint64_t>(H * H), "cuda::alpha_prime",
+                                             "a Generator");
+    };
     for (int64_t H : {1, 3, 12, 16}) {
         for (double p : {0.1, 0.5, 0.9}) {
             const Tensor<float> alpha = rnd({H, H}, 100 + static_cast<uint64_t>(H), 0.5);
-            Generator g_cpu(1234, 7), g_gpu(1234, 7);
+            Generator g_cpu(1234, 7), g_gpu(1234, 7), g_mask(1234, 7);
             AttentionOptions o;
             o.training = true;
-            o.alpha_dropout = p;
+            o.coeff.alpha_dropout = p;
             o.generator = &g_cpu;
             const Tensor<float> ref = alpha_prime(alpha, o);
-            const cu::AlphaDropout d = cu::reserve_alpha_dropout(&g_gpu, H, p, true);
+            const DropoutDraw<float> d = reserve(&g_gpu, H, p, true);
             INFO("H " << H << " p " << p);
             CHECK(g_gpu.offset == g_cpu.offset);  // the same number of Philox blocks reserved
             CHECK(d.first_block == 7);
+            const auto mask = detail::dropout_mask<float>({H, H}, p, g_mask).to_vector();  // the dropout op's words
             const auto av = alpha.to_vector(), rv = ref.to_vector();
             int mismatches = 0;
             for (int64_t h = 0; h < H; ++h)
                 for (int64_t i = 0; i < H; ++i) {
-                    const float got = cu::alpha_prime_element(d, H, h, i, av[static_cast<size_t>(h * H + i)], true);
-                    if (got != rv[static_cast<size_t>(h * H + i)]) ++mismatches;  // bit for bit
+                    const size_t e = static_cast<size_t>(h * H + i);
+                    if (d.multiplier(e) != mask[e]) ++mismatches;
+                    const float got = coeff::alpha_prime_element(d, H, h, i, av[e], true);
+                    if (got != rv[e]) ++mismatches;  // bit for bit
                 }
             CHECK(mismatches == 0);
             // Without the residual, the CPU's Dropout(alpha).
             Generator g2(1234, 7), g3(1234, 7);
-            o.alpha_residual = false;
+            o.coeff.alpha_residual = false;
             o.generator = &g2;
             const auto rv2 = alpha_prime(alpha, o).to_vector();
-            const cu::AlphaDropout d2 = cu::reserve_alpha_dropout(&g3, H, p, true);
+            const DropoutDraw<float> d2 = reserve(&g3, H, p, true);
             for (int64_t e = 0; e < H * H; ++e)
-                CHECK(cu::alpha_prime_element(d2, H, e / H, e % H, av[static_cast<size_t>(e)], false) ==
+                CHECK(coeff::alpha_prime_element(d2, H, e / H, e % H, av[static_cast<size_t>(e)], false) ==
                       rv2[static_cast<size_t>(e)]);
         }
     }
     // Evaluation, or p = 0: no draw, generator untouched, alpha' = I + alpha.
     Generator g(5, 3);
-    const cu::AlphaDropout none = cu::reserve_alpha_dropout(&g, 12, 0.5, false);
+    const DropoutDraw<float> none = reserve(&g, 12, 0.5, false);
     CHECK(g.offset == 3);
-    CHECK(none.p == 0.f);
-    CHECK(cu::alpha_prime_element(none, 12, 2, 2, 0.25f, true) == 1.25f);
-    CHECK(cu::reserve_alpha_dropout(&g, 12, 0.0, true).p == 0.f);
+    CHECK_FALSE(none.on);
+    CHECK(coeff::alpha_prime_element(none, 12, 2, 2, 0.25f, true) == 1.25f);
+    CHECK_FALSE(reserve(&g, 12, 0.0, true).on);
     CHECK(g.offset == 3);
     // p = 1 drops everything.
-    const cu::AlphaDropout all = cu::reserve_alpha_dropout(&g, 4, 1.0, true);
-    for (int64_t e = 0; e < 16; ++e) CHECK(cu::alpha_dropout_multiplier(all, 4, e / 4, e % 4) == 0.f);
-    CHECK(contains(error_of([] { cu::reserve_alpha_dropout(nullptr, 4, 0.5, true); }), "Generator"));
-    CHECK(contains(error_of([] { cu::reserve_alpha_dropout(nullptr, 4, 1.5, true); }), "probability"));
+    const DropoutDraw<float> all = reserve(&g, 4, 1.0, true);
+    for (uint64_t e = 0; e < 16; ++e) CHECK(all.multiplier(e) == 0.f);
+    CHECK(contains(error_of([&] { reserve(nullptr, 4, 0.5, true); }), "Generator"));
+    CHECK(contains(error_of([&] { reserve(nullptr, 4, 1.5, true); }), "probability"));
 }
 
 TEST_CASE("cuda kernels: launchers without a GPU throw a clear error") {
@@ -253,7 +262,7 @@ TEST_CASE("cuda kernels: launchers without a GPU throw a clear error") {
         {"cuda::sum_last", [&] { cu::sum_last(x, y); }},
         {"cuda::mix_heads", [&] { cu::mix_heads(xb, m, yb); }},
         {"cuda::mix_heads_backward", [&] { cu::mix_heads_backward<float>(x, x, m, &y, &r); }},
-        {"cuda::alpha_prime", [&] { cu::alpha_prime(x, y, cu::AlphaDropout{}); }},
+        {"cuda::alpha_prime", [&] { cu::alpha_prime(x, y, DropoutDraw<float>{}); }},
         {"cuda::cross_entropy_forward", [&] { cu::cross_entropy_forward(x, idx, -100, m, r); }},
         {"cuda::adamw_step", [&] { cu::adamw_step(x, xb, m, r, cu::AdamWParams{}); }},
         {"cuda::permute", [&] { cu::permute(x, {0}, y); }},
@@ -506,10 +515,11 @@ TEST_CASE_TEMPLATE("cuda kernels: coefficient mixing and alpha'", D, F32, BF16) 
         Generator gc(99, 2), gg(99, 2);
         AttentionOptions o;
         o.training = true;
-        o.alpha_dropout = 0.25;
+        o.coeff.alpha_dropout = 0.25;
         o.generator = &gc;
         const Tensor<float> ap_cpu = alpha_prime(alpha, o);
-        const cu::AlphaDropout drop = cu::reserve_alpha_dropout(&gg, c.H, 0.25, true);
+        const DropoutDraw<float> drop = coeff::reserve_dropout<float>(0.25, true, &gg, static_cast<uint64_t>(c.H * c.H),
+                                                                      "cuda::alpha_prime", "a Generator");
         auto ap = cu::DeviceTensor<float>::empty({c.H, c.H});
         cu::alpha_prime(cu::DeviceTensor<float>::from_host(alpha), ap, drop);
         CHECK(max_diff(ap.to_host(), ap_cpu) == 0.0);

@@ -25,6 +25,7 @@
 #include "../core/dtype.hpp"
 #include "../core/error.hpp"
 #include "../core/rng.hpp"
+#include "../ops/coeff_spec.hpp"
 #include "tensor.hpp"
 
 namespace coeffnet::cuda {
@@ -63,44 +64,16 @@ struct CopyPlan {
 };
 CopyPlan plan_copy(const Shape& shape, const Shape& src_strides, const Shape& dst_strides);
 
-// ---- alpha' = I + Dropout_p(alpha) -----------------------------------------------------------
-// The words of the draw are the CPU's (ops/attention.hpp alpha_prime -> ops/dropout.hpp):
-// one draw of H*H numbers from the generator; element (h, i) uses draw_bits(seed, first_block,
-// h * H + i), is kept when uniform_from_bits(word) >= float(p) and then multiplied by
-// float(1 / (1 - p)). p == 0 (or evaluation) draws nothing.
-struct AlphaDropout {
-    float p = 0.f;            // float(p) as the CPU compares it; 0 = no dropout
-    float keep_scale = 1.f;   // float(1 / (1 - p)); 0 when p == 1
-    uint64_t seed = 0;
-    uint64_t first_block = 0;
-};
-// The CPU's bookkeeping: reserves ceil(H*H / 4) Philox blocks from gen when training && p > 0
-// (exactly when the CPU op draws), else returns "no dropout" and leaves gen alone.
-AlphaDropout reserve_alpha_dropout(Generator* gen, int64_t heads, double p, bool training);
-
-// The multiplier of alpha[h, i] (0 or keep_scale, or 1 without dropout). Same code on host and device.
-COEFFNET_HD inline float alpha_dropout_multiplier(const AlphaDropout& d, int64_t H, int64_t h, int64_t i) {
-    if (d.p == 0.f) return 1.f;
-    const uint32_t w = draw_bits(d.seed, d.first_block, static_cast<uint64_t>(h * H + i));
-    return uniform_from_bits(w) >= d.p ? d.keep_scale : 0.f;
-}
-// alpha'[h, i] as the CPU computes it in float: (h == i) + alpha * multiplier (residual) or
-// alpha * multiplier (no residual).
-COEFFNET_HD inline float alpha_prime_element(const AlphaDropout& d, int64_t H, int64_t h, int64_t i, float alpha,
-                                             bool residual) {
-#if defined(__CUDA_ARCH__)
-    const float dropped = __fmul_rn(alpha, alpha_dropout_multiplier(d, H, h, i));  // no FMA contraction:
-#else                                                                              // the CPU rounds twice
-    const float dropped = alpha * alpha_dropout_multiplier(d, H, h, i);
-#endif
-    return residual ? (h == i ? 1.f : 0.f) + dropped : dropped;
-}
-
+// ---- alpha' = I + Dropout_p(alpha) (ops/coeff_spec.hpp) ---------------------------------------
+// d: the alpha draw, coeff::reserve_dropout<float>(p, training, gen, H * H, ...), which reserves
+// exactly what the CPU op reserves (nothing in evaluation or at p == 0); each element is
+// coeff::alpha_prime_element, the CPU's rule and words.
 // alpha [H, H] -> alpha_prime [H, H] (fp32 both; alpha is an fp32 master parameter).
-void alpha_prime(const DeviceTensor<float>& alpha, DeviceTensor<float>& alpha_prime, const AlphaDropout& d,
+void alpha_prime(const DeviceTensor<float>& alpha, DeviceTensor<float>& alpha_prime, const DropoutDraw<float>& d,
                  bool residual = true);
 // d_alpha = d_alpha_prime * multiplier (the dropout's backward; the identity has no gradient).
-void alpha_prime_backward(const DeviceTensor<float>& d_alpha_prime, DeviceTensor<float>& d_alpha, const AlphaDropout& d);
+void alpha_prime_backward(const DeviceTensor<float>& d_alpha_prime, DeviceTensor<float>& d_alpha,
+                          const DropoutDraw<float>& d);
 
 // ---- coefficient mixing (ops/attention.hpp mix_heads) ---------------------------------------
 // Phat[b, h] = sum_i alpha_prime[h, i] P[b, i]; P, Phat [B, H, N, M]; H <= 64.

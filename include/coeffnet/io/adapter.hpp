@@ -20,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../ops/coeff_spec.hpp"
 #include "file.hpp"
 #include "hf.hpp"
 #include "safetensors.hpp"
@@ -28,25 +29,24 @@ namespace coeffnet::io {
 
 struct AdapterConfig {
     std::string method = "coeff";               // coeff, lora, coeff+lora, linear_probe, full
-    double alpha_dropout = 0.0;                 // Coeff-Tuning's dropout on alpha
+    CoeffSpec coeff;                            // alpha's dropout and parameterisation
     std::vector<std::string> target_modules;    // e.g. {"attention.attention"}
     int64_t r = 0;                              // LoRA rank (0: no LoRA)
     double lora_alpha = 0.0;                    // LoRA scaling numerator
     std::vector<std::string> modules_to_save;   // e.g. {"classifier"}: replaced whole, shape and all
     std::string base_model;                     // the base model directory
-    bool alpha_residual = true;                 // alpha' = I + alpha (false: alpha' = alpha)
     std::vector<std::string> id2label;          // the tuned head's labels, when it has its own
 
     nlohmann::json to_json() const {
         return {{"peft_type", method == "coeff" ? "COEFF_TUNING" : method == "lora" ? "LORA" : "COEFFNET"},
                 {"method", method},
-                {"alpha_dropout", alpha_dropout},
+                {"alpha_dropout", coeff.alpha_dropout},
                 {"target_modules", target_modules},
                 {"r", r},
                 {"lora_alpha", lora_alpha},
                 {"modules_to_save", modules_to_save},
                 {"base_model_name_or_path", base_model},
-                {"alpha_residual", alpha_residual},
+                {"alpha_residual", coeff.alpha_residual},
                 {"id2label", id2label},
                 {"inference_mode", true},
                 {"library", "coeffnet"}};
@@ -55,11 +55,11 @@ struct AdapterConfig {
         check(j.is_object(), file, ": expected a JSON object");
         AdapterConfig c;
         read_field(j, "method", c.method, file);
-        read_field(j, "alpha_dropout", c.alpha_dropout, file);
+        read_field(j, "alpha_dropout", c.coeff.alpha_dropout, file);
         read_field(j, "r", c.r, file);
         read_field(j, "lora_alpha", c.lora_alpha, file);
         read_field(j, "base_model_name_or_path", c.base_model, file);
-        read_field(j, "alpha_residual", c.alpha_residual, file);
+        read_field(j, "alpha_residual", c.coeff.alpha_residual, file);
         for (const char* key : {"target_modules", "modules_to_save", "id2label"}) {
             if (!j.contains(key) || j[key].is_null()) continue;
             check(j[key].is_array(), file, ": '", key, "' should be a list of strings");
@@ -86,7 +86,7 @@ void write_adapter(const std::filesystem::path& dir, const std::vector<std::pair
     SafeTensorsWriter w;
     for (const auto& [name, t] : tensors) w.add(name, t.contiguous().detach());
     std::ostringstream p;
-    p << config.alpha_dropout;
+    p << config.coeff.alpha_dropout;
     w.set_metadata({{"format", "pt"}, {"method", config.method}, {"alpha_dropout", p.str()}, {"base_model", config.base_model}});
     w.write(dir / "adapter_model.safetensors");
     write_file_atomic(dir / "adapter_config.json", config.to_json().dump(2) + "\n");

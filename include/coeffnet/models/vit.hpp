@@ -12,7 +12,7 @@
 //           x = x + dropout(fc2(act(fc1(LN_after(x)))))
 //   out     = LN(x); pooler = tanh(dense(out[:, 0])); logits = classifier(out[:, 0])
 //
-// Coefficient attention: enable_coeff(p) gives every attention layer an alpha [H, H]
+// Coefficient attention: enable_coeff(true, spec) gives every attention layer an alpha [H, H]
 // (registered as ...attention.attention.coeff_alpha, zero, so the model is unchanged) and
 // alpha-dropout p; ViT-B/16 gets 12 x 144 = 1,728 of them.
 #pragma once
@@ -192,24 +192,16 @@ struct Dense : nn::Module<T> {
     Dense(int64_t in, int64_t out, bool bias = true) : dense(in, out, bias) { this->register_module("dense", dense); }
 };
 
-// "attention.attention": query, key, value and, with Coeff-Tuning, coeff_alpha.
+// "attention.attention": query, key, value and, with Coeff-Tuning, coeff_alpha: the library's
+// coefficient-attention module (nn/module.hpp), whose parameter names are transformers'.
 template <class T>
-struct ViTSelfAttention : nn::Module<T> {
-    nn::Linear<T> query, key, value;
-    Tensor<T> coeff_alpha;
-    ViTSelfAttention(int64_t hidden, bool bias) : query(hidden, hidden, bias), key(hidden, hidden, bias), value(hidden, hidden, bias) {
-        this->register_module("query", query);
-        this->register_module("key", key);
-        this->register_module("value", value);
-        this->register_parameter("coeff_alpha", coeff_alpha);
-    }
-};
+using ViTSelfAttention = nn::CoeffSelfAttention<T>;
 
 template <class T>
 struct ViTAttention : nn::Module<T> {
     ViTSelfAttention<T> attention;
     Dense<T> output;
-    ViTAttention(int64_t hidden, bool bias) : attention(hidden, bias), output(hidden, hidden) {
+    ViTAttention(int64_t hidden, int64_t heads, bool bias) : attention(hidden, heads, bias), output(hidden, hidden) {
         this->register_module("attention", attention);
         this->register_module("output", output);
     }
@@ -221,7 +213,7 @@ struct ViTLayer : nn::Module<T> {
     Dense<T> intermediate, output;
     nn::LayerNorm<T> layernorm_before, layernorm_after;
     explicit ViTLayer(const ViTConfig& c)
-        : attention(c.hidden_size, c.qkv_bias), intermediate(c.hidden_size, c.intermediate_size),
+        : attention(c.hidden_size, c.num_attention_heads, c.qkv_bias), intermediate(c.hidden_size, c.intermediate_size),
           output(c.intermediate_size, c.hidden_size), layernorm_before(c.hidden_size, c.layer_norm_eps),
           layernorm_after(c.hidden_size, c.layer_norm_eps) {
         this->register_module("attention", attention);
@@ -305,8 +297,7 @@ public:
     ViTEncoder<T> encoder;
     nn::LayerNorm<T> layernorm;
     std::unique_ptr<Dense<T>> pooler;
-    double alpha_dropout = 0.0;
-    bool alpha_residual = true;  // alpha' = I + alpha (false: alpha' = alpha, for the ablation)
+    CoeffSpec coeff;   // alpha's dropout and parameterisation in every layer (ops/coeff_spec.hpp)
     Generator rng{0};  // draws every dropout mask in training mode; save it to resume exactly
 
     ViTModel(const ViTConfig& c, bool with_pooler)
@@ -322,23 +313,19 @@ public:
     }
 
     // Coeff-Tuning on: one alpha [H, H] per layer, zero (the model's output is unchanged), with
-    // alpha-dropout p; trainable. Off: the alphas are dropped. residual = false switches to the
-    // direct parameterisation alpha' = alpha (initialise alpha yourself then; zero is no attention).
-    void enable_coeff(bool on = true, double p = 0.0, bool residual = true) {
-        detail::check_probability(p, "ViTModel::enable_coeff");
-        alpha_dropout = p;
-        alpha_residual = residual;
-        const int64_t H = config.num_attention_heads;
-        for (auto& l : encoder.layer)
-            l->attention.attention.coeff_alpha = on ? Tensor<T>::zeros({H, H}).set_requires_grad(true) : Tensor<T>();
+    // spec's alpha-dropout; trainable. Off: the alphas are dropped. spec.alpha_residual = false
+    // switches to the direct parameterisation alpha' = alpha (initialise alpha yourself then; zero
+    // is no attention).
+    void enable_coeff(bool on = true, const CoeffSpec& spec = {}) {
+        detail::check_probability(spec.alpha_dropout, "ViTModel::enable_coeff");
+        coeff = spec;
+        for (auto& l : encoder.layer) l->attention.attention.enable_coeff(on);
     }
-    bool coeff_enabled() const {
-        return !encoder.layer.empty() && encoder.layer[0]->attention.attention.coeff_alpha.defined();
-    }
+    bool coeff_enabled() const { return !encoder.layer.empty() && encoder.layer[0]->attention.attention.alpha.defined(); }
     std::vector<Tensor<T>> alphas() const {
         std::vector<Tensor<T>> out;
         for (auto& l : encoder.layer)
-            if (l->attention.attention.coeff_alpha.defined()) out.push_back(l->attention.attention.coeff_alpha);
+            if (l->attention.attention.alpha.defined()) out.push_back(l->attention.attention.alpha);
         return out;
     }
 
@@ -361,7 +348,7 @@ public:
               "ViTModel: pixel_values ", shape_str(pixels.shape()), " do not match the model's [batch, ",
               config.num_channels, ", ", config.image_height, ", ", config.image_width, "]");
         const bool training = this->training();
-        const int64_t B = pixels.size(0), D = config.hidden_size, H = config.num_attention_heads;
+        const int64_t B = pixels.size(0), D = config.hidden_size;
         const PatchProjection<T>& proj = embeddings.patch_embeddings.projection;
         Tensor<T> x = linear(patchify(pixels, config.patch_height, config.patch_width), proj.weight.reshape({D, -1}), proj.bias);
         x = add(concat(std::vector<Tensor<T>>{embeddings.cls_token.expand({B, 1, D}), x}, 1), embeddings.position_embeddings);
@@ -369,16 +356,13 @@ public:
 
         AttentionOptions o;
         o.training = training;
-        o.alpha_dropout = alpha_dropout;
-        o.alpha_residual = alpha_residual;
+        o.coeff = coeff;
         o.attn_dropout = config.attention_probs_dropout_prob;
         o.generator = &rng;
         o.return_maps = return_maps;
         ViTOutput<T> out;
         for (auto& l : encoder.layer) {
-            const ViTSelfAttention<T>& sa = l->attention.attention;
-            AttentionResult<T> r =
-                nn::project_and_attend(sa.query, sa.key, sa.value, sa.coeff_alpha, H, l->layernorm_before(x), Tensor<T>(), o);
+            AttentionResult<T> r = l->attention.attention.attend(l->layernorm_before(x), Tensor<T>(), o);
             if (return_maps) out.maps.push_back(r.mixed_maps);
             x = add(x, dropout(l->attention.output.dense(r.out), config.hidden_dropout_prob, rng, training));
             const Tensor<T> m = activation(config.hidden_act, l->intermediate.dense(l->layernorm_after(x)));
@@ -457,8 +441,7 @@ io::AdapterConfig apply_adapter(ViTForImageClassification<T>& model, const std::
               ": id2label has ", cfg.id2label.size(), " labels, the head ", model.classifier.weight.shape()[0]);
         model.vit.config.id2label = cfg.id2label;
     }
-    model.vit.alpha_residual = cfg.alpha_residual;
-    model.vit.alpha_dropout = cfg.alpha_dropout;
+    model.vit.coeff = cfg.coeff;
     check(model.classifier.weight.shape()[0] == model.config().num_labels(), dir.string(), ": the head has ",
           model.classifier.weight.shape()[0], " outputs but the model has ", model.config().num_labels(),
           " labels (the adapter's adapter_config.json lacks id2label)");

@@ -160,43 +160,68 @@ public:
     Tensor<T> operator()(const Tensor<T>& x) const { return layer_norm(x, weight, bias, eps); }
 };
 
-// The projections-and-heads part of multi-head attention, shared by every attention module:
-// x [B, N, C] queries context [B, M, C] through q/k/v projections split into `heads`, with
-// head mixing when alpha is defined. Returns the merged heads [B, N, C] in .out (before the
-// output projection) and the maps when o.return_maps.
+// The projections-and-heads part of coefficient attention, the one module every attention layer
+// builds on: query/key/value projections [dim -> dim] split into `heads`, and alpha [heads, heads]
+// registered as "coeff_alpha" (the name adapters use; undefined: plain attention). attend() runs
+// x [B, N, C] against context [B, M, C] (x itself when undefined) and returns the merged heads
+// [B, N, C] in .out (before any output projection) and the maps when o.return_maps. The first
+// constructor leaves zero weights for a loader (transformers' ViTSelfAttention is this module);
+// the second initialises like torch.nn.Linear, in the order query, key, value.
 template <class T>
-AttentionResult<T> project_and_attend(const Linear<T>& query, const Linear<T>& key, const Linear<T>& value,
-                                      const Tensor<T>& alpha, int64_t heads, const Tensor<T>& x,
-                                      const Tensor<T>& context, const AttentionOptions& o,
-                                      const Tensor<T>& key_mask = Tensor<T>()) {
-    const Tensor<T>& ctx = context.defined() ? context : x;
-    const Tensor<T> q = split_heads(query(x), heads), k = split_heads(key(ctx), heads), v = split_heads(value(ctx), heads);
-    AttentionResult<T> r = alpha.defined() ? coeff_attention(q, k, v, alpha, o, Tensor<T>(), key_mask)
-                                           : attention(q, k, v, o, Tensor<T>(), key_mask);
-    r.out = merge_heads(r.out);
-    return r;
-}
-
-// Multi-head attention with Coeff-Tuning's head mixing: query/key/value/out projections and
-// one alpha [heads, heads], zero-initialised so a fresh layer is plain attention. alpha is
-// registered as "coeff_alpha", the name adapters use.
-template <class T>
-class CoeffAttention : public Module<T> {
+class CoeffSelfAttention : public Module<T> {
 public:
-    Linear<T> query, key, value, out;
+    Linear<T> query, key, value;
     Tensor<T> alpha;
     int64_t heads;
-    double alpha_dropout = 0.0, attn_dropout = 0.0;
 
-    CoeffAttention(int64_t dim, int64_t heads_, Generator& gen, bool coeff = true)
-        : query(dim, dim, gen), key(dim, dim, gen), value(dim, dim, gen), out(dim, dim, gen), heads(heads_) {
-        check(heads_ > 0 && dim % heads_ == 0, "CoeffAttention: dim ", dim, " is not divisible by ", heads_, " heads");
+    CoeffSelfAttention(int64_t dim, int64_t heads_, bool bias = true)
+        : query(dim, dim, bias), key(dim, dim, bias), value(dim, dim, bias), heads(heads_) {
+        init(dim);
+    }
+    CoeffSelfAttention(int64_t dim, int64_t heads_, Generator& gen)
+        : query(dim, dim, gen), key(dim, dim, gen), value(dim, dim, gen), heads(heads_) {
+        init(dim);
+    }
+
+    // Coeff-Tuning on: a zero alpha (the layer is unchanged under the residual parameterisation),
+    // trainable; off: no alpha.
+    void enable_coeff(bool on) { alpha = on ? Tensor<T>::zeros({heads, heads}).set_requires_grad(true) : Tensor<T>(); }
+
+    AttentionResult<T> attend(const Tensor<T>& x, const Tensor<T>& context, const AttentionOptions& o,
+                              const Tensor<T>& key_mask = Tensor<T>()) const {
+        const Tensor<T>& ctx = context.defined() ? context : x;
+        const Tensor<T> q = split_heads(query(x), heads), k = split_heads(key(ctx), heads),
+                        v = split_heads(value(ctx), heads);
+        AttentionResult<T> r = alpha.defined() ? coeff_attention(q, k, v, alpha, o, Tensor<T>(), key_mask)
+                                               : attention(q, k, v, o, Tensor<T>(), key_mask);
+        r.out = merge_heads(r.out);
+        return r;
+    }
+
+private:
+    void init(int64_t dim) {
+        check(heads > 0 && dim % heads == 0, "CoeffAttention: dim ", dim, " is not divisible by ", heads, " heads");
         this->register_module("query", query);
         this->register_module("key", key);
         this->register_module("value", value);
-        this->register_module("out", out);
-        if (coeff) alpha = Tensor<T>::zeros({heads, heads}).set_requires_grad(true);
         this->register_parameter("coeff_alpha", alpha);
+    }
+};
+
+// Multi-head attention with Coeff-Tuning's head mixing: CoeffSelfAttention plus an output
+// projection "out", alpha zero-initialised so a fresh layer is plain attention, and the layer's
+// dropout settings (the CoeffSpec and the attention-probability dropout).
+template <class T>
+class CoeffAttention : public CoeffSelfAttention<T> {
+public:
+    Linear<T> out;
+    CoeffSpec coeff;
+    double attn_dropout = 0.0;
+
+    CoeffAttention(int64_t dim, int64_t heads_, Generator& gen, bool coeff_on = true)
+        : CoeffSelfAttention<T>(dim, heads_, gen), out(dim, dim, gen) {
+        this->register_module("out", out);
+        this->enable_coeff(coeff_on);
     }
 
     // x [B, N, C] attends to context [B, M, C] (x itself when undefined).
@@ -206,11 +231,11 @@ public:
         AttentionOptions o;
         o.causal = causal;
         o.training = this->training();
-        o.alpha_dropout = alpha_dropout;
+        o.coeff = coeff;
         o.attn_dropout = attn_dropout;
         o.generator = gen;
         o.return_maps = return_maps;
-        AttentionResult<T> r = project_and_attend(query, key, value, alpha, heads, x, context, o, key_mask);
+        AttentionResult<T> r = this->attend(x, context, o, key_mask);
         r.out = out(r.out);
         return r;
     }

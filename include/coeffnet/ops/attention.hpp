@@ -13,13 +13,19 @@
 // the composition of theirs. With alpha = 0 the mixing GEMM still runs and reproduces
 // P_h exactly (1 * p + 0 * q is exact in IEEE arithmetic), so the output equals plain
 // attention bit for bit. The alpha-dropout mask is one H x H draw per call, shared by the
-// whole batch; attention-probability dropout, where a model has it, acts on Phat.
+// whole batch; attention-probability dropout, where a model has it, acts on Phat. alpha', the
+// mask rules, the default scale and the order of the draws are ops/coeff_spec.hpp's, which the
+// tiled and CUDA paths use too.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <string>
+#include <vector>
 
 #include "attention_shapes.hpp"
+#include "coeff_spec.hpp"
 #include "dropout.hpp"
 #include "elementwise.hpp"
 #include "matmul.hpp"
@@ -34,10 +40,9 @@ enum class AttentionBackend { automatic, materialised, tiled };
 inline constexpr double tiled_attention_min_elements = 16777216.0;  // 2^24: 64 MiB of float maps
 
 struct AttentionOptions {
-    double scale = 0.0;           // 0 means 1/sqrt(head_dim)
-    bool causal = false;          // query n sees keys m <= n + (M - N) (bottom-right aligned)
-    double alpha_dropout = 0.0;   // p of Dropout on alpha (training only)
-    bool alpha_residual = true;   // alpha' = I + Dropout(alpha); false: alpha' = Dropout(alpha)
+    double scale = 0.0;           // 0 means 1/sqrt(head_dim) (coeff::score_scale)
+    bool causal = false;          // query n sees keys m <= n + (M - N) (coeff::causal_key_end)
+    CoeffSpec coeff;              // alpha's dropout and parameterisation (ops/coeff_spec.hpp)
     double attn_dropout = 0.0;    // p of Dropout on the (mixed) maps (training only)
     bool training = false;
     bool return_maps = false;     // fill AttentionResult::maps and ::mixed_maps
@@ -67,7 +72,8 @@ void check_attention_shapes(const Tensor<T>& q, const Tensor<T>& k, const Tensor
 }
 
 // One additive mask (broadcastable to [B, H, N, M]) from the causal flag, a key mask [B, M] (1 = token,
-// 0 = padding, the Hugging Face attention_mask convention) and a user additive mask.
+// 0 = padding, the Hugging Face attention_mask convention) and a user additive mask; the rules are
+// ops/coeff_spec.hpp's.
 template <class T>
 Tensor<T> combined_mask(int64_t B, int64_t H, int64_t N, int64_t M, bool causal, const Tensor<T>& attn_mask,
                         const Tensor<T>& key_mask, const char* op) {
@@ -76,15 +82,15 @@ Tensor<T> combined_mask(int64_t B, int64_t H, int64_t N, int64_t M, bool causal,
     if (causal) {
         mask = Tensor<T>::zeros({1, 1, N, M});
         for (int64_t n = 0; n < N; ++n)
-            for (int64_t m = n + (M - N) + 1; m < M; ++m)
-                if (m >= 0) mask.data()[n * M + m] = neg_inf;
+            for (int64_t m = std::max<int64_t>(coeff::causal_key_end(n, N, M), 0); m < M; ++m)
+                mask.data()[n * M + m] = neg_inf;
     }
     if (key_mask.defined()) {
         check(key_mask.shape() == Shape{B, M}, op, ": key mask ", shape_str(key_mask.shape()), " must be [batch, keys] = [",
               B, ", ", M, "]");
         Tensor<T> km = Tensor<T>::empty({B, 1, 1, M});
         const std::vector<T> kv = key_mask.to_vector();
-        for (int64_t i = 0; i < B * M; ++i) km.data()[i] = kv[static_cast<size_t>(i)] != T(0) ? T(0) : neg_inf;
+        for (int64_t i = 0; i < B * M; ++i) km.data()[i] = coeff::key_is_token(kv[static_cast<size_t>(i)]) ? T(0) : neg_inf;
         mask = mask.defined() ? map_binary(mask, km, op, [](T a, T b) { return a + b; }) : km;
     }
     if (attn_mask.defined()) {
@@ -100,7 +106,7 @@ template <class T>
 Tensor<T> attention_probs(const Tensor<T>& q, const Tensor<T>& k, const AttentionOptions& o, const Tensor<T>& attn_mask,
                           const Tensor<T>& key_mask, const char* op) {
     const int64_t B = q.shape()[0], H = q.shape()[1], N = q.shape()[2], M = k.shape()[2], d = q.shape()[3];
-    const double s = o.scale != 0.0 ? o.scale : 1.0 / std::sqrt(static_cast<double>(d));
+    const double s = coeff::score_scale(o.scale, d);
     const Tensor<T> mask = combined_mask(B, H, N, M, o.causal, attn_mask, key_mask, op);
     return softmax(scale(matmul(q, k.mT()), s), mask);
 }
@@ -113,16 +119,21 @@ bool use_tiled_backend(const Tensor<T>& q, const Tensor<T>& k, const AttentionOp
     return !o.return_maps && maps > tiled_attention_min_elements;
 }
 
-inline Generator& need_generator(const AttentionOptions& o, double p, const char* op) {
-    check(o.generator != nullptr, op, ": training with dropout p = ", p, " needs AttentionOptions::generator");
-    return *o.generator;
+// The dropout draws of one call (ops/coeff_spec.hpp's order); mix: coefficient attention.
+template <class T>
+coeff::Draws<T> attention_draws(const Tensor<T>& q, const Tensor<T>& k, const AttentionOptions& o, bool mix,
+                                const char* op) {
+    return coeff::reserve_draws<T>(o.coeff, mix, o.attn_dropout, o.training, o.generator, q.shape()[0], q.shape()[1],
+                                   q.shape()[2], k.shape()[2], op, "AttentionOptions::generator");
 }
 
+// x times the draw's multipliers, as the dropout op (ops/dropout.hpp) computes and differentiates
+// it, from the words the draw reserved.
 template <class T>
-Tensor<T> maybe_dropout(const Tensor<T>& x, double p, const AttentionOptions& o, const char* op) {
-    check_probability(p, op);
-    if (!o.training || p == 0.0) return x;
-    return dropout(x, p, need_generator(o, p, op), true);
+Tensor<T> apply_dropout(const Tensor<T>& x, const DropoutDraw<T>& d) {
+    if (!d.on) return x;
+    Generator at(d.seed, d.first_block);
+    return dropout(x, d.p, at, true);
 }
 
 }  // namespace detail
@@ -139,14 +150,37 @@ Tensor<T> mix_heads(const Tensor<T>& maps, const Tensor<T>& alpha_prime) {
 }
 
 // alpha' = I + Dropout_p(alpha): the residual parameterisation (alpha = 0 is the pretrained
-// model). With o.alpha_residual off, alpha' = Dropout_p(alpha) (the paper's ablation).
+// model); with residual off, alpha' = Dropout_p(alpha) (the paper's ablation). Each entry is
+// coeff::alpha_prime_element (ops/coeff_spec.hpp) of the given alpha draw; the gradient is
+// dalpha = dalpha' * multiplier (the identity has none).
 template <class T>
-Tensor<T> alpha_prime(const Tensor<T>& alpha, const AttentionOptions& o) {
+Tensor<T> alpha_prime(const Tensor<T>& alpha, const DropoutDraw<T>& draw, bool residual) {
     check(alpha.defined() && alpha.dim() == 2 && alpha.shape()[0] == alpha.shape()[1],
           "coeff_attention: alpha must be square [heads, heads], got ",
           alpha.defined() ? shape_str(alpha.shape()) : std::string("undefined"));
-    const Tensor<T> dropped = detail::maybe_dropout(alpha, o.alpha_dropout, o, "coeff_attention");
-    return o.alpha_residual ? add(Tensor<T>::eye(alpha.shape()[0]), dropped) : dropped;
+    const int64_t H = alpha.shape()[0];
+    const std::vector<T> av = alpha.to_vector();
+    Tensor<T> out = Tensor<T>::empty({H, H});
+    for (int64_t h = 0; h < H; ++h)
+        for (int64_t i = 0; i < H; ++i)
+            out.data()[h * H + i] = coeff::alpha_prime_element(draw, H, h, i, av[static_cast<size_t>(h * H + i)], residual);
+    return record<T>(out, "alpha_prime", {alpha}, [draw, H](const Tensor<T>& g, const std::vector<bool>&) {
+        if (!draw.on) return std::vector<Tensor<T>>{g};
+        Tensor<T> mult = Tensor<T>::empty({H, H});
+        for (int64_t j = 0; j < H * H; ++j) mult.data()[j] = draw.multiplier(static_cast<uint64_t>(j));
+        return std::vector<Tensor<T>>{detail::map_binary(g, mult, "alpha_prime backward", [](T a, T m) { return a * m; })};
+    });
+}
+
+// The same, drawing alpha's mask from o.generator (when training with o.coeff.alpha_dropout > 0).
+template <class T>
+Tensor<T> alpha_prime(const Tensor<T>& alpha, const AttentionOptions& o) {
+    check(alpha.defined() && alpha.dim() == 2, "coeff_attention: alpha must be square [heads, heads], got ",
+          alpha.defined() ? shape_str(alpha.shape()) : std::string("undefined"));
+    const DropoutDraw<T> d =
+        coeff::reserve_dropout<T>(o.coeff.alpha_dropout, o.training, o.generator,
+                                  static_cast<uint64_t>(alpha.numel()), "coeff_attention", "AttentionOptions::generator");
+    return alpha_prime(alpha, d, o.coeff.alpha_residual);
 }
 
 // Plain multi-head attention: out_h = softmax(scale q_h k_h^T + mask) v_h.
@@ -159,7 +193,8 @@ AttentionResult<T> attention(const Tensor<T>& q, const Tensor<T>& k, const Tenso
     detail::check_attention_shapes(q, k, v, "attention");
     if (detail::use_tiled_backend(q, k, o)) return coeff_attention_tiled(q, k, v, Tensor<T>(), o, attn_mask, key_mask);
     const Tensor<T> p = detail::attention_probs(q, k, o, attn_mask, key_mask, "attention");
-    const Tensor<T> pd = detail::maybe_dropout(p, o.attn_dropout, o, "attention");
+    const coeff::Draws<T> draws = detail::attention_draws(q, k, o, false, "attention");
+    const Tensor<T> pd = detail::apply_dropout(p, draws.phat);
     AttentionResult<T> r{matmul(pd, v), {}, {}};
     if (o.return_maps) r.maps = r.mixed_maps = p;
     return r;
@@ -177,8 +212,9 @@ AttentionResult<T> coeff_attention(const Tensor<T>& q, const Tensor<T>& k, const
           q.shape()[1], ", ", q.shape()[1], "] for q ", shape_str(q.shape()));
     if (detail::use_tiled_backend(q, k, o)) return coeff_attention_tiled(q, k, v, alpha, o, attn_mask, key_mask);
     const Tensor<T> p = detail::attention_probs(q, k, o, attn_mask, key_mask, "coeff_attention");
-    const Tensor<T> mixed = mix_heads(p, alpha_prime(alpha, o));
-    const Tensor<T> pd = detail::maybe_dropout(mixed, o.attn_dropout, o, "coeff_attention");
+    const coeff::Draws<T> draws = detail::attention_draws(q, k, o, true, "coeff_attention");
+    const Tensor<T> mixed = mix_heads(p, alpha_prime(alpha, draws.alpha, o.coeff.alpha_residual));
+    const Tensor<T> pd = detail::apply_dropout(mixed, draws.phat);
     AttentionResult<T> r{matmul(pd, v), {}, {}};
     if (o.return_maps) {
         r.maps = p;

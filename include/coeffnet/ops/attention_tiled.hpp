@@ -108,17 +108,14 @@ struct TiledProblem {
     Shape attn_strides;
     bool mix = false;                  // coefficient attention (else plain attention: Phat = P)
     std::vector<T> alpha_prime;        // [H * H], row = target head, column = source head
-    std::vector<T> alpha_keep;         // [H * H] alpha-dropout multipliers (0 or 1/(1-p)); empty when off
-    bool drop = false;                 // attention-probability dropout on Phat
-    float drop_p = 0.0f;
-    T drop_keep = T(0);
-    uint64_t drop_seed = 0, drop_first = 0;  // the draw of B*H*N*M numbers reserved by the forward
+    DropoutDraw<T> alpha_draw;         // alpha's dropout (off: multipliers 1)
+    DropoutDraw<T> drop;               // attention-probability dropout on Phat: B*H*N*M words
 
     int64_t blocks() const { return (N + block_q - 1) / block_q; }
     // Keys a query block [n0, n0 + rows) can see at all: past it every score is -inf.
     int64_t key_extent(int64_t b, int64_t n0, int64_t rows) const {
         int64_t e = key_len[static_cast<size_t>(b)];
-        if (causal) e = std::min(e, n0 + rows + (M - N));
+        if (causal) e = std::min(e, coeff::causal_key_end(n0 + rows - 1, N, M));
         return std::max<int64_t>(e, 0);
     }
 };
@@ -152,7 +149,7 @@ ConstRows<T> rows_of(const Tensor<T>& x, int64_t b, int64_t h, int64_t n0, int64
 template <class T>
 void mask_scores(const TiledProblem<T>& p, int64_t b, int64_t h, int64_t n, T* row, int64_t len) {
     constexpr T neg_inf = -std::numeric_limits<T>::infinity();
-    const int64_t vis = p.causal ? std::clamp<int64_t>(n + (p.M - p.N) + 1, 0, len) : len;
+    const int64_t vis = p.causal ? std::clamp<int64_t>(coeff::causal_key_end(n, p.N, p.M), 0, len) : len;
     ArrayMap<T> x(row, vis);
     x *= p.scale;
     if (p.attn_mask.defined()) {
@@ -189,18 +186,18 @@ void exp_shifted(T* row, int64_t len, T shift) {
 }
 
 // Applies attention dropout to row[0, len) of Phat[b, h, n, :]: element m uses word
-// ((b*H + h)*N + n)*M + m of the draw reserved at drop_first, exactly as dropout() on the
+// ((b*H + h)*N + n)*M + m (coeff::phat_word) of the draw reserved by the forward, exactly as dropout() on the
 // [B, H, N, M] tensor would. keep[m] records the decision when keep is not null.
 template <class T>
 void dropout_row(const TiledProblem<T>& p, int64_t b, int64_t h, int64_t n, T* row, int64_t len, uint8_t* keep) {
-    const uint64_t f0 = static_cast<uint64_t>(((b * p.H + h) * p.N + n) * p.M);
+    const uint64_t f0 = coeff::phat_word(b, h, n, 0, p.H, p.N, p.M);
     int64_t m = 0;
     while (m < len) {
         const uint64_t f = f0 + static_cast<uint64_t>(m);
-        const Philox4 w = philox_block(p.drop_seed, p.drop_first + f / 4);
+        const Philox4 w = philox_block(p.drop.seed, p.drop.first_block + f / 4);
         for (uint64_t j = f % 4; j < 4 && m < len; ++j, ++m) {
-            const bool kept = uniform_from_bits(w[j]) >= p.drop_p;
-            row[m] *= kept ? p.drop_keep : T(0);
+            const bool kept = p.drop.keeps(w[j]);
+            row[m] *= kept ? p.drop.keep : T(0);
             if (keep) keep[m] = kept ? 1 : 0;
         }
     }
@@ -314,7 +311,7 @@ void tiled_forward(const TiledProblem<T>& p, T* out, T* lse) {
                 tmp.noalias() = A * P;
                 P = tmp;
             }
-            if (p.drop)
+            if (p.drop.on)
                 for (int64_t h = 0; h < H; ++h) dropout_row(p, b, h, n0 + r, tile + (h * R + r) * Mb, Mb, nullptr);
         }
         for (int64_t h = 0; h < H; ++h) {
@@ -356,7 +353,7 @@ void tiled_backward(const TiledProblem<T>& p, const T* lse, const T* dout, T* dq
             return;
         }
         T *ta = s.a.get(H * Bq * M), *tb = s.b.get(H * Bq * M);
-        uint8_t* keep = p.drop ? s.keep.get(H * Bq * M) : nullptr;
+        uint8_t* keep = p.drop.on ? s.keep.get(H * Bq * M) : nullptr;
         auto tile = [&](T* base, int64_t h) { return Rows<T>(base + h * R * Mb, R, Mb, Eigen::OuterStride<>(Mb)); };
         auto dO = [&](int64_t h) {
             return ConstRows<T>(dout + ((b * H + h) * N + n0) * dv, R, dv, Eigen::OuterStride<>(dv));
@@ -366,7 +363,7 @@ void tiled_backward(const TiledProblem<T>& p, const T* lse, const T* dout, T* dq
             tile(ta, h).noalias() = rows_of(p.q, b, h, n0, R) * rows_of(p.k, b, h, 0, Mb).transpose();
         // Per query row (all heads, cache-resident): P_i recomputed from the saved log-sum-exp,
         // and for dV the Phat the forward used (mixed, dropped; the decisions kept in `keep`).
-        const bool phat_tile = dv_acc && (p.mix || p.drop);
+        const bool phat_tile = dv_acc && (p.mix || p.drop.on);
         for (int64_t r = 0; r < R; ++r) {
             for (int64_t h = 0; h < H; ++h) {
                 T* row = ta + (h * R + r) * Mb;
@@ -381,7 +378,7 @@ void tiled_backward(const TiledProblem<T>& p, const T* lse, const T* dout, T* dq
             if (!phat_tile) continue;
             if (p.mix) head_rows(tb, r).noalias() = A * head_rows(ta, r);
             else head_rows(tb, r) = head_rows(ta, r);
-            if (p.drop)
+            if (p.drop.on)
                 for (int64_t h = 0; h < H; ++h)
                     dropout_row(p, b, h, n0 + r, tb + (h * R + r) * Mb, Mb, keep + (h * R + r) * Mb);
         }
@@ -399,12 +396,12 @@ void tiled_backward(const TiledProblem<T>& p, const T* lse, const T* dout, T* dq
         Rows<T> tmp(p.mix && need_ds ? s.row.get(H * M) : nullptr, H, Mb, Eigen::OuterStride<>(Mb));
         for (int64_t r = 0; r < R; ++r) {
             Rows<T> g = head_rows(tb, r);
-            if (p.drop)
+            if (p.drop.on)
                 for (int64_t h = 0; h < H; ++h) {
                     T* row = tb + (h * R + r) * Mb;
                     if (phat_tile) {  // the decisions are in `keep`
                         const uint8_t* kr = keep + (h * R + r) * Mb;
-                        for (int64_t m = 0; m < Mb; ++m) row[m] = kr[m] ? row[m] * p.drop_keep : T(0);
+                        for (int64_t m = 0; m < Mb; ++m) row[m] = kr[m] ? row[m] * p.drop.keep : T(0);
                     } else {
                         dropout_row(p, b, h, n0 + r, row, Mb, nullptr);
                     }
@@ -468,7 +465,7 @@ AttentionResult<T> tiled_attention(const Tensor<T>& q, const Tensor<T>& k, const
     if (mix)
         check(alpha.shape() == Shape{H, H}, op, ": alpha ", shape_str(alpha.shape()), " must be [heads, heads] = [", H,
               ", ", H, "] for q ", shape_str(q.shape()));
-    p->scale = static_cast<T>(o.scale != 0.0 ? o.scale : 1.0 / std::sqrt(static_cast<double>(d)));
+    p->scale = static_cast<T>(coeff::score_scale(o.scale, d));
     p->causal = o.causal;
     p->key_len.assign(static_cast<size_t>(B), M);
     if (key_mask.defined()) {
@@ -479,7 +476,7 @@ AttentionResult<T> tiled_attention(const Tensor<T>& q, const Tensor<T>& k, const
         for (int64_t b = 0; b < B; ++b) {
             int64_t len = 0;
             for (int64_t m = 0; m < M; ++m) {
-                const bool token = kv[static_cast<size_t>(b * M + m)] != T(0);
+                const bool token = coeff::key_is_token(kv[static_cast<size_t>(b * M + m)]);
                 p->key_add[static_cast<size_t>(b * M + m)] = token ? T(0) : -std::numeric_limits<T>::infinity();
                 if (token) len = m + 1;
             }
@@ -492,32 +489,19 @@ AttentionResult<T> tiled_attention(const Tensor<T>& q, const Tensor<T>& k, const
         p->attn_mask = attn_mask.detach();
         p->attn_strides = broadcast_strides(attn_mask.shape(), attn_mask.strides(), Shape{B, H, N, M});
     }
-    // The generator draws, in the materialised path's order: alpha's mask, then Phat's.
+    // The generator draws as on the materialised path (ops/coeff_spec.hpp's order).
+    const coeff::Draws<T> draws = attention_draws(q, k, o, mix, mix ? "coeff_attention" : "attention");
     if (mix) {
-        check_probability(o.alpha_dropout, "coeff_attention");
         p->mix = true;
         const std::vector<T> av = alpha.to_vector();
-        std::vector<T> keep;
-        if (o.training && o.alpha_dropout > 0.0)
-            keep = dropout_mask<T>({H, H}, o.alpha_dropout, need_generator(o, o.alpha_dropout, "coeff_attention"))
-                       .to_vector();
         p->alpha_prime.resize(static_cast<size_t>(H * H));
         for (int64_t h = 0; h < H; ++h)
-            for (int64_t i = 0; i < H; ++i) {
-                const size_t hi = static_cast<size_t>(h * H + i);
-                p->alpha_prime[hi] = (o.alpha_residual && h == i ? T(1) : T(0)) + (keep.empty() ? av[hi] : av[hi] * keep[hi]);
-            }
-        p->alpha_keep = std::move(keep);
+            for (int64_t i = 0; i < H; ++i)
+                p->alpha_prime[static_cast<size_t>(h * H + i)] = coeff::alpha_prime_element(
+                    draws.alpha, H, h, i, av[static_cast<size_t>(h * H + i)], o.coeff.alpha_residual);
+        p->alpha_draw = draws.alpha;
     }
-    check_probability(o.attn_dropout, mix ? "coeff_attention" : "attention");
-    if (o.training && o.attn_dropout > 0.0) {
-        Generator& gen = need_generator(o, o.attn_dropout, mix ? "coeff_attention" : "attention");
-        p->drop = true;
-        p->drop_p = static_cast<float>(o.attn_dropout);
-        p->drop_keep = o.attn_dropout < 1.0 ? static_cast<T>(1.0 / (1.0 - o.attn_dropout)) : T(0);
-        p->drop_seed = gen.seed;
-        p->drop_first = gen.reserve(static_cast<uint64_t>(B * H * N * M));
-    }
+    p->drop = draws.phat;
     p->q = with_unit_rows(q);
     p->k = with_unit_rows(k);
     p->v = with_unit_rows(v);
@@ -541,8 +525,9 @@ AttentionResult<T> tiled_attention(const Tensor<T>& q, const Tensor<T>& k, const
                         if (need_alpha) r[3] = Tensor<T>::empty({pr.H, pr.H});
                         auto ptr = [&](size_t i) { return r[i].defined() ? r[i].data() : nullptr; };
                         tiled_backward(pr, lse.data(), gc.data(), ptr(0), ptr(1), ptr(2), need_alpha ? ptr(3) : nullptr);
-                        if (need_alpha && !pr.alpha_keep.empty())  // alpha' = I + alpha * keep
-                            for (int64_t i = 0; i < pr.H * pr.H; ++i) r[3].data()[i] *= pr.alpha_keep[static_cast<size_t>(i)];
+                        if (need_alpha && pr.alpha_draw.on)  // alpha' = I + alpha * multiplier
+                            for (int64_t i = 0; i < pr.H * pr.H; ++i)
+                                r[3].data()[i] *= pr.alpha_draw.multiplier(static_cast<uint64_t>(i));
                         return r;
                     });
     return AttentionResult<T>{out, {}, {}};

@@ -79,7 +79,7 @@ struct GroupHyper {
 struct TuneConfig {
     Method method = Method::coeff;
     AlphaInit alpha_init = AlphaInit::residual_zero;
-    double alpha_dropout = 0.0;
+    double alpha_dropout = 0.0;  // with alpha_init, the CoeffSpec the model gets: coeff()
     int64_t lora_rank = 4;
     double lora_alpha = 8.0;
     int64_t epochs = 10;
@@ -87,6 +87,9 @@ struct TuneConfig {
     double warmup_fraction = 0.1;  // of all steps
     GroupHyper head{3e-3, 0.0}, alpha{1e-2, 0.0}, lora{3e-3, 0.0}, backbone{3e-4, 0.01};
     uint64_t seed = 0;
+
+    // Residual (alpha' = I + alpha) exactly for the zero init; identity and random are the direct form.
+    CoeffSpec coeff() const { return {alpha_dropout, alpha_init == AlphaInit::residual_zero}; }
 
     nlohmann::json to_json() const {
         auto g = [](const GroupHyper& h) { return nlohmann::json{{"lr", h.lr}, {"weight_decay", h.weight_decay}}; };
@@ -131,7 +134,7 @@ std::vector<ParamGroup<T>> setup_method(models::ViTForImageClassification<T>& mo
                       c.head.lr, c.head.weight_decay, "head"});
 
     if (uses_alpha(c.method)) {
-        vit.enable_coeff(true, c.alpha_dropout, c.alpha_init == AlphaInit::residual_zero);
+        vit.enable_coeff(true, c.coeff());
         std::vector<Tensor<T>> alphas = vit.alphas();
         for (auto& a : alphas) {
             if (c.alpha_init == AlphaInit::identity) {
