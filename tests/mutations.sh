@@ -55,13 +55,13 @@ mutant coeff-attention-backward include/coeffnet/ops/attention_tiled.hpp \
   'if (dalpha) da.noalias() += g * head_rows(ta, r).transpose();' \
   'if (dalpha) da.noalias() += T(1.05) * (g * head_rows(ta, r).transpose());' \
   tests/test_attention_tiled.cpp 'tiled*'
-mutant alpha-dropout-mask-ignored include/coeffnet/ops/attention_tiled.hpp \
-  '(keep.empty() ? av[hi] : av[hi] * keep[hi])' \
-  'av[hi]' \
-  tests/test_attention_tiled.cpp 'tiled*'
-mutant causal-off-by-one include/coeffnet/ops/attention.hpp \
-  'for (int64_t m = n + (M - N) + 1; m < M; ++m)' \
-  'for (int64_t m = n + (M - N) + 2; m < M; ++m)' \
+mutant alpha-dropout-mask-ignored include/coeffnet/ops/coeff_spec.hpp \
+  'const T m = d.multiplier(static_cast<uint64_t>(h * H + i));' \
+  'const T m = d.keep;' \
+  tests/test_attention.cpp '*alpha dropout*,*coeff_spec*'
+mutant causal-off-by-one include/coeffnet/ops/coeff_spec.hpp \
+  'return n + (M - N) + 1; }' \
+  'return n + (M - N) + 2; }' \
   tests/test_attention.cpp '*causal*'
 mutant tiled-tail-row-dropped include/coeffnet/ops/attention_tiled.hpp \
   'int64_t blocks() const { return (N + block_q - 1) / block_q; }' \
