@@ -350,8 +350,9 @@ public:
     void init_weights(Generator& gen) {
         for (auto& [name, slot, role] : this->named_roles()) {
             if (!slot->defined() || role == nn::ParamRole::alpha || role == nn::ParamRole::lora) continue;
-            if (role == nn::ParamRole::norm_scale) *slot = Tensor<T>::ones(slot->shape()).set_requires_grad(slot->requires_grad());
-            else if (role == nn::ParamRole::bias) *slot = Tensor<T>::zeros(slot->shape()).set_requires_grad(slot->requires_grad());
+            const bool trainable = slot->requires_grad();
+            if (role == nn::ParamRole::norm_scale) *slot = Tensor<T>::ones(slot->shape()).set_requires_grad(trainable);
+            else if (role == nn::ParamRole::bias) *slot = Tensor<T>::zeros(slot->shape()).set_requires_grad(trainable);
             else nn::init_normal(*slot, gen, config.initializer_range);
         }
     }
@@ -422,10 +423,12 @@ public:
     void enable_coeff(bool on, double p, bool residual) override { vit.enable_coeff(on, p, residual); }
     std::vector<std::pair<std::string, nn::Linear<T>*>> lora_targets() override {
         std::vector<const nn::Module<T>*> targets;
-        for (auto& l : vit.encoder.layer) targets.insert(targets.end(), {&l->attention.attention.query, &l->attention.attention.value});
+        for (auto& l : vit.encoder.layer)
+            targets.insert(targets.end(), {&l->attention.attention.query, &l->attention.attention.value});
         std::vector<std::pair<std::string, nn::Linear<T>*>> out;
         for (auto& [name, m] : this->named_modules())
-            if (std::find(targets.begin(), targets.end(), m) != targets.end()) out.emplace_back(name, static_cast<nn::Linear<T>*>(m));
+            if (std::find(targets.begin(), targets.end(), m) != targets.end())
+                out.emplace_back(name, static_cast<nn::Linear<T>*>(m));
         return out;
     }
     nn::Linear<T>& head() override { return classifier; }
