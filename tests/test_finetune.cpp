@@ -6,6 +6,7 @@
 
 #include <coeffnet/coeffnet.hpp>
 #include <coeffnet/data/procedural.hpp>
+#include <coeffnet/models/vit.hpp>
 #include <coeffnet/train/finetune.hpp>
 
 #include "test_util.hpp"
@@ -186,4 +187,93 @@ TEST_CASE("bad inputs are clear errors") {
     c.method = Method::linear_probe;  // computes the features at once, so the size is checked here
     CHECK_THROWS_WITH_AS(train::Finetuner<float>(*model, c, d.classes, Tensor<float>::zeros({8, 3, 32, 32}), d.y),
                          doctest::Contains("do not match the model's"), Error);
+}
+
+namespace {
+
+// A model that is not a ViT, tuned by the same Finetuner through nn::TunableModel: tokens
+// [B, N, 8] -> coefficient attention (2 heads) -> layer norm -> mean over tokens -> head.
+struct TokenClassifier : nn::TunableModel<float> {
+    Generator gen{11}, dropout_rng{0};
+    nn::CoeffAttention<float> attn;
+    nn::LayerNorm<float> norm;
+    nn::Linear<float> classifier;
+
+    TokenClassifier() : attn(8, 2, gen, false), norm(8), classifier(8, 2, gen) {
+        register_module("attn", attn);
+        register_module("norm", norm);
+        register_module("classifier", classifier);
+    }
+    void enable_coeff(bool on, const CoeffSpec& spec) override {
+        check(spec.alpha_residual, "TokenClassifier: only the residual parameterisation");
+        attn.enable_coeff(on);
+        attn.coeff = spec;
+    }
+    std::vector<std::pair<std::string, nn::Linear<float>*>> lora_targets() override {
+        return {{"attn.query", &attn.query}, {"attn.value", &attn.value}};
+    }
+    nn::Linear<float>& head() override { return classifier; }
+    void reset_head(const std::vector<std::string>& labels, Generator& init) override {
+        classifier.weight = Tensor<float>::randn({static_cast<int64_t>(labels.size()), 8}, init, 0.0, 0.02);
+        classifier.bias = Tensor<float>::zeros({static_cast<int64_t>(labels.size())});
+    }
+    Tensor<float> features(const Tensor<float>& x) override {
+        return mean(norm(attn.forward(x, Tensor<float>(), &dropout_rng).out), Shape{1});
+    }
+    Tensor<float> logits(const Tensor<float>& x) override { return classifier(features(x)); }
+    Generator& dropout_generator() override { return dropout_rng; }
+};
+
+}  // namespace
+
+TEST_CASE("the Finetuner tunes any TunableModel: a token classifier that is not a ViT") {
+    // Class 1: the tokens' first feature is shifted up; the task is learnable from the mean.
+    Generator g(4);
+    Tensor<float> x = Tensor<float>::randn({24, 5, 8}, g);
+    Tensor<int64_t> y = Tensor<int64_t>::zeros({24});
+    for (int64_t i = 0; i < 24; i += 2) {
+        y.data()[i] = 1;
+        for (int64_t t = 0; t < 5; ++t) x.data()[(i * 5 + t) * 8] += 2.0f;
+    }
+    const std::vector<std::string> classes{"low", "high"};
+    const int64_t head = 8 * 2 + 2, alpha = 2 * 2, lora = 2 * (4 * 8 + 8 * 4);
+    for (Method m : train::kMethods) {
+        INFO("method ", train::method_name(m));
+        TokenClassifier model;
+        const int64_t all = model.num_parameters() - head;
+        train::TuneConfig c;
+        c.method = m;
+        c.batch_size = 6;
+        c.epochs = 3;
+        c.alpha_dropout = 0.1;
+        c.head.lr = 0.05;
+        train::Finetuner<float> tuner(model, c, classes, x, y);
+        const std::map<Method, int64_t> want{{Method::linear_probe, head},
+                                             {Method::coeff, head + alpha},
+                                             {Method::lora, head + lora},
+                                             {Method::coeff_lora, head + alpha + lora},
+                                             {Method::full, head + all}};
+        CHECK(tuner.trainable_parameters() == want.at(m));
+        CHECK(model.num_parameters(true) == want.at(m));
+        // The groups hold what the roles say.
+        for (const auto& grp : tuner.groups()) {
+            const auto role = grp.name == "alpha" ? nn::ParamRole::alpha : nn::ParamRole::lora;
+            if (grp.name == "alpha" || grp.name == "lora")
+                CHECK(grp.params.size() == train::parameters_with_role(model, role).size());
+        }
+        // fit reports every step, the images of each batch and the epoch ends, and stops when asked.
+        std::vector<train::StepReport> seen;
+        tuner.fit([&](const train::StepReport& s) {
+            seen.push_back(s);
+            return s.step < 5;
+        });
+        REQUIRE(seen.size() == 5);
+        CHECK(tuner.step() == 5);
+        CHECK(seen[3].epoch_end);
+        CHECK_FALSE(seen[2].epoch_end);
+        for (int i = 0; i < 5; ++i) CHECK(seen[static_cast<size_t>(i)].images == 6);
+        tuner.fit(nullptr);
+        CHECK(tuner.done());
+        CHECK(tuner.evaluate(x, y) >= 0.75);
+    }
 }

@@ -1,9 +1,11 @@
-// Training pieces: LoRA layers, the cosine schedule, optimiser state round trips, the progress bar.
+// Training pieces: LoRA layers, the cosine schedule, optimiser state round trips, and the tools'
+// progress bar (tools/progress.hpp) that draws them.
 #include <doctest/doctest.h>
 
 #include <coeffnet/coeffnet.hpp>
-#include <coeffnet/train/progress.hpp>
 #include <coeffnet/train/schedule.hpp>
+
+#include "progress.hpp"
 
 using namespace coeffnet;
 
@@ -98,12 +100,12 @@ TEST_CASE_TEMPLATE("optimiser state round trip: 2 + 2 steps equal 4 straight ste
 }
 
 TEST_CASE("the progress line shows the bar, counts, metrics, rate and ETA") {
-    ProgressBar bar(200, "img", "epoch 1/3", false);
+    cli::ProgressBar bar(200, "img", "epoch 1/3", false);
     bar.update(50, "loss 0.500");
     const std::string line = bar.line();
     CHECK(line.rfind("epoch 1/3 [#####...............]  25%  50/200 img  loss 0.500", 0) == 0);
     CHECK(line.find("img/s") != std::string::npos);
     CHECK(line.find("ETA") != std::string::npos);
-    CHECK(ProgressBar::clock_str(3725) == "1:02:05");
-    CHECK(ProgressBar::clock_str(65) == "1:05");
+    CHECK(cli::ProgressBar::clock_str(3725) == "1:02:05");
+    CHECK(cli::ProgressBar::clock_str(65) == "1:05");
 }

@@ -21,9 +21,9 @@
 #include <coeffnet/data/procedural.hpp>
 #include <coeffnet/models/vit.hpp>
 #include <coeffnet/train/finetune.hpp>
-#include <coeffnet/train/progress.hpp>
 
 #include "args.hpp"
+#include "progress.hpp"
 
 using namespace coeffnet;
 
@@ -73,7 +73,7 @@ int run(const cli::Args& a) {
     nlohmann::json epochs = nlohmann::json::array();
     double val_acc = 0;
     for (int64_t e = 0; e < c.epochs; ++e) {
-        ProgressBar bar(tuner.steps_per_epoch(), "step",
+        cli::ProgressBar bar(tuner.steps_per_epoch(), "step",
                         "epoch " + std::to_string(e + 1) + "/" + std::to_string(c.epochs));
         double loss = 0;
         int64_t right = 0, seen = 0;

@@ -17,6 +17,7 @@
 // alpha-dropout p; ViT-B/16 gets 12 x 144 = 1,728 of them.
 #pragma once
 
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -25,6 +26,7 @@
 #include "../io/adapter.hpp"
 #include "../io/hf.hpp"
 #include "../nn/module.hpp"
+#include "../nn/tunable.hpp"
 #include "../nn/weights.hpp"
 #include "../ops/elementwise.hpp"
 #include "../ops/shape.hpp"
@@ -244,7 +246,7 @@ struct PatchProjection : nn::Module<T> {
         weight = Tensor<T>::zeros({c.hidden_size, c.num_channels, c.patch_height, c.patch_width}).set_requires_grad(true);
         bias = Tensor<T>::zeros({c.hidden_size}).set_requires_grad(true);
         this->register_parameter("weight", weight);
-        this->register_parameter("bias", bias);
+        this->register_parameter("bias", bias, nn::ParamRole::bias);
     }
 };
 
@@ -329,13 +331,15 @@ public:
         return out;
     }
 
+    // transformers' _init_weights: layer-norm gains one, biases zero, every other weight
+    // normal(0, initializer_range), drawn in parameter order. Alpha and LoRA are left alone:
+    // they are the tuning's, not the base model's.
     void init_weights(Generator& gen) {
-        for (auto& [name, slot] : this->named_slots()) {
-            if (!slot->defined() || name.find("coeff_alpha") != std::string::npos) continue;
-            const bool is_norm = name.find("layernorm") != std::string::npos;
-            const bool is_bias = name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0;
-            if (is_norm && !is_bias) *slot = Tensor<T>::ones(slot->shape()).set_requires_grad(slot->requires_grad());
-            else if (is_bias) *slot = Tensor<T>::zeros(slot->shape()).set_requires_grad(slot->requires_grad());
+        for (auto& [name, slot, role] : this->named_roles()) {
+            if (!slot->defined() || role == nn::ParamRole::alpha || role == nn::ParamRole::lora) continue;
+            const bool trainable = slot->requires_grad();
+            if (role == nn::ParamRole::norm_scale) *slot = Tensor<T>::ones(slot->shape()).set_requires_grad(trainable);
+            else if (role == nn::ParamRole::bias) *slot = Tensor<T>::zeros(slot->shape()).set_requires_grad(trainable);
             else nn::init_normal(*slot, gen, config.initializer_range);
         }
     }
@@ -375,9 +379,10 @@ public:
 };
 
 // transformers' ViTForImageClassification: ViTModel without pooler ("vit.") and a linear
-// classifier on the final CLS token.
+// classifier on the final CLS token. It is an nn::TunableModel: alpha in every self-attention,
+// LoRA on query and value (the paper's and PEFT's choice for ViT), the classifier as head.
 template <class T>
-class ViTForImageClassification : public nn::Module<T> {
+class ViTForImageClassification : public nn::TunableModel<T> {
 public:
     ViTModel<T> vit;
     nn::Linear<T> classifier;
@@ -397,6 +402,30 @@ public:
         o.logits = classifier(o.vit.last_hidden_state.select(1, 0));
         return o;
     }
+
+    // nn::TunableModel
+    void enable_coeff(bool on, const CoeffSpec& spec) override { vit.enable_coeff(on, spec); }
+    std::vector<std::pair<std::string, nn::Linear<T>*>> lora_targets() override {
+        std::vector<const nn::Module<T>*> targets;
+        for (auto& l : vit.encoder.layer)
+            targets.insert(targets.end(), {&l->attention.attention.query, &l->attention.attention.value});
+        std::vector<std::pair<std::string, nn::Linear<T>*>> out;
+        for (auto& [name, m] : this->named_modules())
+            if (std::find(targets.begin(), targets.end(), m) != targets.end())
+                out.emplace_back(name, static_cast<nn::Linear<T>*>(m));
+        return out;
+    }
+    nn::Linear<T>& head() override { return classifier; }
+    // normal(0, initializer_range) weights and a zero bias, as transformers initialises a new head.
+    void reset_head(const std::vector<std::string>& labels, Generator& init) override {
+        const int64_t C = static_cast<int64_t>(labels.size());
+        classifier.weight = Tensor<T>::randn({C, vit.config.hidden_size}, init, 0.0, vit.config.initializer_range);
+        classifier.bias = Tensor<T>::zeros({C});
+        vit.config.id2label = labels;
+    }
+    Tensor<T> features(const Tensor<T>& pixels) override { return vit.forward(pixels).last_hidden_state.select(1, 0); }
+    Tensor<T> logits(const Tensor<T>& pixels) override { return forward(pixels).logits; }
+    Generator& dropout_generator() override { return vit.rng; }
 };
 
 // Loads a save_pretrained directory (config.json + safetensors, sharded or not). The result
@@ -422,9 +451,9 @@ void save_pretrained(const std::filesystem::path& dir, const ViTForImageClassifi
     std::filesystem::create_directories(dir, ec);
     check(std::filesystem::is_directory(dir), dir.string(), ": cannot create the directory");
     io::SafeTensorsWriter w;
-    for (const auto& [name, p] : model.named_parameters())
-        if (name.find("coeff_alpha") == std::string::npos && name.find("lora_") == std::string::npos)
-            w.add(name, detail::as_contiguous(p.template to<float>()));
+    for (const auto& [name, p, role] : model.named_roles())
+        if (p->defined() && role != nn::ParamRole::alpha && role != nn::ParamRole::lora)
+            w.add(name, detail::as_contiguous(p->template to<float>()));
     w.set_metadata({{"format", "pt"}});
     w.write(dir / "model.safetensors");
     io::write_file_atomic(dir / "config.json", model.config().to_json().dump(2) + "\n");

@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -18,6 +19,11 @@
 #include "../tensor/tensor.hpp"
 
 namespace coeffnet::nn {
+
+// What a parameter is for, said when it is registered: code that treats kinds differently
+// (initialisation, weight decay, what an adapter or a checkpoint holds) asks this instead of
+// matching names. norm_scale is a normalisation layer's gain; a normalisation bias is a bias.
+enum class ParamRole { weight, bias, norm_scale, alpha, lora };
 
 template <class T>
 class Module {
@@ -41,6 +47,14 @@ public:
             out.emplace_back(name, m);
             for (auto& [sub, c] : m->named_modules()) out.emplace_back(name + "." + sub, c);
         }
+        return out;
+    }
+    // The parameter slots (defined or not) with their roles, by dotted name, in named_slots()' order.
+    std::vector<std::tuple<std::string, Tensor<T>*, ParamRole>> named_roles() const {
+        std::vector<std::tuple<std::string, Tensor<T>*, ParamRole>> out;
+        for (size_t i = 0; i < params_.size(); ++i) out.emplace_back(params_[i].first, params_[i].second, roles_[i]);
+        for (const auto& [name, m] : children_)
+            for (auto& [sub, p, role] : m->named_roles()) out.emplace_back(name + "." + sub, p, role);
         return out;
     }
     std::vector<std::pair<std::string, Tensor<T>>> named_parameters() const {
@@ -74,11 +88,15 @@ public:
     bool training() const { return training_; }
 
 protected:
-    void register_parameter(std::string name, Tensor<T>& p) { params_.emplace_back(std::move(name), &p); }
+    void register_parameter(std::string name, Tensor<T>& p, ParamRole role = ParamRole::weight) {
+        params_.emplace_back(std::move(name), &p);
+        roles_.push_back(role);
+    }
     void register_module(std::string name, Module& m) { children_.emplace_back(std::move(name), &m); }
 
 private:
     std::vector<std::pair<std::string, Tensor<T>*>> params_;
+    std::vector<ParamRole> roles_;  // one per params_ entry
     std::vector<std::pair<std::string, Module*>> children_;
     bool training_ = true;
 };
@@ -111,9 +129,9 @@ public:
         weight = Tensor<T>::zeros({out, in}).set_requires_grad(true);
         if (with_bias) bias = Tensor<T>::zeros({out}).set_requires_grad(true);
         this->register_parameter("weight", weight);
-        this->register_parameter("bias", bias);
-        this->register_parameter("lora_A.weight", lora_A);
-        this->register_parameter("lora_B.weight", lora_B);
+        this->register_parameter("bias", bias, ParamRole::bias);
+        this->register_parameter("lora_A.weight", lora_A, ParamRole::lora);
+        this->register_parameter("lora_B.weight", lora_B, ParamRole::lora);
     }
     Linear(int64_t in, int64_t out, Generator& gen, bool with_bias = true) : Linear(in, out, with_bias) {
         const double bound = in > 0 ? 1.0 / std::sqrt(static_cast<double>(in)) : 0.0;
@@ -154,8 +172,8 @@ public:
     explicit LayerNorm(int64_t dim, double eps_ = 1e-5) : eps(eps_) {
         weight = Tensor<T>::ones({dim}).set_requires_grad(true);
         bias = Tensor<T>::zeros({dim}).set_requires_grad(true);
-        this->register_parameter("weight", weight);
-        this->register_parameter("bias", bias);
+        this->register_parameter("weight", weight, ParamRole::norm_scale);
+        this->register_parameter("bias", bias, ParamRole::bias);
     }
     Tensor<T> operator()(const Tensor<T>& x) const { return layer_norm(x, weight, bias, eps); }
 };
@@ -204,7 +222,7 @@ private:
         this->register_module("query", query);
         this->register_module("key", key);
         this->register_module("value", value);
-        this->register_parameter("coeff_alpha", alpha);
+        this->register_parameter("coeff_alpha", alpha, ParamRole::alpha);
     }
 };
 

@@ -1,9 +1,15 @@
-// coeffnet/train/finetune.hpp: parameter-efficient fine-tuning of a ViT classifier.
+// coeffnet/train/finetune.hpp: parameter-efficient fine-tuning of a classifier.
+//
+// The model is any nn::TunableModel (coeffnet/nn/tunable.hpp; ViTForImageClassification is
+// one): the fine-tuner asks it for its head, the Linear layers LoRA targets and to switch
+// coefficient attention on, and finds alpha, LoRA and everything else by the role each
+// parameter was registered with, never by its name.
 //
 // Methods (the columns of the paper's Table 1):
 //   linear_probe  the new head only
 //   coeff         alpha in every attention layer + head ("Coeff. alpha only": layers x H^2)
-//   lora          LoRA of rank r on query and value (PEFT's init and alpha/r scaling) + head
+//   lora          LoRA of rank r on the model's lora_targets (a ViT's query and value; PEFT's init
+//                 and alpha/r scaling) + head
 //   coeff_lora    both: alpha plugged into LoRA
 //   full          every parameter
 // Alpha parameterisations (the ablation): residual I + alpha with alpha = 0 (default),
@@ -16,22 +22,28 @@
 // (seed, offset) a checkpoint stores, so a resumed run continues bit for bit. The batch order
 // is a pure function of the step; the model's dropout generator is saved as is.
 //
-// With a frozen backbone (linear_probe) the CLS features are computed once and the head trains
-// on them: the same numbers as running the backbone every step, since nothing in it changes
-// and the model has no dropout in evaluation.
+// With a frozen backbone (linear_probe) the head's input (model.features: a ViT's final CLS
+// token) is computed once and the head trains on it: the same numbers as running the backbone
+// every step, since nothing in it changes and it is run in evaluation mode (no dropout).
 #pragma once
 
+#include <algorithm>
 #include <array>
+#include <cmath>
 #include <filesystem>
+#include <functional>
+#include <memory>
+#include <sstream>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "../data/dataset.hpp"
 #include "../io/safetensors.hpp"
-#include "../models/vit.hpp"
+#include "../nn/tunable.hpp"
 #include "optim.hpp"
 #include "schedule.hpp"
 
@@ -109,34 +121,38 @@ struct TuneConfig {
     }
 };
 
-// Sets up `model` for `c.method` on a task with `classes`: a new head (normal(0, 0.02), zero
-// bias, as transformers initialises it), everything else frozen except what the method tunes.
-// Returns the parameter groups in the order head, alpha, lora, backbone (empty ones dropped).
+// The defined parameters of `m` registered with `role`, in parameter order.
 template <class T>
-std::vector<ParamGroup<T>> setup_method(models::ViTForImageClassification<T>& model, const TuneConfig& c,
+std::vector<Tensor<T>> parameters_with_role(const nn::Module<T>& m, nn::ParamRole role) {
+    std::vector<Tensor<T>> out;
+    for (const auto& [name, p, r] : m.named_roles())
+        if (r == role && p->defined()) out.push_back(*p);
+    return out;
+}
+
+// Sets up `model` for `c.method` on a task with `classes`: a new head (model.reset_head),
+// everything else frozen except what the method tunes. Returns the parameter groups in the
+// order head, alpha, lora, backbone (empty ones dropped).
+template <class T>
+std::vector<ParamGroup<T>> setup_method(nn::TunableModel<T>& model, const TuneConfig& c,
                                         const std::vector<std::string>& classes, Generator& init) {
     check(!classes.empty(), "setup_method: no classes");
-    models::ViTModel<T>& vit = model.vit;
-    const int64_t D = vit.config.hidden_size, H = vit.config.num_attention_heads;
-    vit.enable_coeff(false);
-    for (auto& l : vit.encoder.layer) {
-        l->attention.attention.query.disable_lora();
-        l->attention.attention.value.disable_lora();
-    }
+    model.enable_coeff(false, {});
+    const auto lora_targets = model.lora_targets();
+    for (auto& [name, lin] : lora_targets) lin->disable_lora();
     model.set_requires_grad(false);
 
-    model.classifier.weight = Tensor<T>::randn({static_cast<int64_t>(classes.size()), D}, init, 0.0,
-                                               vit.config.initializer_range);
-    model.classifier.bias = Tensor<T>::zeros({static_cast<int64_t>(classes.size())});
-    vit.config.id2label = classes;
+    model.reset_head(classes, init);
+    std::vector<Tensor<T>> head = model.head().parameters();
+    for (auto& p : head) p.set_requires_grad(true);
     std::vector<ParamGroup<T>> groups;
-    groups.push_back({{model.classifier.weight.set_requires_grad(true), model.classifier.bias.set_requires_grad(true)},
-                      c.head.lr, c.head.weight_decay, "head"});
+    groups.push_back({head, c.head.lr, c.head.weight_decay, "head"});
 
     if (uses_alpha(c.method)) {
-        vit.enable_coeff(true, c.coeff());
-        std::vector<Tensor<T>> alphas = vit.alphas();
+        model.enable_coeff(true, c.coeff());
+        std::vector<Tensor<T>> alphas = parameters_with_role(model, nn::ParamRole::alpha);
         for (auto& a : alphas) {
+            const int64_t H = a.size(0);
             if (c.alpha_init == AlphaInit::identity) {
                 const Tensor<T> eye = Tensor<T>::eye(H);
                 std::copy_n(eye.data(), eye.numel(), a.data());
@@ -149,18 +165,15 @@ std::vector<ParamGroup<T>> setup_method(models::ViTForImageClassification<T>& mo
         groups.push_back({alphas, c.alpha.lr, c.alpha.weight_decay, "alpha"});
     }
     if (uses_lora(c.method)) {
-        std::vector<Tensor<T>> lora;
-        for (auto& l : vit.encoder.layer)
-            for (nn::Linear<T>* lin : {&l->attention.attention.query, &l->attention.attention.value}) {
-                lin->enable_lora(c.lora_rank, c.lora_alpha, init);
-                lora.push_back(lin->lora_A);
-                lora.push_back(lin->lora_B);
-            }
-        groups.push_back({lora, c.lora.lr, c.lora.weight_decay, "lora"});
+        for (auto& [name, lin] : lora_targets) lin->enable_lora(c.lora_rank, c.lora_alpha, init);
+        groups.push_back({parameters_with_role(model, nn::ParamRole::lora), c.lora.lr, c.lora.weight_decay, "lora"});
     }
     if (c.method == Method::full) {
+        // The backbone: every parameter outside the head (alpha and LoRA are off).
         std::vector<Tensor<T>> backbone;
-        for (auto& [name, p] : vit.named_parameters()) backbone.push_back(p.set_requires_grad(true));
+        for (auto& p : model.parameters())
+            if (std::none_of(head.begin(), head.end(), [&](const Tensor<T>& h) { return h.impl() == p.impl(); }))
+                backbone.push_back(p.set_requires_grad(true));
         groups.push_back({backbone, c.backbone.lr, c.backbone.weight_decay, "backbone"});
     }
     return groups;
@@ -174,11 +187,20 @@ int64_t count_parameters(const std::vector<ParamGroup<T>>& groups) {
     return n;
 }
 
-// Fine-tunes a ViTForImageClassification on pixels [N, 3, H, W] with labels [N].
+// What Finetuner::fit reports after each step.
+struct StepReport {
+    int64_t step = 0;        // steps done, this one included
+    int64_t images = 0;      // in this step's batch
+    double loss = 0;         // the batch's mean loss
+    int64_t correct = 0;     // the batch's correct predictions
+    bool epoch_end = false;  // this step finished an epoch
+};
+
+// Fine-tunes a TunableModel on inputs [N, ...] (pixels [N, 3, H, W] for a ViT) with labels [N].
 template <class T>
 class Finetuner {
 public:
-    Finetuner(models::ViTForImageClassification<T>& model, const TuneConfig& c, const std::vector<std::string>& classes,
+    Finetuner(nn::TunableModel<T>& model, const TuneConfig& c, const std::vector<std::string>& classes,
               Tensor<T> pixels, Tensor<int64_t> labels)
         : model_(model), c_(c), pixels_(std::move(pixels)), labels_(std::move(labels)),
           order_(pixels_.size(0), c.batch_size, Generator(c.seed, 1ull << 40)) {
@@ -187,7 +209,7 @@ public:
         Generator init(c.seed);
         groups_ = setup_method(model_, c, classes, init);
         trainable_ = count_parameters(groups_);
-        model_.vit.rng = Generator(c.seed, 1ull << 41);
+        model_.dropout_generator() = Generator(c.seed, 1ull << 41);
         opt_ = std::make_unique<AdamW<T>>(groups_, typename AdamW<T>::Options{.lr = c.head.lr, .weight_decay = 0.0});
         base_lr_.clear();
         for (size_t g = 0; g < opt_->num_groups(); ++g) base_lr_.push_back(opt_->lr(g));
@@ -211,13 +233,27 @@ public:
         for (size_t g = 0; g < base_lr_.size(); ++g) opt_->set_lr(g, base_lr_[g] * mult);
         model_.train();
         const data::Batch<T> b = data::gather(features_.defined() ? features_ : pixels_, labels_, idx);
-        const Tensor<T> logits = features_.defined() ? model_.classifier(b.pixels) : model_.forward(b.pixels).logits;
+        const Tensor<T> logits = features_.defined() ? model_.head()(b.pixels) : model_.logits(b.pixels);
         const Tensor<T> loss = cross_entropy(logits, b.labels);
         opt_->zero_grad();
         loss.backward();
         opt_->step();
         ++step_;
         return {static_cast<double>(loss.item()), correct(logits, b.labels)};
+    }
+
+    // Runs the remaining steps, calling on_step after each (to show progress, validate, save a
+    // checkpoint); stops early when it returns false. The library prints nothing itself.
+    void fit(const std::function<bool(const StepReport&)>& on_step) {
+        const int64_t n = labels_.numel(), bs = c_.batch_size;
+        while (!done()) {
+            StepReport r;
+            r.images = std::min(bs, n - (step_ % steps_per_epoch()) * bs);
+            std::tie(r.loss, r.correct) = train_step();
+            r.step = step_;
+            r.epoch_end = step_ % steps_per_epoch() == 0;
+            if (on_step && !on_step(r)) break;
+        }
     }
 
     // Accuracy on (pixels, labels), in evaluation mode, batched.
@@ -228,7 +264,7 @@ public:
         const int64_t n = pixels.size(0);
         for (int64_t s = 0; s < n; s += batch) {
             const int64_t e = std::min(n, s + batch);
-            right += correct(model_.forward(pixels.slice(0, s, e)).logits, labels.slice(0, s, e));
+            right += correct(model_.logits(pixels.slice(0, s, e)), labels.slice(0, s, e));
         }
         return n ? static_cast<double>(right) / static_cast<double>(n) : 0.0;
     }
@@ -243,7 +279,8 @@ public:
         nlohmann::json values(s.values);
         w.set_metadata({{"format", "coeffnet-checkpoint"},
                         {"step", std::to_string(step_)},
-                        {"dropout_rng", std::to_string(model_.vit.rng.seed) + " " + std::to_string(model_.vit.rng.offset)},
+                        {"dropout_rng", std::to_string(model_.dropout_generator().seed) + " " +
+                                            std::to_string(model_.dropout_generator().offset)},
                         {"config", c_.to_json().dump()},
                         {"optimizer", values.dump()}});
         w.write(path);
@@ -273,7 +310,7 @@ public:
         opt_->load_state(s);
         step_ = std::stoll(md.at("step"));
         std::istringstream rng(md.at("dropout_rng"));
-        rng >> model_.vit.rng.seed >> model_.vit.rng.offset;
+        rng >> model_.dropout_generator().seed >> model_.dropout_generator().offset;
     }
 
 private:
@@ -292,12 +329,11 @@ private:
         model_.eval();
         std::vector<Tensor<T>> parts;
         for (int64_t s = 0; s < pixels.size(0); s += 256)
-            parts.push_back(
-                model_.vit.forward(pixels.slice(0, s, std::min(pixels.size(0), s + 256))).last_hidden_state.select(1, 0));
+            parts.push_back(model_.features(pixels.slice(0, s, std::min(pixels.size(0), s + 256))));
         return concat(parts, 0);
     }
 
-    models::ViTForImageClassification<T>& model_;
+    nn::TunableModel<T>& model_;
     TuneConfig c_;
     Tensor<T> pixels_, features_;
     Tensor<int64_t> labels_;

@@ -1,4 +1,5 @@
-// coeffnet/train/progress.hpp: a progress bar for long work, with rate and ETA.
+// tools/progress.hpp: the tools' terminal progress bar, with rate and ETA. The library itself
+// draws nothing: its long work reports through callbacks, and the tools draw them with this.
 //
 //   epoch 3/10 [########............]  42%  1680/4000 img  loss 0.512  acc 81.2%  950 img/s  ETA 0:03
 //
@@ -13,7 +14,7 @@
 #include <cstdio>
 #include <string>
 
-namespace coeffnet {
+namespace coeffnet::cli {
 
 class ProgressBar {
 public:
@@ -78,4 +79,4 @@ private:
     Clock::time_point start_, last_;
 };
 
-}  // namespace coeffnet
+}  // namespace coeffnet::cli
