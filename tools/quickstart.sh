@@ -3,6 +3,7 @@
 # and builds everything (library checks, tests, examples, benchmarks), then runs the main job.
 #   BUILD_DIR   build folder (default: build)
 #   JOBS        parallel compile jobs (default: all cores)
+#   CMAKE_ARGS  more configure arguments (CI: -DCOEFFNET_CUDA_ARCHS=80, one architecture)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
@@ -21,7 +22,8 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release
+# shellcheck disable=SC2086  # CMAKE_ARGS is a list of words
+cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release ${CMAKE_ARGS:-}
 cmake --build "$BUILD_DIR" -j"$JOBS"
 
 # The main job: Coeff-Tuning against linear probing, LoRA, alpha + LoRA and full fine-tuning

@@ -136,15 +136,9 @@ Shape gemm_output_shape(const Shape& a, const Shape& b, bool trans_a, bool trans
     const int64_t Kb = trans_b ? b[rb - 1] : b[rb - 2], N = trans_b ? b[rb - 2] : b[rb - 1];
     check(Ka == Kb, op, ": inner dimensions differ: A ", shape_str(a), (trans_a ? " (transposed)" : ""), " and B ",
           shape_str(b), (trans_b ? " (transposed)" : ""), " give K = ", Ka, " vs ", Kb);
-    const size_t r = std::max(ra, rb) - 2;
-    Shape out(r + 2);
-    for (size_t i = 0; i < r; ++i) {
-        const int64_t da = i < r - (ra - 2) ? 1 : a[i - (r - (ra - 2))];
-        const int64_t db = i < r - (rb - 2) ? 1 : b[i - (r - (rb - 2))];
-        if (da != db && da != 1 && db != 1)
-            fail(op, ": batch axes of A ", shape_str(a), " and B ", shape_str(b), " cannot be broadcast");
-        out[i] = da == 1 ? db : da;
-    }
+    Shape out = broadcast_shapes(Shape(a.begin(), a.end() - 2), Shape(b.begin(), b.end() - 2), "cuda::gemm: batch axes");
+    const size_t r = out.size();
+    out.resize(r + 2);
     out[r] = M;
     out[r + 1] = N;
     return out;

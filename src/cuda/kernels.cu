@@ -13,6 +13,7 @@
 #include <type_traits>
 
 #include "coeffnet/core/error.hpp"
+#include "coeffnet/core/shape.hpp"
 #include "coeffnet/cuda/check.hpp"
 #include "coeffnet/cuda/kernels.hpp"
 #include "coeffnet/cuda/runtime.hpp"
@@ -43,15 +44,6 @@ namespace {
 constexpr int64_t max_row_grid = int64_t{1} << 20;  // rows beyond this are walked grid-stride
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
-Shape contiguous_strides_of(const Shape& s) {
-    Shape st(s.size());
-    int64_t acc = 1;
-    for (size_t i = s.size(); i-- > 0;) {
-        st[i] = acc;
-        acc *= std::max<int64_t>(s[i], 1);
-    }
-    return st;
-}
 }  // namespace
 
 RowLaunch row_launch(int64_t rows, int64_t cols, int elem_bytes, bool aligned16) {
@@ -726,7 +718,7 @@ void permute(const DeviceTensor<T>& x, const std::vector<int64_t>& perm, DeviceT
     check(perm.size() == xs.size(), "cuda::permute: permutation of ", perm.size(), " axes for ", shape_str(xs));
     std::vector<bool> seen(xs.size(), false);
     Shape ys(xs.size()), ss(xs.size());
-    const Shape xst = contiguous_strides_of(xs);
+    const Shape xst = contiguous_strides(xs);
     for (size_t k = 0; k < perm.size(); ++k) {
         const int64_t a = perm[k];
         check(a >= 0 && a < static_cast<int64_t>(xs.size()) && !seen[static_cast<size_t>(a)],
@@ -736,7 +728,7 @@ void permute(const DeviceTensor<T>& x, const std::vector<int64_t>& perm, DeviceT
         ss[k] = xst[static_cast<size_t>(a)];
     }
     same_shape("cuda::permute", "y", y.shape(), "the permuted shape", ys);
-    run_copy<T>("permute", dev(x), dev(y), ys, ss, contiguous_strides_of(ys));
+    run_copy<T>("permute", dev(x), dev(y), ys, ss, contiguous_strides(ys));
 }
 
 template <class From, class To>
@@ -795,10 +787,10 @@ void concat(const std::vector<const DeviceTensor<T>*>& parts, int64_t axis, Devi
     check(!parts.empty(), op, ": no tensors given");
     const Shape& os = out.shape();
     const size_t a = join_axis(op, {"cannot concatenate scalars", "tensor", "parts", "output"}, os, axis, parts);
-    const Shape ost = contiguous_strides_of(os);
+    const Shape ost = contiguous_strides(os);
     int64_t at = 0;
     for (const DeviceTensor<T>* p : parts) {
-        run_copy<T>("concat", dev(*p), dev(out) + at * ost[a], p->shape(), contiguous_strides_of(p->shape()), ost);
+        run_copy<T>("concat", dev(*p), dev(out) + at * ost[a], p->shape(), contiguous_strides(p->shape()), ost);
         at += p->shape()[a];
     }
 }
@@ -809,10 +801,10 @@ void split(const DeviceTensor<T>& x, int64_t axis, const std::vector<DeviceTenso
     const char* op = "cuda::split";
     const Shape& xs = x.shape();
     const size_t a = join_axis(op, {"cannot split a scalar", "output", "outputs", "input"}, xs, axis, outs);
-    const Shape xst = contiguous_strides_of(xs);
+    const Shape xst = contiguous_strides(xs);
     int64_t at = 0;
     for (DeviceTensor<T>* p : outs) {
-        run_copy<T>("split", dev(x) + at * xst[a], dev(*p), p->shape(), xst, contiguous_strides_of(p->shape()));
+        run_copy<T>("split", dev(x) + at * xst[a], dev(*p), p->shape(), xst, contiguous_strides(p->shape()));
         at += p->shape()[a];
     }
 }
@@ -830,7 +822,7 @@ PatchGeom patch_geom(const char* op, const Shape& px, int64_t ph, int64_t pw) {
     PatchGeom g;
     g.shape6 = {B, hp, wp, C, ph, pw};
     g.pixel_strides = {C * H * W, ph * W, pw, H * W, W, 1};
-    g.patch_strides = contiguous_strides_of(g.shape6);
+    g.patch_strides = contiguous_strides(g.shape6);
     g.patches = {B, hp * wp, C * ph * pw};
     return g;
 }

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "../core/error.hpp"
+#include "../core/shape.hpp"
 
 namespace coeffnet {
 

@@ -5,11 +5,9 @@
 // that disagree. The library never calls exit() or assert(): checks stay in release builds.
 #pragma once
 
-#include <cstdint>
 #include <sstream>
 #include <stdexcept>
 #include <string>
-#include <vector>
 
 namespace coeffnet {
 
@@ -40,17 +38,6 @@ template <class... A>
 template <class... A>
 void check(bool ok, const A&... parts) {
     if (!ok) fail(parts...);
-}
-
-using Shape = std::vector<int64_t>;
-
-inline std::string shape_str(const Shape& s) {
-    std::string out = "[";
-    for (size_t i = 0; i < s.size(); ++i) {
-        if (i) out += ", ";
-        out += std::to_string(s[i]);
-    }
-    return out + "]";
 }
 
 }  // namespace coeffnet

@@ -21,6 +21,7 @@
 
 #include "../core/dtype.hpp"
 #include "../core/error.hpp"
+#include "../core/shape.hpp"
 #include "runtime.hpp"
 
 namespace coeffnet {
@@ -41,14 +42,9 @@ inline constexpr bool is_device_type_v =
 
 namespace detail {
 
-// Element count of `shape`, checked: no negative dimension, and numel * elem_size fits in int64.
+// Element count of `shape` (core/shape.hpp's checks), and numel * elem_size fits in int64.
 inline int64_t checked_numel(const Shape& shape, size_t elem_size, const char* where) {
-    int64_t n = 1;
-    for (int64_t d : shape) {
-        check(d >= 0, where, ": negative dimension in ", shape_str(shape));
-        if (d != 0 && n > INT64_MAX / d) fail(where, ": element count of ", shape_str(shape), " overflows int64");
-        n *= d;
-    }
+    const int64_t n = shape_numel(shape, where);
     check(n <= INT64_MAX / static_cast<int64_t>(elem_size), where, ": ", shape_str(shape), " is too large");
     return n;
 }

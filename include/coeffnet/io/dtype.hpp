@@ -17,6 +17,7 @@
 
 #include "../core/dtype.hpp"
 #include "../core/error.hpp"
+#include "../core/shape.hpp"
 
 namespace coeffnet::io {
 

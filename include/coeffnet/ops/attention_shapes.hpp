@@ -3,7 +3,7 @@
 // so nvcc compiles it without Eigen.
 #pragma once
 
-#include "../core/error.hpp"
+#include "../core/shape.hpp"
 
 namespace coeffnet::detail {
 
