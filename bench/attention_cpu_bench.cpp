@@ -118,8 +118,8 @@ std::vector<Tensor<float>> call(const Inputs& in, bool backward, AttentionBacken
     o.causal = rc.causal;
     auto op = [&](const Tensor<float>& q, const Tensor<float>& k, const Tensor<float>& v, const Tensor<float>& a) {
         if (backend == AttentionBackend::tiled && rc.block_q > 0)
-            return coeffnet::detail::tiled_attention(q, k, v, a, o, Tensor<float>(), Tensor<float>(),
-                                                     coeffnet::detail::TiledConfig{rc.block_q})
+            return coeffnet::coeff_attention_tiled(q, k, v, a, o, Tensor<float>(), Tensor<float>(),
+                                                     coeffnet::TiledConfig{rc.block_q})
                 .out;
         return coeffnet::coeff_attention(q, k, v, a, o).out;
     };

@@ -198,7 +198,7 @@ __device__ __forceinline__ MaxSum group_maxsum(MaxSum v, float* red) {
 // Elements of a cached row per thread: a warp-per-row kernel (__launch_bounds__(128), up to
 // 255 registers) holds 32, a block-per-row kernel (__launch_bounds__(512), 128 registers)
 // 16 -- with 32 the unrolled row plus its addresses spilled (ptxas -warn-spills).
-// kernels.hpp's row_launch() uses the same numbers.
+// launchers.hpp's row_launch() uses the same numbers.
 inline constexpr int row_warp_elems = 32;
 inline constexpr int row_block_elems = 16;
 

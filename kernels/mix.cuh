@@ -29,7 +29,7 @@
 // Measured: not yet (no GPU lent, 2026-11-29); measure with: ./build-gpu/bench/cuda/kernels_bench --json out.json
 #pragma once
 
-#include "coeffnet/cuda/kernels.hpp"
+#include "coeffnet/cuda/launchers.hpp"
 #include "common.cuh"
 
 namespace coeffnet::cuda::kern {

@@ -6,7 +6,7 @@
 // A row whose every entry is -inf gives zeros (ops/softmax.hpp does the same).
 // Backward: dx = scale * y * (dy - rowsum(dy * y)).
 //
-// How it is parallelised (the launcher picks with row_launch() in src/cuda/kernels.cu):
+// How it is parallelised (the launcher picks with row_launch() in src/cuda/launchers.cu):
 //   1. cached, PER_WARP (cols <= 1024): blockDim (32, 4); a warp owns a row and each lane keeps
 //      its <= 32 elements in fp32 registers, so x is read once and y written once; max and
 //      sum by warp shuffles. Rows walk grid-stride (int64), any row count.

@@ -11,7 +11,7 @@ using namespace coeffnet;
 
 namespace {
 
-// The method as coeff-tuning.md writes it, one loop per symbol, in double.
+// The method as docs/method.md writes it, one loop per symbol, in double.
 std::vector<double> reference(const Tensor<double>& q, const Tensor<double>& k, const Tensor<double>& v,
                               const Tensor<double>& alpha, double scale, bool causal, const Tensor<double>& key_mask) {
     const int64_t B = q.size(0), H = q.size(1), N = q.size(2), d = q.size(3), M = k.size(2), dv = v.size(3);
@@ -78,8 +78,8 @@ TEST_CASE("coeff_attention matches the loop-by-loop definition") {
         auto want = reference(q, k, v, alpha, 1.0 / std::sqrt(static_cast<double>(c.d)), c.causal, km);
         CHECK(max_diff(got, want) <= 1e-12);
         // The float path agrees with the double reference to float accuracy.
-        auto gotf = coeff_attention(q.to<float>(), k.to<float>(), v.to<float>(), alpha.to<float>(), o, Tensor<float>(),
-                                    c.padded ? km.to<float>() : Tensor<float>())
+        auto gotf = coeff_attention(q.cast<float>(), k.cast<float>(), v.cast<float>(), alpha.cast<float>(), o, Tensor<float>(),
+                                    c.padded ? km.cast<float>() : Tensor<float>())
                         .out.to_vector();
         CHECK(max_diff(std::vector<double>(gotf.begin(), gotf.end()), want) <= 1e-5);
     }
@@ -124,8 +124,8 @@ TEST_CASE("ops/coeff_spec.hpp: the mask rule, the default scale, the draws and a
     Generator g(11, 5), ref(11, 5);
     const CoeffSpec spec{0.4, true};
     const coeff::Draws<double> d = coeff::reserve_draws<double>(spec, true, 0.25, true, &g, B, H, N, M, "test", "gen");
-    const auto ma = detail::dropout_mask<double>({H, H}, 0.4, ref).to_vector();
-    const auto mp = detail::dropout_mask<double>({B, H, N, M}, 0.25, ref).to_vector();
+    const auto ma = dropout_mask<double>({H, H}, 0.4, ref).to_vector();
+    const auto mp = dropout_mask<double>({B, H, N, M}, 0.25, ref).to_vector();
     CHECK(g.offset == ref.offset);
     int mismatches = 0;
     for (size_t j = 0; j < ma.size(); ++j)
@@ -145,7 +145,7 @@ TEST_CASE("ops/coeff_spec.hpp: the mask rule, the default scale, the draws and a
     // alpha' = I + alpha * multiplier (without the residual: alpha * multiplier), rounded as the
     // separate ops round (the product, then the sum), bit for bit; dalpha = g * multiplier.
     Generator init(12), mask_gen(11, 5);
-    const Tensor<double> mask = detail::dropout_mask<double>({H, H}, 0.4, mask_gen);
+    const Tensor<double> mask = dropout_mask<double>({H, H}, 0.4, mask_gen);
     for (bool residual : {true, false}) {
         Tensor<double> alpha = Tensor<double>::randn({H, H}, init).set_requires_grad(true);
         const Tensor<double> w = Tensor<double>::randn({H, H}, init);

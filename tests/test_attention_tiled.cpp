@@ -101,8 +101,8 @@ Outcome<T> run(const Inputs<T>& in, const Config& c, AttentionBackend backend, b
     alpha.set_requires_grad(true);
     AttentionResult<T> r;
     if (backend == AttentionBackend::tiled && c.block_q > 0)
-        r = detail::tiled_attention(q, k, v, plain ? Tensor<T>() : alpha, o, in.attn_mask, in.key_mask,
-                                    detail::TiledConfig{c.block_q});
+        r = coeff_attention_tiled(q, k, v, plain ? Tensor<T>() : alpha, o, in.attn_mask, in.key_mask,
+                                    TiledConfig{c.block_q});
     else
         r = plain ? attention(q, k, v, o, in.attn_mask, in.key_mask)
                   : coeff_attention(q, k, v, alpha, o, in.attn_mask, in.key_mask);
@@ -223,7 +223,7 @@ TEST_CASE("tiled: the backward of the tiled node matches central finite differen
         o.coeff.alpha_dropout = 0.3;
         o.attn_dropout = 0.2;
         o.generator = &gen;
-        auto r = detail::tiled_attention(x[0], x[1], x[2], x[3], o, in.attn_mask, in.key_mask, detail::TiledConfig{2});
+        auto r = coeff_attention_tiled(x[0], x[1], x[2], x[3], o, in.attn_mask, in.key_mask, TiledConfig{2});
         if (grad) r.out.backward(in.dout);
         double s = 0;
         const auto ov = r.out.to_vector(), wv = in.dout.to_vector();
@@ -269,13 +269,13 @@ TEST_CASE("the backend switch: automatic rule, explicit choices, return_maps") {
     // The automatic rule: tiled above 2^24 map elements, unless the maps are asked for.
     auto big_q = Tensor<float>::zeros({1, 1, 4097, 1}), big_k = Tensor<float>::zeros({1, 1, 4097, 1});
     AttentionOptions a;
-    CHECK(detail::use_tiled_backend(big_q, big_k, a));
-    CHECK_FALSE(detail::use_tiled_backend(q, k, a));
+    CHECK(use_tiled_backend(big_q, big_k, a));
+    CHECK_FALSE(use_tiled_backend(q, k, a));
     a.return_maps = true;
-    CHECK_FALSE(detail::use_tiled_backend(big_q, big_k, a));
+    CHECK_FALSE(use_tiled_backend(big_q, big_k, a));
     a.return_maps = false;
     a.backend = AttentionBackend::materialised;
-    CHECK_FALSE(detail::use_tiled_backend(big_q, big_k, a));
+    CHECK_FALSE(use_tiled_backend(big_q, big_k, a));
     // ...and the public op takes it: 4097 x 4097 maps, run tiled (a materialised run would need 64 MiB per map).
     big_q.set_requires_grad(true);
     CHECK(attention(big_q, big_k, big_k).out.grad_fn_name() == "attention_tiled");

@@ -71,17 +71,27 @@ TEST_CASE("half and bfloat16 round to nearest even and keep specials") {
     CHECK(std::isnan(static_cast<float>(bfloat16_t(std::numeric_limits<float>::quiet_NaN()))));
 }
 
-TEST_CASE("storage types convert through Tensor::to") {
+TEST_CASE("storage types convert through Tensor::cast") {
     const auto f = Tensor<float>::from({0.5f, -1.25f, 3.0f, 1e-3f}, {2, 2});
-    const auto h = f.to<half_t>();
-    const auto b = f.to<bfloat16_t>();
-    const auto back = h.to<float>().to_vector();
+    const auto h = f.cast<half_t>();
+    const auto b = f.cast<bfloat16_t>();
+    const auto back = h.cast<float>().to_vector();
     CHECK(back[0] == 0.5f);
     CHECK(back[1] == -1.25f);
     CHECK(back[3] == doctest::Approx(1e-3f).epsilon(1e-3));
-    CHECK(b.to<double>().to_vector()[2] == 3.0);
-    const auto i = Tensor<float>::from({1.9f, -2.5f}, {2}).to<int64_t>().to_vector();
+    CHECK(b.cast<double>().to_vector()[2] == 3.0);
+    const auto i = Tensor<float>::from({1.9f, -2.5f}, {2}).cast<int64_t>().to_vector();
     CHECK(i == std::vector<int64_t>{1, -2});
+}
+
+TEST_CASE("Tensor::to<U>(), the deprecated name of cast<U>(), still converts the same way") {
+    const auto f = Tensor<float>::from({0.1f, -2.7f, 65504.0f}, {3});
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    const auto old_h = f.to<half_t>().cast<float>().to_vector();
+#pragma GCC diagnostic pop
+    CHECK(old_h == f.cast<half_t>().cast<float>().to_vector());
+    CHECK(old_h[0] != 0.1f);  // rounded to half: the conversion happened
 }
 
 TEST_CASE("errors are coeffnet::Error with the message built from parts") {

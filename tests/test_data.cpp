@@ -592,7 +592,7 @@ TEST_CASE("data: encode_png writes a well-formed PNG") {
     while (pos < png.size()) {
         const uint32_t len = (uint32_t{png[pos]} << 24) | (uint32_t{png[pos + 1]} << 16) | (uint32_t{png[pos + 2]} << 8) | png[pos + 3];
         types.emplace_back(reinterpret_cast<const char*>(&png[pos + 4]), 4);
-        const uint32_t crc = io::detail::crc32(&png[pos + 4], len + 4);
+        const uint32_t crc = io::crc32(&png[pos + 4], len + 4);
         const size_t c = pos + 8 + len;
         CHECK(crc == ((uint32_t{png[c]} << 24) | (uint32_t{png[c + 1]} << 16) | (uint32_t{png[c + 2]} << 8) | png[c + 3]));
         if (types.back() == "IDAT") idat.insert(idat.end(), png.begin() + static_cast<std::ptrdiff_t>(pos + 8), png.begin() + static_cast<std::ptrdiff_t>(c));
@@ -609,5 +609,5 @@ TEST_CASE("data: encode_png writes a well-formed PNG") {
         CHECK(std::equal(px.begin() + y * 21, px.begin() + (y + 1) * 21, idat.begin() + 7 + y * 22 + 1));
     }
     const std::string check = "123456789";
-    CHECK(io::detail::crc32(reinterpret_cast<const uint8_t*>(check.data()), check.size()) == 0xcbf43926u);
+    CHECK(io::crc32(reinterpret_cast<const uint8_t*>(check.data()), check.size()) == 0xcbf43926u);
 }

@@ -114,9 +114,9 @@ void check_row(const OpRow& r) {
 
     // float: the same op in single precision against the double results.
     std::vector<Tensor<float>> inf;
-    for (size_t i = 0; i < base.size(); ++i) inf.push_back(base[i].to<float>().set_requires_grad(in[i].requires_grad()));
+    for (size_t i = 0; i < base.size(); ++i) inf.push_back(base[i].cast<float>().set_requires_grad(in[i].requires_grad()));
     const Tensor<float> outf = r.f32(inf);
-    sum(outf * weights.to<float>()).backward();
+    sum(outf * weights.cast<float>()).backward();
     CHECK(rel_err(as_double(outf), out.to_vector()) <= 1e-5);
     for (size_t i = 0; i < inf.size(); ++i) {
         if (!in[i].requires_grad()) continue;

@@ -102,7 +102,7 @@ std::vector<uint8_t> png_header_only(uint32_t w, uint32_t h) {
         std::vector<uint8_t> body(type, type + 4);
         body.insert(body.end(), data.begin(), data.end());
         out.insert(out.end(), body.begin(), body.end());
-        be32(io::detail::crc32(body.data(), body.size()));
+        be32(io::crc32(body.data(), body.size()));
     };
     chunk("IHDR", {static_cast<uint8_t>(w >> 24), static_cast<uint8_t>(w >> 16), static_cast<uint8_t>(w >> 8),
                    static_cast<uint8_t>(w), static_cast<uint8_t>(h >> 24), static_cast<uint8_t>(h >> 16),
@@ -225,7 +225,7 @@ TEST_CASE("image: broken files throw coeffnet::Error naming the file") {
         const std::vector<uint8_t> body = {'I', 'D', 'A', 'T', 0xde, 0xad, 0xbe, 0xef};
         std::vector<uint8_t> chunk = {0, 0, 0, 4};
         chunk.insert(chunk.end(), body.begin(), body.end());
-        const uint32_t crc = io::detail::crc32(body.data(), body.size());
+        const uint32_t crc = io::crc32(body.data(), body.size());
         for (int s = 24; s >= 0; s -= 8) chunk.push_back(static_cast<uint8_t>(crc >> s));
         bad_idat.insert(bad_idat.end() - 12, chunk.begin(), chunk.end());  // before IEND
     }

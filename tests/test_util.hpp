@@ -102,6 +102,6 @@ double max_abs_diff(const Tensor<A>& a, const Tensor<B>& b) {
 }
 
 // Every element rounded to bf16 and back (what a bf16 kernel sees of it).
-inline Tensor<float> round_bf16(const Tensor<float>& t) { return t.to<bfloat16_t>().to<float>(); }
+inline Tensor<float> round_bf16(const Tensor<float>& t) { return t.cast<bfloat16_t>().cast<float>(); }
 
 }  // namespace coeffnet::test

@@ -45,7 +45,7 @@
 #include <coeffnet/cuda/attention.hpp>
 #include <coeffnet/cuda/check.hpp>
 #include <coeffnet/cuda/gemm.hpp>
-#include <coeffnet/cuda/kernels.hpp>
+#include <coeffnet/cuda/launchers.hpp>
 #include <coeffnet/cuda/runtime.hpp>
 #include <coeffnet/cuda/tensor.hpp>
 

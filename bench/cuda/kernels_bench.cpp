@@ -1,4 +1,4 @@
-// cuda kernels_bench: the hand-written memory-bound kernels (src/cuda/kernels.cu) on ViT-B/16
+// cuda kernels_bench: the hand-written memory-bound kernels (src/cuda/launchers.cu) on ViT-B/16
 // and SD-1.5 shapes, each next to a device-to-device cudaMemcpy of the same traffic in the same run.
 //
 // Cases (fp32 and bf16 storage each):
@@ -44,7 +44,7 @@
 
 #include <coeffnet/coeffnet.hpp>
 #include <coeffnet/cuda/check.hpp>
-#include <coeffnet/cuda/kernels.hpp>
+#include <coeffnet/cuda/launchers.hpp>
 #include <coeffnet/cuda/runtime.hpp>
 #include <coeffnet/cuda/tensor.hpp>
 

@@ -8,7 +8,7 @@
 #include "coeffnet/core/rng.hpp"
 #include "coeffnet/cuda/attention.hpp"
 #include "coeffnet/cuda/check.hpp"
-#include "coeffnet/cuda/kernels.hpp"
+#include "coeffnet/cuda/launchers.hpp"
 #include "coeffnet/cuda/runtime.hpp"
 #include "coeffnet/cuda/tensor.hpp"
 #include "coeffnet/ops/attention_shapes.hpp"
@@ -59,7 +59,7 @@ Sizes check_inputs(const DeviceTensor<T>& q, const DeviceTensor<T>& k, const Dev
                    const DeviceTensor<uint8_t>* key_mask, const char* op) {
     check(q.defined() && k.defined() && v.defined(), op, ": undefined q, k or v");
     const Shape &qs = q.shape(), &ks = k.shape(), &vs = v.shape();
-    coeffnet::detail::check_attention_shapes(qs, ks, vs, op);
+    coeffnet::check_attention_shapes(qs, ks, vs, op);
     if (key_mask && key_mask->defined())
         check(key_mask->shape() == Shape{qs[0], ks[2]}, op, ": key mask ", shape_str(key_mask->shape()),
               " must be [batch, keys] = [", qs[0], ", ", ks[2], "]");

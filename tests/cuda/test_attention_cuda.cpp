@@ -383,7 +383,7 @@ TEST_CASE("cuda attention emulation: tensor-core kernels with head groups (small
     const Case c = kEmuCases[5];
     const Inputs in = make_inputs(c, 17);
     Inputs h = in;
-    for (Tensor<float>* t : {&h.q, &h.k, &h.v, &h.dout}) *t = t->to<half_t>().to<float>();
+    for (Tensor<float>* t : {&h.q, &h.k, &h.v, &h.dout}) *t = t->cast<half_t>().cast<float>();
     const Result want = cpu_reference(h, c);
     cuda::AttentionPlan plan;
     const Result got = emulate<half_t>(h, c, 48 * 1024, &plan, true);
@@ -541,7 +541,7 @@ TEST_CASE("cuda coeff_attention fp16 within the CPU's rounding error") {
     COEFFNET_REQUIRE_GPU();
     const Case c{2, 8, 197, 197, 64, 64, true, 1};
     Inputs in = make_inputs(c, 31);
-    for (Tensor<float>* t : {&in.q, &in.k, &in.v, &in.dout}) *t = t->to<half_t>().to<float>();
+    for (Tensor<float>* t : {&in.q, &in.k, &in.v, &in.dout}) *t = t->cast<half_t>().cast<float>();
     const Result want = cpu_reference(in, c);
     const Result got = run_device<half_t>(in, c);
     CHECK(rel_err(got.out, want.out) <= 2e-3);  // fp16 rounding (2^-11) with a 4x margin

@@ -1,4 +1,4 @@
-// The hand-written CUDA kernels (src/cuda/kernels.cu, kernels/*.cuh) against the CPU ops.
+// The hand-written CUDA kernels (src/cuda/launchers.cu, kernels/*.cuh) against the CPU ops.
 //
 // Runs everywhere: the host planning functions (row_launch, plan_copy), the alpha-dropout words
 // (the host evaluation of the very function the kernel calls, against ops/attention.hpp's
@@ -20,7 +20,7 @@
 
 #include <coeffnet/coeffnet.hpp>
 #include <coeffnet/models/vit.hpp>
-#include <coeffnet/cuda/kernels.hpp>
+#include <coeffnet/cuda/launchers.hpp>
 #include <coeffnet/cuda/runtime.hpp>
 #include <coeffnet/cuda/tensor.hpp>
 
@@ -207,7 +207,7 @@ TEST_CASE("cuda kernels: alpha-dropout words equal the CPU's") {
             INFO("H " << H << " p " << p);
             CHECK(g_gpu.offset == g_cpu.offset);  // the same number of Philox blocks reserved
             CHECK(d.first_block == 7);
-            const auto mask = detail::dropout_mask<float>({H, H}, p, g_mask).to_vector();  // the dropout op's words
+            const auto mask = dropout_mask<float>({H, H}, p, g_mask).to_vector();  // the dropout op's words
             const auto av = alpha.to_vector(), rv = ref.to_vector();
             int mismatches = 0;
             for (int64_t h = 0; h < H; ++h)
@@ -305,7 +305,7 @@ TEST_CASE_TEMPLATE("cuda kernels: softmax forward and backward", D, F32, BF16) {
             cu::DeviceTensor<T> dx = cu::DeviceTensor<T>::empty({rows, cols});
             cu::softmax_backward(dev<T>(yref), dev<T>(g), dx, s);
             judge<D>("softmax backward " + name, dx.to_host_float(), [&](bool r) {
-                return scale(detail::softmax_backward_raw(maybe_round(yref, r), maybe_round(g, r)), s);
+                return scale(softmax_backward(maybe_round(yref, r), maybe_round(g, r)), s);
             });
         }
     }

@@ -31,12 +31,12 @@ namespace cu = coeffnet::cuda;
 
 namespace {
 
-Tensor<double> to_double(const Tensor<float>& t) { return t.to<double>(); }
+Tensor<double> to_double(const Tensor<float>& t) { return t.cast<double>(); }
 
 // Rounds every element as the precision stores it (float -> bf16 / fp16 / tf32 -> float).
 Tensor<float> round_as(const Tensor<float>& t, const char* how) {
     if (std::strcmp(how, "bf16") == 0) return round_bf16(t);
-    if (std::strcmp(how, "fp16") == 0) return t.to<half_t>().to<float>();
+    if (std::strcmp(how, "fp16") == 0) return t.cast<half_t>().cast<float>();
     Tensor<float> out = t.contiguous().clone();
     if (std::strcmp(how, "tf32") == 0) {  // 10 mantissa bits, nearest-even
         float* p = out.data();
@@ -169,17 +169,17 @@ TEST_CASE("cuda DeviceTensor: host <-> device round trips for every dtype") {
     auto round_trip = [&](auto tag) {
         using T = decltype(tag);
         INFO("dtype " << dtype_name<T>());
-        const Tensor<T> want = src.to<T>();
+        const Tensor<T> want = src.cast<T>();
         const auto d = cu::DeviceTensor<T>::from_host(src);
         CHECK(d.shape() == Shape{7, 197});
         CHECK(d.numel() == 7 * 197);
         CHECK(d.bytes() == 7 * 197 * sizeof(T));
         const Tensor<T> back = d.to_host();
         CHECK(std::memcmp(back.data(), want.data(), d.bytes()) == 0);  // bit-exact, conversion on the host
-        CHECK(max_abs_diff(to_double(d.to_host_float()), to_double(want.template to<float>())) == 0.0);
+        CHECK(max_abs_diff(to_double(d.to_host_float()), to_double(want.template cast<float>())) == 0.0);
         // From a non-contiguous view, and a reshape sharing storage.
         const auto dt = cu::DeviceTensor<T>::from_host(src.mT());
-        const Tensor<T> want_t = src.mT().to<T>();
+        const Tensor<T> want_t = src.mT().cast<T>();
         CHECK(std::memcmp(dt.to_host().data(), want_t.data(), dt.bytes()) == 0);
         const auto r = d.reshape({197, 7});
         CHECK(r.data() == d.data());
@@ -282,8 +282,8 @@ void check_gemm(const Shape& as, const Shape& bs, bool ta, bool tb, float alpha,
     const Shape cs = cu::gemm_output_shape(as, bs, ta, tb);
     const Tensor<float> c0 = Tensor<float>::uniform(cs, gen, -1.0, 1.0);
     // The stored inputs (what the GPU sees) are the T-rounded ones.
-    const Tensor<float> a_t = a.to<T>().template to<float>(), b_t = b.to<T>().template to<float>();
-    const Tensor<float> c_t = c0.to<T>().template to<float>();
+    const Tensor<float> a_t = a.cast<T>().template cast<float>(), b_t = b.cast<T>().template cast<float>();
+    const Tensor<float> c_t = c0.cast<T>().template cast<float>();
 
     auto reference = [&](const Tensor<float>& x, const Tensor<float>& y) {
         return add(mul(matmul(op(to_double(x), ta), op(to_double(y), tb)), Tensor<double>::scalar(alpha)),
@@ -299,8 +299,8 @@ void check_gemm(const Shape& as, const Shape& bs, bool ta, bool tb, float alpha,
     // The same product on the CPU with the precision's rounding of inputs and output.
     const bool out16 = !std::is_same_v<T, float>;
     const Tensor<float> a_r = round_as(a_t, how), b_r = round_as(b_t, how);
-    Tensor<float> cpu = reference(a_r, b_r).template to<float>();
-    if (out16) cpu = cpu.to<T>().template to<float>();
+    Tensor<float> cpu = reference(a_r, b_r).template cast<float>();
+    if (out16) cpu = cpu.cast<T>().template cast<float>();
     const double cpu_err = max_abs_diff(to_double(cpu), exact);
     const int64_t K = ta ? as[as.size() - 2] : as.back();
     const double fp32_tol = 2e-6 * static_cast<double>(K + 2);  // fp32 accumulation over K terms of size <= 1
@@ -390,7 +390,7 @@ TEST_CASE("cuda linear: x W^T + b matches the CPU, with and without bias, fp32 a
             {  // bf16 storage: within twice the error of the CPU doing the same in bf16
                 const auto xr = round_as(x, "bf16"), wr = round_as(w, "bf16"), br = round_as(bias, "bf16");
                 const Tensor<double> exact = linear(to_double(xr), to_double(wr), to_double(br));
-                const double cpu_err = max_abs_diff(to_double(exact.to<float>().to<bfloat16_t>().to<float>()), exact);
+                const double cpu_err = max_abs_diff(to_double(exact.cast<float>().cast<bfloat16_t>().cast<float>()), exact);
                 const auto dx = cu::DeviceTensor<bfloat16_t>::from_host(x);
                 const auto dw = cu::DeviceTensor<bfloat16_t>::from_host(w);
                 const auto db = cu::DeviceTensor<bfloat16_t>::from_host(bias);

@@ -5,6 +5,7 @@
 // that disagree. The library never calls exit() or assert(): checks stay in release builds.
 #pragma once
 
+#include <cmath>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -38,6 +39,11 @@ template <class... A>
 template <class... A>
 void check(bool ok, const A&... parts) {
     if (!ok) fail(parts...);
+}
+
+// Throws naming `op` unless p is a probability (finite, in [0, 1]): every dropout's rule.
+inline void check_probability(double p, const char* op) {
+    check(std::isfinite(p) && p >= 0.0 && p <= 1.0, op, ": probability must be in [0, 1], got ", p);
 }
 
 }  // namespace coeffnet

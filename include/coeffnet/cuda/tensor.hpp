@@ -84,7 +84,7 @@ public:
     template <class U>
     static DeviceTensor from_host(const Tensor<U>& t) {
         check(t.defined(), "DeviceTensor::from_host: the host tensor is undefined (default-constructed)");
-        const Tensor<T> host = t.template to<T>();  // contiguous copy in T
+        const Tensor<T> host = t.template cast<T>();  // contiguous copy in T
         DeviceTensor d = empty(host.shape());
         copy_host_to_device(d.data(), host.data(), d.bytes());
         return d;
@@ -141,7 +141,7 @@ private:
 #if !defined(__CUDACC__)
 template <class T>
 Tensor<float> DeviceTensor<T>::to_host_float() const {
-    return to_host().template to<float>();
+    return to_host().template cast<float>();
 }
 #endif
 

@@ -23,8 +23,6 @@ namespace coeffnet::io {
 // The eight bytes every PNG file opens with.
 inline constexpr std::array<uint8_t, 8> kPngSignature = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
 
-namespace detail {
-
 // The CRC-32 of PNG chunks (W3C, Portable Network Graphics (PNG) Specification, Second Edition,
 // 2003, section 5.5), continued from `c` (0 to start).
 inline uint32_t crc32(const uint8_t* p, size_t n, uint32_t c = 0) {
@@ -41,6 +39,8 @@ inline uint32_t crc32(const uint8_t* p, size_t n, uint32_t c = 0) {
     for (size_t i = 0; i < n; ++i) c = table[(c ^ p[i]) & 0xffu] ^ (c >> 8);
     return c ^ 0xffffffffu;
 }
+
+namespace detail {
 
 inline uint32_t read_be32(const uint8_t* p) {
     return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};

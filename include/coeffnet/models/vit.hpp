@@ -319,7 +319,7 @@ public:
     // switches to the direct parameterisation alpha' = alpha (initialise alpha yourself then; zero
     // is no attention).
     void enable_coeff(bool on = true, const CoeffSpec& spec = {}) {
-        detail::check_probability(spec.alpha_dropout, "ViTModel::enable_coeff");
+        check_probability(spec.alpha_dropout, "ViTModel::enable_coeff");
         coeff = spec;
         for (auto& l : encoder.layer) l->attention.attention.enable_coeff(on);
     }
@@ -453,7 +453,7 @@ void save_pretrained(const std::filesystem::path& dir, const ViTForImageClassifi
     io::SafeTensorsWriter w;
     for (const auto& [name, p, role] : model.named_roles())
         if (p->defined() && role != nn::ParamRole::alpha && role != nn::ParamRole::lora)
-            w.add(name, detail::as_contiguous(p->template to<float>()));
+            w.add(name, p->template cast<float>());
     w.set_metadata({{"format", "pt"}});
     w.write(dir / "model.safetensors");
     io::write_file_atomic(dir / "config.json", model.config().to_json().dump(2) + "\n");

@@ -57,18 +57,23 @@ struct AttentionResult {
     Tensor<T> mixed_maps;  // Phat (return_maps); equals maps for plain attention
 };
 
+// Knobs of the tiled backend that a benchmark or test turns; the op's default is TiledConfig{}.
+struct TiledConfig {
+    int64_t block_q = 0;  // query rows per tile; 0 = tiled_block_q's rule (ops/attention_tiled.hpp)
+};
+
 // The tiled backend (ops/attention_tiled.hpp); alpha undefined means plain attention.
 template <class T>
 AttentionResult<T> coeff_attention_tiled(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v,
                                          const Tensor<T>& alpha, const AttentionOptions& o, const Tensor<T>& attn_mask,
-                                         const Tensor<T>& key_mask);
+                                         const Tensor<T>& key_mask, const TiledConfig& cfg = {});
 
 namespace detail {
 
 template <class T>
 void check_attention_shapes(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v, const char* op) {
     check(q.defined() && k.defined() && v.defined(), op, ": undefined q, k or v");
-    check_attention_shapes(q.shape(), k.shape(), v.shape(), op);
+    coeffnet::check_attention_shapes(q.shape(), k.shape(), v.shape(), op);
 }
 
 // One additive mask (broadcastable to [B, H, N, M]) from the causal flag, a key mask [B, M] (1 = token,
@@ -111,13 +116,6 @@ Tensor<T> attention_probs(const Tensor<T>& q, const Tensor<T>& k, const Attentio
     return softmax(scale(matmul(q, k.mT()), s), mask);
 }
 
-template <class T>
-bool use_tiled_backend(const Tensor<T>& q, const Tensor<T>& k, const AttentionOptions& o) {
-    if (o.backend != AttentionBackend::automatic) return o.backend == AttentionBackend::tiled;
-    const double maps = static_cast<double>(q.shape()[0]) * static_cast<double>(q.shape()[1]) *
-                        static_cast<double>(q.shape()[2]) * static_cast<double>(k.shape()[2]);
-    return !o.return_maps && maps > tiled_attention_min_elements;
-}
 
 // The dropout draws of one call (ops/coeff_spec.hpp's order); mix: coefficient attention.
 template <class T>
@@ -137,6 +135,16 @@ Tensor<T> apply_dropout(const Tensor<T>& x, const DropoutDraw<T>& d) {
 }
 
 }  // namespace detail
+
+// True when AttentionOptions o sends attention over q, k to the tiled backend: asked for, or
+// automatic with maps of more than tiled_attention_min_elements elements and no maps to return.
+template <class T>
+bool use_tiled_backend(const Tensor<T>& q, const Tensor<T>& k, const AttentionOptions& o) {
+    if (o.backend != AttentionBackend::automatic) return o.backend == AttentionBackend::tiled;
+    const double maps = static_cast<double>(q.shape()[0]) * static_cast<double>(q.shape()[1]) *
+                        static_cast<double>(q.shape()[2]) * static_cast<double>(k.shape()[2]);
+    return !o.return_maps && maps > tiled_attention_min_elements;
+}
 
 // Phat[b, h] = sum_i alpha_prime[h, i] P[b, i] for P [B, H, N, M] and alpha_prime [H, H].
 template <class T>
@@ -191,7 +199,7 @@ AttentionResult<T> attention(const Tensor<T>& q, const Tensor<T>& k, const Tenso
                              const AttentionOptions& o = {}, const Tensor<T>& attn_mask = Tensor<T>(),
                              const Tensor<T>& key_mask = Tensor<T>()) {
     detail::check_attention_shapes(q, k, v, "attention");
-    if (detail::use_tiled_backend(q, k, o)) return coeff_attention_tiled(q, k, v, Tensor<T>(), o, attn_mask, key_mask);
+    if (use_tiled_backend(q, k, o)) return coeff_attention_tiled(q, k, v, Tensor<T>(), o, attn_mask, key_mask);
     const Tensor<T> p = detail::attention_probs(q, k, o, attn_mask, key_mask, "attention");
     const coeff::Draws<T> draws = detail::attention_draws(q, k, o, false, "attention");
     const Tensor<T> pd = detail::apply_dropout(p, draws.phat);
@@ -210,7 +218,7 @@ AttentionResult<T> coeff_attention(const Tensor<T>& q, const Tensor<T>& k, const
     check(alpha.defined() && alpha.shape() == Shape{q.shape()[1], q.shape()[1]}, "coeff_attention: alpha ",
           alpha.defined() ? shape_str(alpha.shape()) : std::string("undefined"), " must be [heads, heads] = [",
           q.shape()[1], ", ", q.shape()[1], "] for q ", shape_str(q.shape()));
-    if (detail::use_tiled_backend(q, k, o)) return coeff_attention_tiled(q, k, v, alpha, o, attn_mask, key_mask);
+    if (use_tiled_backend(q, k, o)) return coeff_attention_tiled(q, k, v, alpha, o, attn_mask, key_mask);
     const Tensor<T> p = detail::attention_probs(q, k, o, attn_mask, key_mask, "coeff_attention");
     const coeff::Draws<T> draws = detail::attention_draws(q, k, o, true, "coeff_attention");
     const Tensor<T> mixed = mix_heads(p, alpha_prime(alpha, draws.alpha, o.coeff.alpha_residual));

@@ -5,7 +5,7 @@
 
 #include "../core/shape.hpp"
 
-namespace coeffnet::detail {
+namespace coeffnet {
 
 // q [B, H, N, d], k [B, H, M, d], v [B, H, M, dv]; throws naming `op` and the shapes.
 inline void check_attention_shapes(const Shape& qs, const Shape& ks, const Shape& vs, const char* op) {
@@ -18,4 +18,4 @@ inline void check_attention_shapes(const Shape& qs, const Shape& ks, const Shape
           " must agree in batch, heads and key tokens");
 }
 
-}  // namespace coeffnet::detail
+}  // namespace coeffnet

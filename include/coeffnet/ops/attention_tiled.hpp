@@ -20,7 +20,7 @@
 //   backward: S_i again, P_i = exp(S_i - lse_i) (nothing of size N^2 is saved); per row Phat
 //             (dropout decisions kept for the tile); dV_h += Phat_h^T dO_h; dPhat_h = dO_h V_h^T,
 //             then per row: * dropout mask, dalpha' += dPhat P^T, dP = alpha'^T dPhat,
-//             dS_i = scale P_i (dP_i - rowsum(dP_i P_i)) -- the rowsum coeff-tuning.md says a
+//             dS_i = scale P_i (dP_i - rowsum(dP_i P_i)) -- the rowsum docs/method.md says a
 //             fused kernel needs an extra pass for is direct here, since the full row is in the
 //             tile; dQ_i = dS_i K_i; dK_i += dS_i^T Q_i. dK, dV and dalpha accumulate per
 //             thread and are summed in thread order (results do not depend on timing).
@@ -72,11 +72,6 @@
 namespace coeffnet {
 
 namespace detail {
-
-// Knobs the benchmark turns; the op's default is TiledConfig{}.
-struct TiledConfig {
-    int64_t block_q = 0;  // query rows per tile; 0 = tiled_block_q's rule
-};
 
 // Query rows per tile: at most 64, fewer where one tile (heads x rows x keys) would pass
 // 16 MiB (but not under 16), with the queries split into blocks of equal size (197 rows are
@@ -549,8 +544,8 @@ namespace coeffnet {
 template <class T>
 AttentionResult<T> coeff_attention_tiled(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v,
                                          const Tensor<T>& alpha, const AttentionOptions& o, const Tensor<T>& attn_mask,
-                                         const Tensor<T>& key_mask) {
-    return detail::tiled_attention(q, k, v, alpha, o, attn_mask, key_mask, detail::TiledConfig{});
+                                         const Tensor<T>& key_mask, const TiledConfig& cfg) {
+    return detail::tiled_attention(q, k, v, alpha, o, attn_mask, key_mask, cfg);
 }
 
 }  // namespace coeffnet

@@ -1,6 +1,6 @@
 // coeffnet/ops/coeff_spec.hpp: the one definition of what coefficient attention computes besides
 // its GEMMs, shared by every path: the CPU materialised op (ops/attention.hpp), the tiled CPU op
-// (ops/attention_tiled.hpp), the CUDA launchers (src/cuda/attention.cu, src/cuda/kernels.cu) and
+// (ops/attention_tiled.hpp), the CUDA launchers (src/cuda/attention.cu, src/cuda/launchers.cu) and
 // kernels (kernels/coeff_attention.cuh, kernels/mix.cuh).
 //
 //     alpha' = I + Dropout_p(alpha)        (alpha_residual; otherwise alpha' = Dropout_p(alpha))
@@ -93,7 +93,7 @@ COEFFNET_HD T alpha_prime_element(const DropoutDraw<T>& d, int64_t H, int64_t h,
 template <class T>
 DropoutDraw<T> reserve_dropout(double p, bool training, Generator* gen, uint64_t n, const char* op,
                                const char* gen_name) {
-    check(std::isfinite(p) && p >= 0.0 && p <= 1.0, op, ": probability must be in [0, 1], got ", p);
+    check_probability(p, op);
     DropoutDraw<T> d;
     if (!training || p == 0.0) return d;
     check(gen != nullptr, op, ": training with dropout p = ", p, " needs ", gen_name);

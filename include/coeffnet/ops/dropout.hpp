@@ -12,8 +12,6 @@
 
 namespace coeffnet {
 
-namespace detail {
-
 // The multiplier of each element: 0 where dropped, 1/(1-p) where kept.
 template <class T>
 Tensor<T> dropout_mask(const Shape& shape, double p, Generator& gen) {
@@ -33,19 +31,13 @@ Tensor<T> dropout_mask(const Shape& shape, double p, Generator& gen) {
     return m;
 }
 
-inline void check_probability(double p, const char* op) {
-    check(std::isfinite(p) && p >= 0.0 && p <= 1.0, op, ": probability must be in [0, 1], got ", p);
-}
-
-}  // namespace detail
-
 // Returns x itself when !training or p == 0 (no draw, the generator does not advance).
 template <class T>
 Tensor<T> dropout(const Tensor<T>& x, double p, Generator& gen, bool training = true) {
     check(x.defined(), "dropout: undefined input");
-    detail::check_probability(p, "dropout");
+    check_probability(p, "dropout");
     if (!training || p == 0.0) return x;
-    const Tensor<T> mask = detail::dropout_mask<T>(x.shape(), p, gen);
+    const Tensor<T> mask = dropout_mask<T>(x.shape(), p, gen);
     Tensor<T> y = detail::map_binary(x, mask, "dropout", [](T a, T m) { return a * m; });
     return record<T>(y, "dropout", {x}, [mask](const Tensor<T>& g, const std::vector<bool>&) {
         return std::vector<Tensor<T>>{detail::map_binary(g, mask, "dropout backward", [](T a, T m) { return a * m; })};

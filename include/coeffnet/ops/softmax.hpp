@@ -64,10 +64,13 @@ acc_t<T> row_logsumexp(const T* row, int64_t n) {
     return mx + std::log(s);
 }
 
-// dx = y * (g - rowsum(g * y)).
+}  // namespace detail
+
+// The softmax backward on values, outside autograd: dx = y * (g - rowsum(g * y)) over the last axis,
+// from the softmax output y and the upstream gradient g.
 template <class T>
-Tensor<T> softmax_backward_raw(const Tensor<T>& y, const Tensor<T>& g) {
-    const Tensor<T> gc = as_contiguous(g);
+Tensor<T> softmax_backward(const Tensor<T>& y, const Tensor<T>& g) {
+    const Tensor<T> gc = detail::as_contiguous(g);
     Tensor<T> dx = Tensor<T>::empty(y.shape());
     const int64_t n = y.shape().back(), rows = y.numel() / std::max<int64_t>(n, 1);
     const T *py = y.data(), *pg = gc.data();
@@ -84,8 +87,6 @@ Tensor<T> softmax_backward_raw(const Tensor<T>& y, const Tensor<T>& g) {
     return dx;
 }
 
-}  // namespace detail
-
 // softmax over the last axis of x + mask (mask broadcastable to x, e.g. [B, 1, 1, N]).
 template <class T>
 Tensor<T> softmax(const Tensor<T>& x, const Tensor<T>& mask = Tensor<T>()) {
@@ -93,7 +94,7 @@ Tensor<T> softmax(const Tensor<T>& x, const Tensor<T>& mask = Tensor<T>()) {
     Tensor<T> y = detail::softmax_raw(x, mask, "softmax");
     const Tensor<T> sy = y.detach();
     return record<T>(y, "softmax", {x}, [sy](const Tensor<T>& g, const std::vector<bool>&) {
-        return std::vector<Tensor<T>>{detail::softmax_backward_raw(sy, g)};
+        return std::vector<Tensor<T>>{softmax_backward(sy, g)};
     });
 }
 

@@ -147,7 +147,12 @@ public:
 
     // Element type conversion; a new tensor without history.
     template <class U>
-    Tensor<U> to() const;
+    Tensor<U> cast() const;
+    // The old name of cast<U>(), kept for one release: to(Device) takes its place next.
+    template <class U>
+    [[deprecated("Tensor::to<U>() is now cast<U>()")]] Tensor<U> to() const {
+        return cast<U>();
+    }
 
 private:
     void require_defined(const char* what) const {
@@ -414,7 +419,7 @@ Tensor<T> Tensor<T>::detach() const {
 
 template <class T>
 template <class U>
-Tensor<U> Tensor<T>::to() const {
+Tensor<U> Tensor<T>::cast() const {
     Tensor<U> out = Tensor<U>::empty(shape());
     const Tensor<T> src = contiguous().detach();
     const T* s = src.data();
@@ -429,5 +434,5 @@ Tensor<U> Tensor<T>::to() const {
 
 // The rest of the Tensor class lives in these files (each includes this one first).
 #include "../autograd/engine.hpp"
-#include "kernels.hpp"
+#include "loops.hpp"
 #include "views.hpp"

@@ -8,7 +8,7 @@
 #ifndef COEFFNET_TENSOR_VIEWS_HPP
 #define COEFFNET_TENSOR_VIEWS_HPP
 
-#include "kernels.hpp"
+#include "loops.hpp"
 
 namespace coeffnet {
 namespace detail {

@@ -315,7 +315,7 @@ public:
 
 private:
     static int64_t correct(const Tensor<T>& logits, const Tensor<int64_t>& labels) {
-        const Tensor<T> l = detail::as_contiguous(logits);
+        const Tensor<T> l = logits.detach().contiguous();
         const int64_t C = l.size(1);
         int64_t right = 0;
         for (int64_t i = 0; i < l.size(0); ++i) {

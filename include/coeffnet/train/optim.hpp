@@ -101,7 +101,7 @@ protected:
             if (n == name) {
                 check(t.shape() == like.shape(), "optimizer state: '", name, "' has shape ", shape_str(t.shape()),
                       ", the parameter has ", shape_str(like.shape()));
-                return detail::contiguous_copy(t);
+                return t.clone();
             }
         return Tensor<T>();
     }

@@ -1,5 +1,5 @@
-// src/cuda/kernels.cu: host launchers of the hand-written kernels in kernels/*.cuh
-// (declared in include/coeffnet/cuda/kernels.hpp), and the pure host planning functions
+// src/cuda/launchers.cu: host launchers of the hand-written kernels in kernels/*.cuh
+// (declared in include/coeffnet/cuda/launchers.hpp), and the pure host planning functions
 // (row_launch, plan_copy) that the tests run without a GPU.
 //
 // Instantiations are listed at the end: float and bfloat16_t for everything, half_t for the
@@ -15,7 +15,7 @@
 #include "coeffnet/core/error.hpp"
 #include "coeffnet/core/shape.hpp"
 #include "coeffnet/cuda/check.hpp"
-#include "coeffnet/cuda/kernels.hpp"
+#include "coeffnet/cuda/launchers.hpp"
 #include "coeffnet/cuda/runtime.hpp"
 #include "coeffnet/cuda/tensor.hpp"
 #include "kernels/activations.cuh"
@@ -51,7 +51,7 @@ RowLaunch row_launch(int64_t rows, int64_t cols, int elem_bytes, bool aligned16)
     check(elem_bytes == 2 || elem_bytes == 4, "cuda::row_launch: element size ", elem_bytes, " is not 2 or 4 bytes");
     RowLaunch L;
     const int full = 16 / elem_bytes;
-    static_assert(row_block_elems_per_thread == kern::row_block_elems, "kernels.hpp and common.cuh disagree");
+    static_assert(row_block_elems_per_thread == kern::row_block_elems, "launchers.hpp and common.cuh disagree");
     L.vec = aligned16 && cols > 0 && cols % full == 0 ? full : 1;
     const int64_t nvec = cols / L.vec;
     if (cols <= row_warp_max_cols) {

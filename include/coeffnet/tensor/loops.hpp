@@ -1,8 +1,8 @@
-// coeffnet/tensor/kernels.hpp: raw CPU loops shared by views and ops (no autograd here).
+// coeffnet/tensor/loops.hpp: raw CPU loops shared by views and ops (no autograd here).
 // Part of tensor.hpp, which includes this file at its end; included alone, it includes tensor.hpp.
 #include "tensor.hpp"
-#ifndef COEFFNET_TENSOR_KERNELS_HPP
-#define COEFFNET_TENSOR_KERNELS_HPP
+#ifndef COEFFNET_TENSOR_LOOPS_HPP
+#define COEFFNET_TENSOR_LOOPS_HPP
 
 namespace coeffnet::detail {
 
@@ -162,4 +162,4 @@ Tensor<T> map_binary(const Tensor<T>& a, const Tensor<T>& b, const char* op, F&&
 
 }  // namespace coeffnet::detail
 
-#endif  // COEFFNET_TENSOR_KERNELS_HPP
+#endif  // COEFFNET_TENSOR_LOOPS_HPP

@@ -1,5 +1,5 @@
-// coeffnet/cuda/kernels.hpp: host launchers of coeffnet's hand-written CUDA kernels
-// (kernels/*.cuh, compiled in src/cuda/kernels.cu), forward and backward.
+// coeffnet/cuda/launchers.hpp: host launchers of coeffnet's hand-written CUDA kernels
+// (kernels/*.cuh, compiled in src/cuda/launchers.cu), forward and backward.
 //
 // A plain C++ header: g++ can include it; the kernels themselves are only seen by nvcc.
 // Every launcher
