@@ -76,8 +76,8 @@ mutant safetensors-offset-check-removed include/coeffnet/io/safetensors_header.h
   'if (false) {' \
   tests/test_safetensors.cpp '*malformed*'
 mutant resume-rng-not-restored include/coeffnet/train/finetune.hpp \
-  'rng >> model_.vit.rng.seed >> model_.vit.rng.offset;' \
-  'rng >> model_.vit.rng.seed;' \
+  'rng >> model_.dropout_generator().seed >> model_.dropout_generator().offset;' \
+  'rng >> model_.dropout_generator().seed;' \
   tests/test_finetune.cpp '*resumed*'
 
 # ---- options ----------------------------------------------------------------------------------
