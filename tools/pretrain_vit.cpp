@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <sstream>
 
 #include <coeffnet/coeffnet.hpp>
@@ -72,30 +73,39 @@ int run(const cli::Args& a) {
     const bool json = a.flag("json");
     nlohmann::json epochs = nlohmann::json::array();
     double val_acc = 0;
-    for (int64_t e = 0; e < c.epochs; ++e) {
-        cli::ProgressBar bar(tuner.steps_per_epoch(), "step",
-                        "epoch " + std::to_string(e + 1) + "/" + std::to_string(c.epochs));
-        double loss = 0;
-        int64_t right = 0, seen = 0;
-        for (int64_t s = 0; s < tuner.steps_per_epoch(); ++s) {
-            const auto [l, r] = tuner.train_step();
-            loss += l;
-            right += r;
-            seen += std::min<int64_t>(c.batch_size, n_train - s * c.batch_size);
-            char m[96];
-            std::snprintf(m, sizeof m, "loss %.3f  acc %.1f%%", loss / double(s + 1), 100.0 * double(right) / double(seen));
-            bar.update(s + 1, m);
-        }
-        val_acc = tuner.evaluate(val_px, val_set.labels);
+    // Per epoch: a bar, the running loss and training accuracy, then the validation accuracy.
+    const int64_t per_epoch = tuner.steps_per_epoch();
+    int64_t epoch = 0, steps = 0, right = 0, seen = 0;
+    double loss = 0;
+    auto epoch_bar = [&] {
+        return std::make_unique<cli::ProgressBar>(per_epoch, "step",
+                                                  "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(c.epochs));
+    };
+    auto bar = epoch_bar();
+    tuner.fit([&](const train::StepReport& s) {
+        loss += s.loss;
+        right += s.correct;
+        seen += s.images;
+        ++steps;
         char m[128];
-        std::snprintf(m, sizeof m, "loss %.3f  train acc %.1f%%  val acc %.2f%%", loss / double(tuner.steps_per_epoch()),
-                      100.0 * double(right) / double(seen), 100.0 * val_acc);
-        bar.finish(m);
-        epochs.push_back({{"epoch", e + 1},
-                          {"loss", loss / double(tuner.steps_per_epoch())},
-                          {"train_accuracy", double(right) / double(seen)},
-                          {"val_accuracy", val_acc}});
-    }
+        std::snprintf(m, sizeof m, "loss %.3f  acc %.1f%%", loss / double(steps), 100.0 * double(right) / double(seen));
+        bar->update(steps, m);
+        if (s.epoch_end) {
+            val_acc = tuner.evaluate(val_px, val_set.labels);
+            std::snprintf(m, sizeof m, "loss %.3f  train acc %.1f%%  val acc %.2f%%", loss / double(steps),
+                          100.0 * double(right) / double(seen), 100.0 * val_acc);
+            bar->finish(m);
+            epochs.push_back({{"epoch", epoch + 1},
+                              {"loss", loss / double(steps)},
+                              {"train_accuracy", double(right) / double(seen)},
+                              {"val_accuracy", val_acc}});
+            ++epoch;
+            steps = right = seen = 0;
+            loss = 0;
+            if (epoch < c.epochs) bar = epoch_bar();
+        }
+        return true;
+    });
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
     model.vit.enable_coeff(false);
