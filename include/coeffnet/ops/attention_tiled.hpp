@@ -116,12 +116,6 @@ struct TiledProblem {
 };
 
 template <class T>
-using RowMatT = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <class T>
-using ConstRows = Eigen::Map<const RowMatT<T>, 0, Eigen::OuterStride<>>;
-template <class T>
-using Rows = Eigen::Map<RowMatT<T>, 0, Eigen::OuterStride<>>;
-template <class T>
 using ArrayMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
 
 // x itself when its last axis has unit stride and its rows do not overlap, else a contiguous copy.
@@ -134,10 +128,10 @@ Tensor<T> with_unit_rows(const Tensor<T>& x) {
 
 // rows [n0, n0 + r) of x[b, h] as an r x cols matrix.
 template <class T>
-ConstRows<T> rows_of(const Tensor<T>& x, int64_t b, int64_t h, int64_t n0, int64_t r) {
+MatRef<T> rows_of(const Tensor<T>& x, int64_t b, int64_t h, int64_t n0, int64_t r) {
     const Shape &s = x.shape(), &st = x.strides();
     const int64_t rs = s[2] <= 1 ? s[3] : st[2];
-    return ConstRows<T>(x.data() + b * st[0] + h * st[1] + n0 * rs, r, s[3], Eigen::OuterStride<>(rs));
+    return rows_ref<T>(x.data() + b * st[0] + h * st[1] + n0 * rs, r, s[3], rs);
 }
 
 // Scores of query n of head h, in place: row = scale * row + mask, -inf where masked.
@@ -226,11 +220,10 @@ struct TiledScratch {
     std::vector<T> dk, dv, dalpha;
 };
 
+// alpha' [H, H] as a matrix (row = target head).
 template <class T>
-RowMatT<T> alpha_matrix(const TiledProblem<T>& p) {
-    RowMatT<T> a(p.H, p.H);
-    for (int64_t i = 0; i < p.H * p.H; ++i) a.data()[i] = p.alpha_prime[static_cast<size_t>(i)];
-    return a;
+MatRef<T> alpha_matrix(const TiledProblem<T>& p) {
+    return rows_ref<T>(p.alpha_prime.data(), p.H, p.H, p.H);
 }
 
 // Runs task(t, thread) for t in [0, tasks) on up to `threads` OpenMP threads; thread j takes
@@ -266,7 +259,7 @@ void tiled_forward(const TiledProblem<T>& p, T* out, T* lse) {
     const int64_t H = p.H, N = p.N, dv = p.dv, Bq = p.block_q;
     const int threads = tiled_threads(p);
     std::vector<TiledScratch<T>> scratch(static_cast<size_t>(threads));
-    const RowMatT<T> A = p.mix ? alpha_matrix(p) : RowMatT<T>();
+    const MatRef<T> A = alpha_matrix(p);
     run_tasks(p.B * p.blocks(), threads, [&](int64_t task, int j) {
         TiledScratch<T>& s = scratch[static_cast<size_t>(j)];
         const int64_t b = task / p.blocks(), n0 = (task % p.blocks()) * Bq, R = std::min(Bq, N - n0);
@@ -280,11 +273,10 @@ void tiled_forward(const TiledProblem<T>& p, T* out, T* lse) {
         }
         T* tile = s.a.get(H * Bq * p.M);
         for (int64_t h = 0; h < H; ++h)
-            Rows<T>(tile + h * R * Mb, R, Mb, Eigen::OuterStride<>(Mb)).noalias() =
-                rows_of(p.q, b, h, n0, R) * rows_of(p.k, b, h, 0, Mb).transpose();
+            gemm(rows_of(p.q, b, h, n0, R), rows_of(p.k, b, h, 0, Mb).t(), tile + h * R * Mb, Mb, false);
         // One query row of all heads at a time (H x Mb, cache-resident): S_i = scale Q_i K_i^T +
         // mask, the exact softmax (the whole key row is here), Phat = alpha' P, dropout on Phat.
-        Rows<T> tmp(p.mix ? s.row.get(H * p.M) : nullptr, H, Mb, Eigen::OuterStride<>(Mb));
+        T* tmp = p.mix ? s.row.get(H * p.M) : nullptr;
         for (int64_t r = 0; r < R; ++r) {
             for (int64_t h = 0; h < H; ++h) {
                 T* row = tile + (h * R + r) * Mb;
@@ -301,18 +293,16 @@ void tiled_forward(const TiledProblem<T>& p, T* out, T* lse) {
                 ArrayMap<T>(row, Mb) *= T(1) / sum;
                 l = mx + std::log(sum);
             }
-            if (p.mix) {
-                Rows<T> P(tile + r * Mb, H, Mb, Eigen::OuterStride<>(R * Mb));
-                tmp.noalias() = A * P;
-                P = tmp;
+            if (p.mix) {  // the H rows of query r, R * Mb apart: P <- alpha' P
+                gemm(A, rows_ref<T>(tile + r * Mb, H, Mb, R * Mb), tmp, Mb, false);
+                for (int64_t h = 0; h < H; ++h) std::copy_n(tmp + h * Mb, Mb, tile + (h * R + r) * Mb);
             }
             if (p.drop.on)
                 for (int64_t h = 0; h < H; ++h) dropout_row(p, b, h, n0 + r, tile + (h * R + r) * Mb, Mb, nullptr);
         }
-        for (int64_t h = 0; h < H; ++h) {
-            Rows<T> O(out + ((b * H + h) * N + n0) * dv, R, dv, Eigen::OuterStride<>(dv));
-            O.noalias() = ConstRows<T>(tile + h * R * Mb, R, Mb, Eigen::OuterStride<>(Mb)) * rows_of(p.v, b, h, 0, Mb);
-        }
+        for (int64_t h = 0; h < H; ++h)
+            gemm(rows_ref<T>(tile + h * R * Mb, R, Mb, Mb), rows_of(p.v, b, h, 0, Mb), out + ((b * H + h) * N + n0) * dv,
+                 dv, false);
     });
 }
 
@@ -333,8 +323,7 @@ void tiled_backward(const TiledProblem<T>& p, const T* lse, const T* dout, T* dq
         if (dalpha) s.dalpha.assign(static_cast<size_t>(H * H), T(0));
     if (dk) std::fill_n(dk, B * H * M * d, T(0));
     if (dvout) std::fill_n(dvout, B * H * M * dv, T(0));
-    const RowMatT<T> A = p.mix ? alpha_matrix(p) : RowMatT<T>();
-    const RowMatT<T> At = p.mix ? RowMatT<T>(A.transpose()) : RowMatT<T>();
+    const MatRef<T> A = alpha_matrix(p);
     const bool need_ds = dq || dk;
     run_tasks(B * p.blocks(), threads, [&](int64_t task, int j) {
         TiledScratch<T>& s = scratch[static_cast<size_t>(j)];
@@ -349,13 +338,11 @@ void tiled_backward(const TiledProblem<T>& p, const T* lse, const T* dout, T* dq
         }
         T *ta = s.a.get(H * Bq * M), *tb = s.b.get(H * Bq * M);
         uint8_t* keep = p.drop.on ? s.keep.get(H * Bq * M) : nullptr;
-        auto tile = [&](T* base, int64_t h) { return Rows<T>(base + h * R * Mb, R, Mb, Eigen::OuterStride<>(Mb)); };
-        auto dO = [&](int64_t h) {
-            return ConstRows<T>(dout + ((b * H + h) * N + n0) * dv, R, dv, Eigen::OuterStride<>(dv));
-        };
-        auto head_rows = [&](T* base, int64_t r) { return Rows<T>(base + r * Mb, H, Mb, Eigen::OuterStride<>(R * Mb)); };
+        auto tile = [&](const T* base, int64_t h) { return rows_ref<T>(base + h * R * Mb, R, Mb, Mb); };
+        auto dO = [&](int64_t h) { return rows_ref<T>(dout + ((b * H + h) * N + n0) * dv, R, dv, dv); };
+        auto head_rows = [&](const T* base, int64_t r) { return rows_ref<T>(base + r * Mb, H, Mb, R * Mb); };
         for (int64_t h = 0; h < H; ++h)
-            tile(ta, h).noalias() = rows_of(p.q, b, h, n0, R) * rows_of(p.k, b, h, 0, Mb).transpose();
+            gemm(rows_of(p.q, b, h, n0, R), rows_of(p.k, b, h, 0, Mb).t(), ta + h * R * Mb, Mb, false);
         // Per query row (all heads, cache-resident): P_i recomputed from the saved log-sum-exp,
         // and for dV the Phat the forward used (mixed, dropped; the decisions kept in `keep`).
         const bool phat_tile = dv_acc && (p.mix || p.drop.on);
@@ -371,8 +358,9 @@ void tiled_backward(const TiledProblem<T>& p, const T* lse, const T* dout, T* dq
                 exp_shifted(row, Mb, l);
             }
             if (!phat_tile) continue;
-            if (p.mix) head_rows(tb, r).noalias() = A * head_rows(ta, r);
-            else head_rows(tb, r) = head_rows(ta, r);
+            if (p.mix) gemm(A, head_rows(ta, r), tb + r * Mb, R * Mb, false);
+            else
+                for (int64_t h = 0; h < H; ++h) std::copy_n(ta + (h * R + r) * Mb, Mb, tb + (h * R + r) * Mb);
             if (p.drop.on)
                 for (int64_t h = 0; h < H; ++h)
                     dropout_row(p, b, h, n0 + r, tb + (h * R + r) * Mb, Mb, keep + (h * R + r) * Mb);
@@ -380,17 +368,15 @@ void tiled_backward(const TiledProblem<T>& p, const T* lse, const T* dout, T* dq
         // dV_h += Phat_h^T dO_h.
         if (dv_acc)
             for (int64_t h = 0; h < H; ++h)
-                Rows<T>(dv_acc + (b * H + h) * M * dv, Mb, dv, Eigen::OuterStride<>(dv)).noalias() +=
-                    ConstRows<T>((phat_tile ? tb : ta) + h * R * Mb, R, Mb, Eigen::OuterStride<>(Mb)).transpose() * dO(h);
+                gemm(tile(phat_tile ? tb : ta, h).t(), dO(h), dv_acc + (b * H + h) * M * dv, dv, true);
         if (!need_ds && !dalpha) return;
         // Per query row: dPhat_h = (dO_h V_h^T) * dropout mask; dalpha'[h, i] += sum dPhat_h P_i;
         // dP_i = sum_h alpha'[h, i] dPhat_h; dS_i = scale P_i (dP_i - rowsum(dP_i P_i)) (the whole
         // key row is here, so the rowsum is direct).
-        for (int64_t h = 0; h < H; ++h) tile(tb, h).noalias() = dO(h) * rows_of(p.v, b, h, 0, Mb).transpose();
-        Eigen::Map<RowMatT<T>> da(dalpha ? s.dalpha.data() : nullptr, H, H);
-        Rows<T> tmp(p.mix && need_ds ? s.row.get(H * M) : nullptr, H, Mb, Eigen::OuterStride<>(Mb));
+        for (int64_t h = 0; h < H; ++h) gemm(dO(h), rows_of(p.v, b, h, 0, Mb).t(), tb + h * R * Mb, Mb, false);
+        T* tmp = p.mix && need_ds ? s.row.get(H * M) : nullptr;
         for (int64_t r = 0; r < R; ++r) {
-            Rows<T> g = head_rows(tb, r);
+            const MatRef<T> g = head_rows(tb, r);
             if (p.drop.on)
                 for (int64_t h = 0; h < H; ++h) {
                     T* row = tb + (h * R + r) * Mb;
@@ -401,11 +387,11 @@ void tiled_backward(const TiledProblem<T>& p, const T* lse, const T* dout, T* dq
                         dropout_row(p, b, h, n0 + r, row, Mb, nullptr);
                     }
                 }
-            if (dalpha) da.noalias() += g * head_rows(ta, r).transpose();
+            if (dalpha) gemm(g, head_rows(ta, r).t(), s.dalpha.data(), H, true);
             if (!need_ds) continue;
-            if (p.mix) {
-                tmp.noalias() = At * g;
-                g = tmp;
+            if (p.mix) {  // dP = alpha'^T dPhat
+                gemm(A.t(), g, tmp, Mb, false);
+                for (int64_t h = 0; h < H; ++h) std::copy_n(tmp + h * Mb, Mb, tb + (h * R + r) * Mb);
             }
             for (int64_t h = 0; h < H; ++h) {
                 ArrayMap<T> gp(tb + (h * R + r) * Mb, Mb);
@@ -416,13 +402,9 @@ void tiled_backward(const TiledProblem<T>& p, const T* lse, const T* dout, T* dq
         }
         if (!need_ds) return;
         for (int64_t h = 0; h < H; ++h) {
-            const auto dS = tile(tb, h);
-            if (dq)
-                Rows<T>(dq + ((b * H + h) * N + n0) * d, R, d, Eigen::OuterStride<>(d)).noalias() =
-                    dS * rows_of(p.k, b, h, 0, Mb);
-            if (dk_acc)
-                Rows<T>(dk_acc + (b * H + h) * M * d, Mb, d, Eigen::OuterStride<>(d)).noalias() +=
-                    dS.transpose() * rows_of(p.q, b, h, n0, R);
+            const MatRef<T> dS = tile(tb, h);
+            if (dq) gemm(dS, rows_of(p.k, b, h, 0, Mb), dq + ((b * H + h) * N + n0) * d, d, false);
+            if (dk_acc) gemm(dS.t(), rows_of(p.q, b, h, n0, R), dk_acc + (b * H + h) * M * d, d, true);
         }
     });
     // Reduce the per-thread accumulators in thread order.
