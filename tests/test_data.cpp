@@ -238,7 +238,7 @@ TEST_CASE("data: scenes keep their rules: inside the image, apart, the label's r
                 const auto& o = s.objects[a];
                 CHECK((o.cx - o.radius >= 0 && o.cx + o.radius <= S && o.cy - o.radius >= 0 && o.cy + o.radius <= S));
                 CHECK(o.angle % 5 == 0);
-                CHECK(o.radius == o.size * data::detail::kCircumPerSize[static_cast<size_t>(o.shape)] / 1024);
+                CHECK(o.radius == data::circumradius(o.shape, o.size));
                 for (size_t c = 0; c < 3; ++c)
                     CHECK(std::abs(int{o.rgb[c]} - int{data::kPalette[static_cast<size_t>(o.colour)].rgb[c]}) <= 20);
                 for (size_t b = 0; b < a; ++b) {
@@ -366,9 +366,9 @@ TEST_CASE("data: shapes are drawn with their areas (antialiased coverage), equal
             o.cx = 40 * data::kFixed + 77;
             o.cy = 41 * data::kFixed + 13;
             o.size = 18 * data::kFixed;
-            o.radius = o.size * data::detail::kCircumPerSize[static_cast<size_t>(s)] / 1024;
+            o.radius = data::circumradius(shape, o.size);
             o.angle = angle;
-            const auto p = data::detail::prepare(o, 80);
+            const auto p = data::rasterize(o, 80);
             double covered = 0;
             for (int64_t y = 0; y < 80; ++y)
                 for (int64_t x = 0; x < 80; ++x) covered += p.coverage(x, y) / 16.0;
@@ -392,8 +392,8 @@ TEST_CASE("data: shapes are drawn with their areas (antialiased coverage), equal
     o.shape = data::ShapeKind::ring;
     o.cx = o.cy = 16 * data::kFixed;
     o.size = 8 * data::kFixed;
-    o.radius = o.size * data::detail::kCircumPerSize[4] / 1024;
-    const auto p = data::detail::prepare(o, 32);
+    o.radius = data::circumradius(data::ShapeKind::ring, o.size);
+    const auto p = data::rasterize(o, 32);
     CHECK(p.coverage(16, 16) == 0);   // the hole
     CHECK(p.coverage(16 + 7, 16) == 16);
     CHECK(p.coverage(0, 0) == 0);

@@ -256,6 +256,7 @@ inline constexpr int64_t kRingInner = 563;  // the ring's hole, per 1024 of its 
 // Circumradius per 1024 of size (the radius of the disc of equal area), by ShapeKind:
 // round(1024 * sqrt(pi / area)) with each shape's area at circumradius 1.
 inline constexpr std::array<int64_t, kNumShapes> kCircumPerSize = {1024, 1284, 1592, 1310, 1226, 1615};
+inline int64_t circumradius(ShapeKind s, int64_t size) { return size * kCircumPerSize[static_cast<size_t>(s)] / 1024; }
 
 inline std::span<const Vertex> polygon(ShapeKind s) {
     switch (s) {
@@ -380,7 +381,7 @@ struct SceneBuilder {
         o.shape = shape;
         o.colour = colour;
         o.size = size;
-        o.radius = size * kCircumPerSize[static_cast<size_t>(shape)] / 1024;
+        o.radius = circumradius(shape, size);
         o.angle = static_cast<int>(5 * rng.below(72));
         for (size_t c = 0; c < 3; ++c)
             o.rgb[c] = static_cast<uint8_t>(
@@ -392,7 +393,7 @@ struct SceneBuilder {
 
     // Places o where it fits (inside the image, clear of the others); false after 100 tries.
     bool place(SceneObject o) {
-        const int64_t extent = shape_blind_border ? o.size * kCircumPerSize[5] / 1024 : o.radius;  // 5: star, the widest
+        const int64_t extent = shape_blind_border ? circumradius(ShapeKind::star, o.size) : o.radius;  // the widest
         const int64_t lo = extent + margin(), hi = S - extent - margin();
         if (hi < lo) return false;
         for (int t = 0; t < 100; ++t) {
@@ -502,6 +503,16 @@ inline bool draw_objects(std::string_view task, int64_t label, SceneBuilder& b) 
 
 }  // namespace detail
 
+// The circumradius of a shape whose area is that of the disc of radius `size` (both in
+// 1/kFixed pixels): how far from its centre an object of that size reaches.
+using detail::circumradius;
+
+// One object made ready to draw into an image of image_size x image_size pixels: coverage(x, y)
+// is the number of pixel (x, y)'s 4 x 4 samples inside it, poly[0, nv) its polygon relative to
+// its centre (empty for the circle and the ring). render_scene draws every object through it.
+using RasterObject = detail::Prepared;
+inline RasterObject rasterize(const SceneObject& o, int64_t image_size) { return detail::prepare(o, image_size); }
+
 // Everything random about image `index` of (task, seed) at size x size pixels.
 inline Scene make_scene(const TaskSpec& spec, uint64_t seed, uint64_t index, int64_t size = 32) {
     check(size >= 16 && size <= 1024, "procedural: image size must be 16 to 1024 pixels, got ", size);
@@ -542,9 +553,9 @@ inline void render_scene(const Scene& scene, std::span<uint8_t> out) {
     const int64_t n = scene.size;
     check(static_cast<int64_t>(out.size()) == n * n * 3, "render_scene: ", out.size(), " bytes for a ", n, " x ", n,
           " RGB image");
-    std::vector<detail::Prepared> objs;
+    std::vector<RasterObject> objs;
     objs.reserve(scene.objects.size());
-    for (const auto& o : scene.objects) objs.push_back(detail::prepare(o, n));
+    for (const auto& o : scene.objects) objs.push_back(rasterize(o, n));
     // The gradient: t in [0, 256] along the direction, over the pixel centres.
     const int64_t gc = detail::cos_deg(scene.gradient_angle), gs = detail::sin_deg(scene.gradient_angle);
     auto proj = [&](int64_t x, int64_t y) { return (x * kFixed + kFixed / 2) * gc + (y * kFixed + kFixed / 2) * gs; };

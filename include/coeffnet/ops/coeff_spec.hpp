@@ -73,8 +73,11 @@ COEFFNET_HD inline uint64_t phat_word(int64_t b, int64_t h, int64_t n, int64_t m
 }
 
 // alpha'[h, i] from alpha[h, i] and the alpha draw (element h*H + i): (h == i) + alpha * multiplier
-// with residual, alpha * multiplier without; rounded as the CPU's ops round (the product, then
-// the sum: no fused multiply-add on the device).
+// with residual, alpha * multiplier without; the product rounded, then the sum, on every path:
+// no fused multiply-add on the device (__fmul_rn) nor on the host, where GCC's default
+// -ffp-contract=fast may fuse a product and a sum even across statements once this is inlined
+// into a loop (the volatile store is the standard C++ way to force the rounding; it costs one
+// store per element of an H x H matrix).
 template <class T>
 COEFFNET_HD T alpha_prime_element(const DropoutDraw<T>& d, int64_t H, int64_t h, int64_t i, T alpha, bool residual) {
     const T m = d.multiplier(static_cast<uint64_t>(h * H + i));
@@ -83,7 +86,8 @@ COEFFNET_HD T alpha_prime_element(const DropoutDraw<T>& d, int64_t H, int64_t h,
     if constexpr (sizeof(T) == 4) dropped = __fmul_rn(alpha, m);
     else dropped = __dmul_rn(alpha, m);
 #else
-    const T dropped = alpha * m;
+    volatile T product = alpha * m;
+    const T dropped = product;
 #endif
     return residual ? (h == i ? T(1) : T(0)) + dropped : dropped;
 }
