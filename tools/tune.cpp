@@ -55,8 +55,11 @@ int cmd_tune(const cli::Args& a) {
     ex.stop_after = a.integer("stop-after");
     const bool quick = a.flag("quick"), ablation = a.flag("ablation"), json = a.flag("json");
 
-    auto probe = models::load_vit_for_image_classification<float>(ex.model_dir);
-    const models::ViTConfig cfg = probe->config();
+    // The model's config only: each run loads the weights itself (and a bad checkpoint fails the
+    // first run with the loader's message). Building the model here would instantiate all of it
+    // in this file for nothing.
+    const io::ModelDir md = io::ModelDir::open(ex.model_dir);
+    const models::ViTConfig cfg = models::ViTConfig::from_json(md.config(), md.config_file());
     const io::ImageProcessorConfig pre = preprocessing(ex.model_dir, cfg);
 
     const int64_t per_class = a.integer("train-per-class");
