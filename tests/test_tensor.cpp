@@ -101,6 +101,33 @@ TEST_CASE("writes through a view reach the base tensor") {
     CHECK(x.at({1, 1}) == 7.0);
 }
 
+TEST_CASE("copy_ and fill_ write into the storage every holder sees, outside autograd") {
+    auto w = Tensor<double>::zeros({2, 3}).set_requires_grad(true);
+    const Tensor<double> held = w;  // what an optimiser built earlier holds
+    const auto src = Tensor<double>::from({1, 2, 3, 4, 5, 6}, {2, 3});
+    w.copy_(src);
+    CHECK(held.to_vector() == src.to_vector());
+    CHECK(w.is_leaf());  // nothing recorded
+    CHECK(w.requires_grad());
+    // A strided destination and a strided source.
+    auto t = Tensor<double>::zeros({3, 2});
+    t.mT().copy_(src);
+    CHECK(t.to_vector() == std::vector<double>{1, 4, 2, 5, 3, 6});
+    t.copy_(src.mT());
+    CHECK(t.to_vector() == std::vector<double>{1, 4, 2, 5, 3, 6});
+    // Overlapping views of one storage copy as if through a temporary (x[1:] = x[:-1]).
+    auto x = Tensor<double>::arange(6);
+    x.slice(0, 1, 6).copy_(x.slice(0, 0, 5));
+    CHECK(x.to_vector() == std::vector<double>{0, 0, 1, 2, 3, 4});
+    x.slice(0, 0, 6, 2).fill_(9);
+    CHECK(x.to_vector() == std::vector<double>{9, 0, 9, 2, 9, 4});
+    CHECK_THROWS_WITH_AS(w.copy_(Tensor<double>::zeros({3, 2})),
+                         doctest::Contains("Tensor::copy_: source [3, 2] does not match destination [2, 3]"), Error);
+    CHECK_THROWS_WITH_AS(Tensor<double>::zeros({1, 3}).expand({2, 3}).copy_(src),
+                         doctest::Contains("has aliased elements (stride 0 on axis 0"), Error);
+    CHECK_THROWS_WITH_AS(Tensor<double>().fill_(1), doctest::Contains("Tensor::fill_: the tensor is undefined"), Error);
+}
+
 TEST_CASE("elementwise ops broadcast like NumPy and accept strided operands") {
     auto a = iota({2, 1, 3});
     auto b = Tensor<double>::from({10, 20, 30, 40}, {4, 1});

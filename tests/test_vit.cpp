@@ -252,6 +252,37 @@ TEST_CASE("names with or without the model prefix load alike") {
                        ref.get<float>("last_hidden_state")) <= 1e-4);
 }
 
+TEST_CASE("loading writes into the parameters: an optimiser built before the load trains what was loaded") {
+    // The trap: a load that rebinds each parameter slot leaves an earlier optimiser holding the
+    // old tensors, and its steps move nothing the model uses.
+    const auto md = io::ModelDir::open(kData / "vit_cls");
+    models::ViTForImageClassification<float> model(models::ViTConfig::from_json(md.config(), md.config_file()));
+    Generator init(3);
+    model.vit.init_weights(init);
+    nn::init_normal(model.classifier.weight, init, 0.02);
+    std::vector<Tensor<float>> params;
+    for (auto& [name, p] : model.named_parameters()) params.push_back(p);
+    AdamW<float> opt(params, {.lr = 1e-2, .weight_decay = 0.0});
+    nn::load_parameters(model, nn::WeightScope(md, "", "vit"));
+    const auto reference = models::load_vit_for_image_classification<float>(kData / "vit_cls");
+    const auto ref_params = reference->named_parameters();
+    REQUIRE(ref_params.size() == params.size());
+    for (size_t i = 0; i < params.size(); ++i) {
+        CAPTURE(ref_params[i].first);
+        CHECK(params[i].to_vector() == ref_params[i].second.to_vector());  // the optimiser sees the load
+    }
+    const auto px = io::SafeTensors::open(kData / "vit_cls_reference.safetensors").get<float>("pixel_values");
+    model.train();
+    opt.zero_grad();
+    mean(square(model.forward(px).logits)).backward();
+    opt.step();
+    const auto after = model.named_parameters();
+    int moved = 0;
+    for (size_t i = 0; i < after.size(); ++i)
+        if (after[i].second.to_vector() != ref_params[i].second.to_vector()) ++moved;
+    CHECK(moved == static_cast<int>(after.size()));  // every parameter got a gradient and moved
+}
+
 TEST_CASE("an adapter (alpha + classifier) saved and loaded onto the base reproduces the tuned model") {
     TempDir tmp("adapter");
     const auto ref = io::SafeTensors::open(kData / "vit_cls_reference.safetensors");
@@ -286,7 +317,9 @@ TEST_CASE("an adapter (alpha + classifier) saved and loaded onto the base reprod
     CHECK(cfg_json["modules_to_save"] == nlohmann::json::array({"classifier"}));
 
     auto fresh = models::load_vit_for_image_classification<float>(kData / "vit_cls");
+    const Tensor<float> head_bias = fresh->classifier.bias;  // as an optimiser built now holds it
     const auto loaded = nn::load_adapter(tmp.path, *fresh);
+    CHECK(head_bias.to_vector() == tuned->classifier.bias.to_vector());  // written in place (the tuned bias moved)
     CHECK(loaded.coeff.alpha_dropout == 0.2);
     CHECK(fresh->vit.coeff_enabled());
     CHECK(fresh->forward(px).logits.to_vector() == want);

@@ -337,9 +337,8 @@ public:
     void init_weights(Generator& gen) {
         for (auto& [name, slot, role] : this->named_roles()) {
             if (!slot->defined() || role == nn::ParamRole::alpha || role == nn::ParamRole::lora) continue;
-            const bool trainable = slot->requires_grad();
-            if (role == nn::ParamRole::norm_scale) *slot = Tensor<T>::ones(slot->shape()).set_requires_grad(trainable);
-            else if (role == nn::ParamRole::bias) *slot = Tensor<T>::zeros(slot->shape()).set_requires_grad(trainable);
+            if (role == nn::ParamRole::norm_scale) slot->fill_(T(1));
+            else if (role == nn::ParamRole::bias) slot->fill_(T(0));
             else nn::init_normal(*slot, gen, config.initializer_range);
         }
     }

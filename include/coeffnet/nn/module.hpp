@@ -104,11 +104,11 @@ private:
 // Initialisers (in place, no history).
 template <class T>
 void init_normal(Tensor<T>& t, Generator& gen, double stddev) {
-    t = Tensor<T>::randn(t.shape(), gen, 0.0, stddev).set_requires_grad(t.requires_grad());
+    t.copy_(Tensor<T>::randn(t.shape(), gen, 0.0, stddev));
 }
 template <class T>
 void init_uniform(Tensor<T>& t, Generator& gen, double bound) {
-    t = Tensor<T>::uniform(t.shape(), gen, -bound, bound).set_requires_grad(t.requires_grad());
+    t.copy_(Tensor<T>::uniform(t.shape(), gen, -bound, bound));
 }
 
 // y = x W^T + b. The first constructor leaves zeros for a loader or an init_* call to fill;

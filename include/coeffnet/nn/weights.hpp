@@ -93,10 +93,7 @@ LoadReport load_parameters(Module<T>& m, const WeightScope& scope, const std::ve
             if (slot->defined()) r.missing.push_back(scope.full_name(name));
             continue;
         }
-        const bool trainable = slot->requires_grad();
-        *slot = scope.get<T>(name, slot->shape());
-        if (!slot->is_contiguous()) *slot = slot->contiguous();
-        slot->set_requires_grad(trainable);
+        slot->copy_(scope.get<T>(name, slot->shape()));  // in place: holders of the parameter see it
         used.insert(scope.resolve(name));
         r.loaded.push_back(scope.full_name(name));
     }
@@ -152,8 +149,12 @@ io::AdapterConfig load_adapter(const std::filesystem::path& dir, Module<T>& mode
         if (slot->defined() && !replaceable(name))
             check(slot->shape() == t.shape(), st.name(), ": tensor '", info.name, "' has shape ", shape_str(t.shape()),
                   ", the model's parameter has ", shape_str(slot->shape()));
-        const bool trainable = slot->defined() ? slot->requires_grad() : true;
-        *slot = t.clone().detach().set_requires_grad(trainable);
+        if (slot->defined() && slot->shape() == t.shape()) {
+            slot->copy_(t);  // in place: an optimiser built before the load trains the loaded values
+        } else {  // a parameter the adapter brings (LoRA's A and B) or a replaced head of another shape
+            const bool trainable = slot->defined() ? slot->requires_grad() : true;
+            *slot = t.clone().detach().set_requires_grad(trainable);
+        }
     }
     for (auto& [name, m] : model.named_modules())
         if (auto* lin = dynamic_cast<Linear<T>*>(m); lin && lin->has_lora()) {

@@ -145,6 +145,14 @@ public:
     Tensor contiguous() const;
     Tensor clone() const;
 
+    // In-place writes, outside autograd (never recorded, like PyTorch's copy_ under no_grad):
+    // the storage this tensor views gets src's values (same shape; another element type is a
+    // compile error: convert with cast<U>() first) or `value`. Every holder of this tensor
+    // sees them: an optimiser built before a load keeps training the loaded values. Throws on an
+    // undefined tensor, a shape mismatch, or a destination with aliased elements (an expand()).
+    Tensor& copy_(const Tensor& src);
+    Tensor& fill_(T value);
+
     // Element type conversion; a new tensor without history.
     template <class U>
     Tensor<U> cast() const;

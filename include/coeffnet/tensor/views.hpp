@@ -220,6 +220,47 @@ Tensor<T> Tensor<T>::clone() const {
                      [](const Tensor& g, const std::vector<bool>&) { return std::vector<Tensor>{g}; });
 }
 
+namespace detail {
+// Throws naming `op` when t has an axis of stride 0 and size > 1: writing to it would write the
+// same element twice.
+template <class T>
+void check_writable(const Tensor<T>& t, const char* op) {
+    for (size_t i = 0; i < t.shape().size(); ++i)
+        check(t.strides()[i] != 0 || t.shape()[i] <= 1, op, ": the destination ", shape_str(t.shape()),
+              " has aliased elements (stride 0 on axis ", i, ", an expand()); write into a contiguous tensor");
+}
+}  // namespace detail
+
+template <class T>
+Tensor<T>& Tensor<T>::copy_(const Tensor& src) {
+    require_defined("Tensor::copy_");
+    check(src.defined(), "Tensor::copy_: the source is undefined");
+    check(src.shape() == shape(), "Tensor::copy_: source ", shape_str(src.shape()), " does not match destination ",
+          shape_str(shape()));
+    detail::check_writable(*this, "Tensor::copy_");
+    // A source sharing this storage is read from a copy first, so overlapping views copy right.
+    const Tensor<T> s = src.impl()->data == impl_->data ? detail::contiguous_copy(src) : src.detach();
+    T* d = data();
+    const T* sp = s.data();
+    for_each_row<2>(shape(), {&strides(), &s.strides()},
+                    [&](const std::array<int64_t, 2>& off, int64_t len, const std::array<int64_t, 2>& inner) {
+                        for (int64_t j = 0; j < len; ++j) d[off[0] + j * inner[0]] = sp[off[1] + j * inner[1]];
+                    });
+    return *this;
+}
+
+template <class T>
+Tensor<T>& Tensor<T>::fill_(T value) {
+    require_defined("Tensor::fill_");
+    detail::check_writable(*this, "Tensor::fill_");
+    T* d = data();
+    for_each_row<1>(shape(), {&strides()},
+                    [&](const std::array<int64_t, 1>& off, int64_t len, const std::array<int64_t, 1>& inner) {
+                        for (int64_t j = 0; j < len; ++j) d[off[0] + j * inner[0]] = value;
+                    });
+    return *this;
+}
+
 }  // namespace coeffnet
 
 #endif  // COEFFNET_TENSOR_VIEWS_HPP
