@@ -353,7 +353,8 @@ stage_libs() {
   fi
   local secs
   secs=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
-  record libs "$status" "$secs" 0 0 "$log" "${note:-every library found}"
+  note=${note%; }
+  record libs "$status" "$secs" 0 "$([ "$status" = ok ] && echo 0 || echo 1)" "$log" "${note:-every library found}"
 }
 
 stage_probe() {
@@ -692,6 +693,7 @@ cmd_run() {
     [ ${#BINS[@]} -eq $((1 + ${#names[@]})) ] || bad+=("only ${#BINS[@]} of $((1 + ${#names[@]})) binaries in $BUILD_DIR")
     for r in "${RESULTS[@]}"; do
       case $r in
+        *" failed" | *" timeout") ;;  # already listed
         "libs ok" | "archive ok" | "gpu_probe no_gpu" | "tests no_gpu" | bench_*" no_gpu") ;;
         "nvidia_smi missing" | "nvidia_smi no_gpu" | "memcheck missing" | "memcheck no_gpu" | "racecheck missing" | "racecheck no_gpu") ;;
         *) bad+=("$r (expected no_gpu)") ;;
