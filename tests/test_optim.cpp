@@ -101,3 +101,26 @@ TEST_CASE("optimiser arguments are checked") {
     auto nonleaf = p * 2.0;
     CHECK_THROWS_WITH_AS(SGD<double>({nonleaf}, {}), doctest::Contains("leaf"), Error);
 }
+
+TEST_CASE("Module::zero_grad drops frozen layers' gradients; train_only sets the trainable set whatever came before") {
+    Generator gen(4);
+    nn::CoeffAttention<double> attn(8, 2, gen);
+    const auto x = Tensor<double>::randn({1, 3, 8}, gen);
+    sum(attn(x)).backward();
+    attn.set_requires_grad(false);  // frozen after a backward: the gradients are still there
+    CHECK(attn.alpha.grad().defined());
+    attn.zero_grad();
+    for (const auto& [name, p] : attn.named_parameters()) {
+        CAPTURE(name);
+        CHECK_FALSE(p.grad().defined());
+    }
+    // Whatever was trainable before, exactly the named ones are after.
+    attn.set_requires_grad(true);
+    CHECK(attn.train_only({"coeff_alpha", "*.bias"}) == 4 + 4 * 8);
+    for (const auto& [name, p] : attn.named_parameters()) {
+        CAPTURE(name);
+        CHECK(p.requires_grad() == (name == "coeff_alpha" || name.ends_with(".bias")));
+    }
+    CHECK_THROWS_WITH_AS(attn.train_only({"coeff_alpha", "query.wieght"}),
+                         doctest::Contains("Module::train_only: 'query.wieght' names no parameter"), Error);
+}

@@ -200,6 +200,21 @@ TEST_CASE("safetensors: round trip of every storage type, shapes [] and [0, 4], 
     CHECK(again.to_bytes() == std::string(reinterpret_cast<const char*>(file.data()), file.size()));
 }
 
+TEST_CASE("safetensors: the writer keeps what a tensor held at add(), contiguous or strided") {
+    // The trap: a contiguous tensor was kept by reference and a strided one copied, so what was
+    // written depended on the layout and on writes made after add().
+    auto a = Tensor<float>::from({1, 2, 3, 4}, {2, 2});
+    auto b = Tensor<float>::from({1, 2, 3, 4}, {2, 2});
+    SafeTensorsWriter w;
+    w.add("contiguous", a);
+    w.add("strided", b.mT());
+    a.fill_(0.0f);
+    b.fill_(0.0f);
+    const SafeTensors st = SafeTensors::from_bytes(w.to_bytes(), "snapshot");
+    CHECK(st.get<float>("contiguous").to_vector() == std::vector<float>{1, 2, 3, 4});
+    CHECK(st.get<float>("strided").to_vector() == std::vector<float>{1, 3, 2, 4});
+}
+
 TEST_CASE("safetensors: names and metadata with characters JSON escapes round-trip") {
     const std::string odd = std::string("a\"b\\c\n\t\x01\x7f/") + "\xc3\xa9\xf0\x9f\x98\x80" + std::string(1, '\0') + "z";
     SafeTensorsWriter w;

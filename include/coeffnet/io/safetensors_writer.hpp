@@ -35,12 +35,12 @@ namespace coeffnet::io {
 
 class SafeTensorsWriter {
 public:
-    // Adds the tensor's current data (no copy: the writer holds the storage, so later writes to
-    // the tensor show in the file). Names are UTF-8, unique and not "__metadata__".
+    // Adds a snapshot of the tensor's data as it is now (a copy, whatever its strides: later
+    // writes to the tensor do not reach the file). Names are UTF-8, unique and not "__metadata__".
     template <class T>
     void add(std::string name, const Tensor<T>& t) {
         if (!t.defined()) fail("SafeTensorsWriter: tensor ", quote_name(name), " is undefined");
-        const Tensor<T> c = t.detach().contiguous();
+        const Tensor<T> c = t.detach().clone();
         const auto n = static_cast<uint64_t>(c.numel()) * sizeof(T);
         std::shared_ptr<const std::byte> data(c.impl()->data, reinterpret_cast<const std::byte*>(c.data()));
         push(std::move(name), dtype_of<T>(), c.shape(), std::move(data), n);

@@ -80,6 +80,37 @@ public:
     void set_requires_grad(bool on) {
         for (auto& p : parameters()) p.set_requires_grad(on);
     }
+    // Drops every parameter's gradient, frozen ones included (PyTorch's zero_grad with
+    // set_to_none): a layer frozen after a backward keeps no stale gradient.
+    void zero_grad() {
+        for (auto& p : parameters()) p.zero_grad();
+    }
+    // Trains exactly the parameters that `patterns` name and freezes the rest, whatever was set
+    // before. A pattern matches a dotted parameter name equal to it, the parameters of a module
+    // it names ("classifier" matches "classifier.weight"), or, written "*.suffix", every name
+    // ending in ".suffix" ("*.coeff_alpha"). A pattern that matches nothing throws naming it.
+    // Returns the number of trainable parameters (elements).
+    int64_t train_only(const std::vector<std::string>& patterns) {
+        auto matches = [](const std::string& pat, const std::string& name) {
+            if (pat.size() > 2 && pat.compare(0, 2, "*.") == 0)
+                return name.size() >= pat.size() - 1 && name.compare(name.size() - (pat.size() - 1), pat.size() - 1, pat, 1) == 0;
+            return name == pat || (name.size() > pat.size() && name.compare(0, pat.size(), pat) == 0 && name[pat.size()] == '.');
+        };
+        const auto params = named_parameters();
+        std::vector<bool> used(patterns.size(), false);
+        int64_t n = 0;
+        for (auto [name, p] : params) {
+            bool on = false;
+            for (size_t i = 0; i < patterns.size(); ++i)
+                if (matches(patterns[i], name)) on = used[i] = true;
+            p.set_requires_grad(on);
+            if (on) n += p.numel();
+        }
+        for (size_t i = 0; i < patterns.size(); ++i)
+            check(used[i], "Module::train_only: '", patterns[i], "' names no parameter (", params.size(),
+                  " parameters, e.g. '", params.empty() ? std::string() : params.front().first, "')");
+        return n;
+    }
     void train(bool on = true) {
         training_ = on;
         for (auto& [name, m] : children_) m->train(on);
