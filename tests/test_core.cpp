@@ -2,7 +2,9 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <limits>
+#include <string>
 
 #include <coeffnet/coeffnet.hpp>
 
@@ -101,4 +103,24 @@ TEST_CASE("errors are coeffnet::Error with the message built from parts") {
     } catch (const Error& e) {
         CHECK(std::string(e.what()) == "op: [2, 3] vs 4");
     }
+}
+
+TEST_CASE("threads: COEFFNET_NUM_THREADS is read and checked, set_num_threads sets the count") {
+    const char* before = std::getenv("COEFFNET_NUM_THREADS");
+    const std::string saved = before ? before : "";
+    ::setenv("COEFFNET_NUM_THREADS", "3", 1);
+    CHECK(env_num_threads() == 3);
+    ::setenv("COEFFNET_NUM_THREADS", "", 1);
+    CHECK(env_num_threads() == 0);
+    for (const char* bad : {"0", "two", "3x", "-1", "99999"}) {
+        ::setenv("COEFFNET_NUM_THREADS", bad, 1);
+        CHECK_THROWS_WITH_AS(env_num_threads(), doctest::Contains("COEFFNET_NUM_THREADS: expected a whole number"), Error);
+    }
+    if (before) ::setenv("COEFFNET_NUM_THREADS", saved.c_str(), 1);
+    else ::unsetenv("COEFFNET_NUM_THREADS");
+    const int had = num_threads();
+    set_num_threads(1);
+    CHECK(num_threads() == 1);
+    set_num_threads(had);
+    CHECK(num_threads() == had);
 }

@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+
+#include "error.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -10,19 +13,42 @@
 
 namespace coeffnet {
 
-inline int num_threads() {
-#ifdef _OPENMP
-    return omp_in_parallel() ? 1 : omp_get_max_threads();
-#else
-    return 1;
-#endif
+// The COEFFNET_NUM_THREADS environment variable: the thread count it asks for, or 0 when it is
+// unset or empty. Anything but a whole number from 1 to 4096 throws naming the variable.
+inline int env_num_threads() {
+    const char* s = std::getenv("COEFFNET_NUM_THREADS");
+    if (s == nullptr || *s == '\0') return 0;
+    char* end = nullptr;
+    const long v = std::strtol(s, &end, 10);
+    check(*end == '\0' && v >= 1 && v <= 4096, "COEFFNET_NUM_THREADS: expected a whole number from 1 to 4096, got '",
+          s, "'");
+    return static_cast<int>(v);
 }
 
+// Sets how many threads coeffnet's loops and Eigen's GEMM use from now on (on this thread's
+// OpenMP team; 1 runs everything on the calling thread). Without OpenMP it does nothing.
 inline void set_num_threads(int n) {
 #ifdef _OPENMP
     omp_set_num_threads(std::max(1, n));
 #else
     (void)n;
+#endif
+}
+
+// The threads a loop may use: 1 inside a parallel region or without OpenMP; else OpenMP's
+// count, which is every core it sees (or OMP_NUM_THREADS) unless COEFFNET_NUM_THREADS (read at
+// the first call) or set_num_threads said otherwise.
+inline int num_threads() {
+#ifdef _OPENMP
+    static const bool from_env = [] {
+        const int n = env_num_threads();
+        if (n > 0) set_num_threads(n);
+        return n > 0;
+    }();
+    (void)from_env;
+    return omp_in_parallel() ? 1 : omp_get_max_threads();
+#else
+    return 1;
 #endif
 }
 
