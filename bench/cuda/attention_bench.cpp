@@ -415,7 +415,10 @@ void run_shape(const char* prog, const Shape4& s, const Options& opt, bench::Jso
         check["ok"] = passed;
         std::printf("%-8s B=%lld H=%lld N=%lld d=%lld %s %s: check %s\n", s.name.c_str(), static_cast<long long>(s.B),
                     static_cast<long long>(s.H), static_cast<long long>(s.N), static_cast<long long>(s.d), dtype,
-                    path.c_str(), passed ? "ok" : ("FAILED " + check.dump()).c_str());
+                    path.c_str(),
+                    passed ? "ok"
+                    : path == "materialised" ? ("beyond tol (the baseline's own error; not gating) " + check.dump()).c_str()
+                                             : ("FAILED " + check.dump()).c_str());
         return std::pair{check, path == "materialised" || passed};
     };
 
@@ -459,7 +462,7 @@ void run_shape(const char* prog, const Shape4& s, const Options& opt, bench::Jso
                     ctx.allocator().empty_cache();
                 }
             }
-            const char* flag = check["ok"].get<bool>() ? "" : "  (check FAILED)";
+            const char* flag = check["ok"].get<bool>() ? "" : is_fused ? "  (check FAILED)" : "  (beyond tol, not gating)";
             if (r["status"] == "ok")
                 std::printf("  %-13s %-8s %10.3f ms %8.2f TFLOP/s  peak %8.1f MiB%s\n", path.c_str(), backward ? "fwd+bwd" : "fwd",
                             r["ms"].get<double>(), r["tflops"].get<double>(),
