@@ -1,7 +1,7 @@
 // bench/bench_util.hpp: what every benchmark here shares: the clock, the median, the machine's
 // description (CPU model, threads, load average), the CPU timing loop, and the JSON record kept
 // on disk case by case (JsonLog; the CUDA benches in bench/cuda/ use it through bench_cuda.hpp,
-// and tests/test_bench_json.cpp tests it on the CPU).
+// and tests/test_bench.cpp tests it on the CPU).
 //
 // Timing (time_calls): f() has already run once (the correctness check). One more call sizes a
 // rep; a warm-up of about half a rep follows; then `reps` timed reps, each a batch of calls

@@ -17,7 +17,8 @@
 // Inputs: q, k, v, dout ~ N(0, 1) and alpha ~ N(0, 0.3^2) from cb::filled_randn (bench_cuda.hpp):
 // a 65537-element pattern drawn on the host and tiled on the device, so no host draw of whole
 // tensors and no copy back of the inputs (the host keeps the rounded pattern).
-// Check, per path, before it is timed: against an fp64 CPU reference computed from the stored
+// Check, per path, before it is timed: against an fp64 CPU reference (attention_reference.hpp,
+// itself tested against the CPU op's autograd in tests/test_bench.cpp) computed from the stored
 // (rounded) inputs, never against the bf16 materialised path (which rounds S to bf16, putting P
 // entries about 1.6% off at ViT shapes). out and dq on 8 sampled query rows of batch item 0 and
 // the same rows of the last item, every head (a row's out and dq depend on dout only at that row,
@@ -36,9 +37,10 @@
 // Timing: cudaEvents on the context stream, after one warm-up call; the median of up to --reps
 // calls, fewer when one call is long (each case gets about --budget seconds; at least 1 rep).
 //
-// Measured: not yet measured on a GPU (no GPU lent as of 2026-11-29); command:
+// Measured: not yet measured on a GPU (no GPU lent as of 2026-12-06); command:
 //   ./build/bench/cuda/attention_bench --json attention_bench.json
-//   python3 bench/torch_reference.py --json torch_reference.json   (same shapes, same JSON format)
+//   python3 bench/torch_reference.py --json torch_reference.json
+//   (same shapes and result fields; that script writes its JSON once, at the end)
 //
 // Usage: attention_bench [--quick] [--json PATH] [--reps N] [--budget S] [--filter STR] [--dtype bf16|fp32] [--help]
 // Exit status: 0 ok, 1 a check failed or a CUDA error, 2 no usable GPU, 64 bad arguments.
@@ -63,6 +65,7 @@
 #include <coeffnet/cuda/runtime.hpp>
 #include <coeffnet/cuda/tensor.hpp>
 
+#include "attention_reference.hpp"
 #include "bench_cuda.hpp"
 
 using namespace coeffnet;
@@ -182,17 +185,11 @@ Materialised<T> fused(const Problem<T>& p, bool backward, bool tensor_cores = tr
     return r;
 }
 
-// ---- the check: fp64 on sampled query rows -------------------------------------------------------
+// ---- the check: fp64 on sampled query rows (attention_reference.hpp) ---------------------------
 
-// The query rows the checks sample: up to 8 distinct rows of batch item 0.
-std::vector<int64_t> sampled_rows(int64_t N) {
-    std::vector<int64_t> rows;
-    for (int64_t r = 0; r < 64 && static_cast<int64_t>(rows.size()) < std::min<int64_t>(8, N); ++r) {
-        const int64_t n = (r * int64_t{2654435761} + 17) % N;
-        if (std::find(rows.begin(), rows.end(), n) == rows.end()) rows.push_back(n);
-    }
-    return rows;
-}
+using bench::attention_ref::Reference;
+using bench::attention_ref::reference;
+using bench::attention_ref::sampled_rows;
 
 // Batch item b of a filled input, [H, N, d] in order, as stored (per: elements of one item).
 template <class T>
@@ -200,87 +197,6 @@ std::vector<float> item(const cb::Filled<T>& t, int64_t b, int64_t per) {
     std::vector<float> v(static_cast<size_t>(per));
     for (int64_t i = 0; i < per; ++i) v[static_cast<size_t>(i)] = static_cast<float>(t.at(b * per + i));
     return v;
-}
-
-// The fp64 reference, from the stored inputs of batch item 0, for the sampled query rows:
-// out and dq at those rows (neither depends on dout outside its own row, so they hold for the
-// timed problem), and dk, dv, dalpha in full for the problem whose dout is zero except at those
-// rows of item 0 (then only those rows contribute, and items 1 .. B-1 of dk and dv are zero).
-struct Reference {
-    std::vector<int64_t> rows;
-    std::vector<double> out, dq;      // [rows][H][d]
-    std::vector<double> dk, dv;       // [H][N][d], item 0
-    std::vector<double> dalpha;       // [H][H]
-};
-
-Reference reference(const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& v,
-                    const std::vector<float>& dout, const std::vector<float>& alpha, int64_t H, int64_t N, int64_t d,
-                    const std::vector<int64_t>& rows) {
-    const double scale = 1.0 / std::sqrt(static_cast<double>(d));
-    const int64_t M = N;
-    auto at = [&](int64_t h, int64_t m, int64_t x) { return static_cast<size_t>((h * N + m) * d + x); };
-    auto ap = [&](int64_t h, int64_t i) { return (h == i ? 1.0 : 0.0) + alpha[static_cast<size_t>(h * H + i)]; };
-    Reference r;
-    r.rows = rows;
-    r.out.assign(rows.size() * static_cast<size_t>(H * d), 0.0);
-    r.dq.assign(rows.size() * static_cast<size_t>(H * d), 0.0);
-    r.dk.assign(static_cast<size_t>(H * N * d), 0.0);
-    r.dv.assign(static_cast<size_t>(H * N * d), 0.0);
-    r.dalpha.assign(static_cast<size_t>(H * H), 0.0);
-    std::vector<double> P(static_cast<size_t>(H * M)), G(static_cast<size_t>(H * M)), dS(static_cast<size_t>(M));
-    for (size_t ri = 0; ri < rows.size(); ++ri) {
-        const int64_t n = rows[ri];
-        double* out = &r.out[ri * static_cast<size_t>(H * d)];
-        double* dq = &r.dq[ri * static_cast<size_t>(H * d)];
-        for (int64_t i = 0; i < H; ++i) {
-            double mx = -INFINITY;
-            for (int64_t m = 0; m < M; ++m) {
-                double s = 0, g = 0;
-                for (int64_t x = 0; x < d; ++x) {
-                    s += static_cast<double>(q[at(i, n, x)]) * k[at(i, m, x)];
-                    g += static_cast<double>(dout[at(i, n, x)]) * v[at(i, m, x)];
-                }
-                P[i * M + m] = s * scale;
-                G[i * M + m] = g;  // dPhat_i = dO_i V_i^T (head i as a target)
-                mx = std::max(mx, P[i * M + m]);
-            }
-            double sum = 0;
-            for (int64_t m = 0; m < M; ++m) sum += (P[i * M + m] = std::exp(P[i * M + m] - mx));
-            for (int64_t m = 0; m < M; ++m) P[i * M + m] /= sum;
-        }
-        for (int64_t h = 0; h < H; ++h)
-            for (int64_t m = 0; m < M; ++m) {
-                double ph = 0;
-                for (int64_t i = 0; i < H; ++i) ph += ap(h, i) * P[i * M + m];
-                for (int64_t x = 0; x < d; ++x) {
-                    out[h * d + x] += ph * v[at(h, m, x)];
-                    r.dv[at(h, m, x)] += ph * dout[at(h, n, x)];
-                }
-            }
-        for (int64_t h = 0; h < H; ++h)
-            for (int64_t i = 0; i < H; ++i) {
-                double s = 0;
-                for (int64_t m = 0; m < M; ++m) s += G[h * M + m] * P[i * M + m];
-                r.dalpha[static_cast<size_t>(h * H + i)] += s;  // no alpha dropout: dalpha = dalpha'
-            }
-        for (int64_t i = 0; i < H; ++i) {
-            double D = 0;
-            for (int64_t m = 0; m < M; ++m) {
-                double s = 0;
-                for (int64_t h = 0; h < H; ++h) s += ap(h, i) * G[h * M + m];
-                dS[m] = s;  // dP
-                D += s * P[i * M + m];
-            }
-            for (int64_t m = 0; m < M; ++m) {
-                const double ds = scale * P[i * M + m] * (dS[m] - D);
-                for (int64_t x = 0; x < d; ++x) {
-                    dq[i * d + x] += ds * k[at(i, m, x)];
-                    r.dk[at(i, m, x)] += ds * q[at(i, n, x)];
-                }
-            }
-        }
-    }
-    return r;
 }
 
 // max |got - ref| / max |ref| over what was added (infinite where got is not finite).

@@ -24,7 +24,7 @@
 // killed by a time limit keeps every case it finished; "complete" is false until every case ran
 // (bench_cuda.hpp and bench::JsonLog in bench/bench_util.hpp say what the record holds).
 //
-// Measured: not yet measured on a GPU (no GPU lent as of 2026-11-29); command:
+// Measured: not yet measured on a GPU (no GPU lent as of 2026-12-06); command:
 //   ./build/bench/cuda/gemm_bench --json gemm_bench.json
 //
 // Usage: gemm_bench [--quick] [--json PATH] [--reps N] [--filter STR] [--help]

@@ -35,7 +35,7 @@
 // killed by a time limit keeps every case it finished; "complete" is false until every case ran
 // (bench_cuda.hpp and bench::JsonLog in bench/bench_util.hpp say what the record holds).
 //
-// Measured: not yet (no GPU lent, 2026-11-29); measure with: ./build-gpu/bench/cuda/kernels_bench --json out.json
+// Measured: not yet (no GPU lent as of 2026-12-06); measure with: ./build-gpu/bench/cuda/kernels_bench --json out.json
 //
 // Usage: kernels_bench [--quick] [--json PATH] [--reps N] [--filter STR] [--help]
 // Exit status: 0 ok, 1 a check failed or a CUDA error, 2 no usable GPU, 64 bad arguments.
