@@ -25,8 +25,10 @@
 // so this is the timed problem); then dk, dv (every batch item: items other than 0 must be zero)
 // and dalpha in full from a second fwd+bwd whose dout is zero except at item 0's sampled rows,
 // where only those rows contribute. Relative error: max |got - ref| / max |ref| per tensor;
-// tolerance fp32 1e-3, bf16 3e-2. The materialised path gets the out/dq check too, recorded but
-// not gating the exit status (it is the baseline, bf16 maps and all).
+// tolerance fp32 1e-3, bf16 3e-2. The host reference takes, per shape and item, 0.02 s
+// (vit_b16), 0.3 s (sdxl) and 4.6 s (long) on one thread of the project's 2-core build machine
+// while other builds ran (2026-12-06, -O3). The materialised path gets the out/dq check too,
+// recorded but not gating the exit status (it is the baseline, bf16 maps and all).
 // Every path is timed whatever its check said: each result carries its path's check ("check":
 // {"out", "dq", "dk", "dv", "dalpha", "tol", "ok", ...}), and a failed fused check still makes
 // "ok" false and the exit status 1. A path that runs out of device memory is recorded as "oom";
