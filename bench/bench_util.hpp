@@ -1,5 +1,7 @@
-// bench/bench_util.hpp: what every CPU benchmark here shares: the clock, the median, the
-// machine's description (CPU model, threads, load average) and the timing loop.
+// bench/bench_util.hpp: what every benchmark here shares: the clock, the median, the machine's
+// description (CPU model, threads, load average), the CPU timing loop, and the JSON record kept
+// on disk case by case (JsonLog; the CUDA benches in bench/cuda/ use it through bench_cuda.hpp,
+// and tests/test_bench.cpp tests it on the CPU).
 //
 // Timing (time_calls): f() has already run once (the correctness check). One more call sizes a
 // rep; a warm-up of about half a rep follows; then `reps` timed reps, each a batch of calls
@@ -11,10 +13,15 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <ctime>
 #include <fstream>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -92,5 +99,96 @@ inline Timing time_calls(const std::function<void()>& f, const TimingConfig& cfg
     t.reps = cfg.reps;
     return t;
 }
+
+// ---- the JSON record, on disk after every case ------------------------------------------------
+
+// Now in UTC, as 2026-11-29T12:00:00Z.
+inline std::string utc_now() {
+    const std::time_t now = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    char date[32];
+    std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return date;
+}
+
+// Writes j to path.tmp, then renames that over path. rename() within a directory replaces path
+// atomically, so whoever reads path (or finds it after the writer was killed at any moment)
+// sees either the previous whole file or the new whole file, never a part of one; a kill during
+// the write leaves a partial path.tmp beside it. False when either step fails.
+template <class Json>
+bool write_json_atomic(const std::string& path, const Json& j) {
+    const std::string tmp = path + ".tmp";
+    {
+        std::ofstream f(tmp, std::ios::trunc);
+        if (!f) return false;
+        f << j.dump(2) << "\n";
+        f.close();
+        if (!f) return false;
+    }
+    return std::rename(tmp.c_str(), path.c_str()) == 0;
+}
+
+// A benchmark's JSON record that is rewritten (write_json_atomic) after every case, so a run
+// stopped at any point (a time limit on a borrowed GPU, a crash, a kill) leaves every case it
+// finished on disk as one valid JSON object:
+//   the head's fields (what the bench says about the run: name, device, date, flags, ...),
+//   "complete"   false until finish(..., true): the run got through all its cases,
+//   "ok"         no check has failed and no case has errored so far (at finish: in the whole run),
+//   "cases_done" the number of entries in "results",
+//   "updated"    when the file was last written (UTC),
+//   "error"      (only after finish with one) why the run ended early,
+//   "results"    one entry per finished case, in the order they ran.
+// With an empty path nothing is written; the record is still kept (doc()).
+class JsonLog {
+public:
+    JsonLog() = default;
+    JsonLog(std::string path, nlohmann::json head) : path_(std::move(path)), doc_(std::move(head)) {
+        doc_["complete"] = false;
+        doc_["ok"] = true;
+        doc_["cases_done"] = 0;
+        doc_["results"] = nlohmann::json::array();
+    }
+
+    // Writes the record with no case in it yet: a path that cannot be written fails here,
+    // before any case has run. False on a write failure.
+    bool start() { return write(); }
+
+    // Appends one finished case (ok: its checks passed and it did not error) and rewrites the file.
+    bool add(nlohmann::json result, bool ok = true) {
+        doc_["results"].push_back(std::move(result));
+        doc_["cases_done"] = doc_["results"].size();
+        if (!ok) doc_["ok"] = false;
+        return write();
+    }
+
+    // The last write: complete says whether every case ran; error (non-empty) why not.
+    bool finish(bool ok, bool complete, const std::string& error = "") {
+        if (!ok) doc_["ok"] = false;
+        doc_["complete"] = complete;
+        if (!error.empty()) doc_["error"] = error;
+        return write();
+    }
+
+    bool ok() const { return doc_["ok"].get<bool>(); }
+    const std::string& path() const { return path_; }
+    // True when any write so far has failed (the file on disk is then older than the record).
+    bool write_failed() const { return write_failed_; }
+    const nlohmann::json& doc() const { return doc_; }
+    nlohmann::json& head() { return doc_; }  // to add fields before start()
+
+private:
+    bool write() {
+        if (path_.empty()) return true;
+        doc_["updated"] = utc_now();
+        const bool w = write_json_atomic(path_, doc_);
+        if (!w) write_failed_ = true;
+        return w;
+    }
+
+    std::string path_;
+    nlohmann::json doc_;
+    bool write_failed_ = false;
+};
 
 }  // namespace bench

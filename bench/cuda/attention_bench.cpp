@@ -14,19 +14,35 @@
 //
 // Paths: fused (pass 2 of the forward on tensor cores for bf16), fused_simt (bf16 only: every kernel
 // SIMT, variant 1 of kernels/coeff_attention.cuh), materialised.
-// Each result is checked before it is timed: the fused path against the materialised one where
-// the latter fits (out, dq, dk, dv, dalpha; max abs difference over max abs reference), and at
-// N = 16384 on 8 sampled query rows of batch item 0 (every head) against an fp64 CPU reference
-// computed from the stored (rounded) inputs (out and dq; the SIMT variant's out against the
-// tensor-core one's everywhere). A path that runs out of device memory
-// is recorded as "oom"; the materialised path is "skipped" up front when its estimated memory
-// exceeds the free memory.
+// Inputs: q, k, v, dout ~ N(0, 1) and alpha ~ N(0, 0.3^2) from cb::filled_randn (bench_cuda.hpp):
+// a 65537-element pattern drawn on the host and tiled on the device, so no host draw of whole
+// tensors and no copy back of the inputs (the host keeps the rounded pattern).
+// Check, per path, before it is timed: against an fp64 CPU reference (attention_reference.hpp,
+// itself tested against the CPU op's autograd in tests/test_bench.cpp) computed from the stored
+// (rounded) inputs, never against the bf16 materialised path (which rounds S to bf16, putting P
+// entries about 1.6% off at ViT shapes). out and dq on 8 sampled query rows of batch item 0 and
+// the same rows of the last item, every head (a row's out and dq depend on dout only at that row,
+// so this is the timed problem); then dk, dv (every batch item: items other than 0 must be zero)
+// and dalpha in full from a second fwd+bwd whose dout is zero except at item 0's sampled rows,
+// where only those rows contribute. Relative error: max |got - ref| / max |ref| per tensor;
+// tolerance fp32 1e-3, bf16 3e-2. The host reference takes, per shape and item, 0.02 s
+// (vit_b16), 0.3 s (sdxl) and 4.6 s (long) on one thread of the project's 2-core build machine
+// while other builds ran (2026-12-06, -O3). The materialised path gets the out/dq check too,
+// recorded but not gating the exit status (it is the baseline, bf16 maps and all).
+// Every path is timed whatever its check said: each result carries its path's check ("check":
+// {"out", "dq", "dk", "dv", "dalpha", "tol", "ok", ...}), and a failed fused check still makes
+// "ok" false and the exit status 1. A path that runs out of device memory is recorded as "oom";
+// the materialised path is "skipped" up front when its estimated memory exceeds the free memory.
+// JSON (--json PATH): rewritten after every result (PATH.tmp, then renamed over PATH), so a run
+// killed by a time limit keeps every result it finished; "complete" is false until every shape
+// ran (bench_cuda.hpp and bench::JsonLog in bench/bench_util.hpp say what the record holds).
 // Timing: cudaEvents on the context stream, after one warm-up call; the median of up to --reps
 // calls, fewer when one call is long (each case gets about --budget seconds; at least 1 rep).
 //
-// Measured: not yet measured on a GPU (no GPU lent as of 2026-11-29); command:
+// Measured: not yet measured on a GPU (no GPU lent as of 2026-12-06); command:
 //   ./build/bench/cuda/attention_bench --json attention_bench.json
-//   python3 bench/torch_reference.py --json torch_reference.json   (same shapes, same JSON format)
+//   python3 bench/torch_reference.py --json torch_reference.json
+//   (same shapes and result fields; that script writes its JSON once, at the end)
 //
 // Usage: attention_bench [--quick] [--json PATH] [--reps N] [--budget S] [--filter STR] [--dtype bf16|fp32] [--help]
 // Exit status: 0 ok, 1 a check failed or a CUDA error, 2 no usable GPU, 64 bad arguments.
@@ -38,6 +54,8 @@
 #include <cstdlib>
 #include <functional>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -49,6 +67,7 @@
 #include <coeffnet/cuda/runtime.hpp>
 #include <coeffnet/cuda/tensor.hpp>
 
+#include "attention_reference.hpp"
 #include "bench_cuda.hpp"
 
 using namespace coeffnet;
@@ -79,7 +98,7 @@ struct Options : cb::Options {
 constexpr const char* kUsage =
         "attention_bench: fused vs materialised coefficient attention on the GPU (fwd and fwd+bwd)\n"
         "  --quick        vit_b16 and sd15 only, at most 3 reps\n"
-        "  --json PATH    write the results as JSON (written to PATH.tmp, then renamed)\n"
+        "  --json PATH    write the results as JSON, rewritten after each result (PATH.tmp, then renamed)\n"
         "  --reps N       timed calls per case at most (median reported; default 10)\n"
         "  --budget S     seconds of timed calls per case (default 3; at least one call)\n"
         "  --filter STR   only shapes whose name contains STR\n"
@@ -101,18 +120,6 @@ double median_ms(const std::function<void()>& f, int reps, double budget) {
     std::vector<double> t;
     for (int r = 0; r < n; ++r) t.push_back(ev.ms_per_call(f));
     return cb::middle(std::move(t));
-}
-
-// max |a - b| / max |b| over all elements.
-double rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
-    if (a.size() != b.size()) return INFINITY;
-    double diff = 0, mag = 0;
-    for (size_t i = 0; i < a.size(); ++i) {
-        if (std::isnan(a[i]) != std::isnan(b[i])) return INFINITY;
-        diff = std::max(diff, std::abs(static_cast<double>(a[i]) - b[i]));
-        mag = std::max(mag, std::abs(static_cast<double>(b[i])));
-    }
-    return mag > 0 ? diff / mag : diff;
 }
 
 template <class T>
@@ -180,58 +187,61 @@ Materialised<T> fused(const Problem<T>& p, bool backward, bool tensor_cores = tr
     return r;
 }
 
-// fp64 reference of out and dq for query row n of batch item 0, every head, from the stored inputs.
-struct RowRef {
-    std::vector<double> out, dq;  // [H][d]
+// ---- the check: fp64 on sampled query rows (attention_reference.hpp) ---------------------------
+
+using bench::attention_ref::Reference;
+using bench::attention_ref::reference;
+using bench::attention_ref::sampled_rows;
+
+// Batch item b of a filled input, [H, N, d] in order, as stored (per: elements of one item).
+template <class T>
+std::vector<float> item(const cb::Filled<T>& t, int64_t b, int64_t per) {
+    std::vector<float> v(static_cast<size_t>(per));
+    for (int64_t i = 0; i < per; ++i) v[static_cast<size_t>(i)] = static_cast<float>(t.at(b * per + i));
+    return v;
+}
+
+// max |got - ref| / max |ref| over what was added (infinite where got is not finite).
+struct RelErr {
+    double diff = 0, mag = 0;
+    void add(double got, double ref) {
+        diff = std::isfinite(got) ? std::max(diff, std::abs(got - ref)) : INFINITY;
+        mag = std::max(mag, std::abs(ref));
+    }
+    double value() const { return mag > 0 ? diff / mag : diff; }
 };
-RowRef reference_row(const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& v,
-                     const std::vector<float>& dout, const std::vector<float>& alpha, int64_t H, int64_t N, int64_t d,
-                     int64_t n) {
-    const double scale = 1.0 / std::sqrt(static_cast<double>(d));
-    const int64_t M = N;
-    std::vector<double> P(static_cast<size_t>(H * M)), G(static_cast<size_t>(H * M));
-    for (int64_t i = 0; i < H; ++i) {
-        double mx = -INFINITY;
-        for (int64_t m = 0; m < M; ++m) {
-            double s = 0;
-            for (int64_t x = 0; x < d; ++x) s += static_cast<double>(q[((i * N) + n) * d + x]) * k[((i * M) + m) * d + x];
-            P[i * M + m] = s * scale;
-            mx = std::max(mx, P[i * M + m]);
+
+// out and dq of r at the sampled rows of batch item b against the reference (computed for item b).
+template <class T>
+void check_rows(const Materialised<T>& r, const Reference& ref, int64_t b, int64_t H, int64_t N, int64_t d, RelErr& e_out,
+                RelErr& e_dq) {
+    for (size_t ri = 0; ri < ref.rows.size(); ++ri)
+        for (int64_t h = 0; h < H; ++h) {
+            const int64_t first = ((b * H + h) * N + ref.rows[ri]) * d;
+            const auto out = cb::fetch(r.out, first, d), dq = cb::fetch(r.dq, first, d);
+            for (int64_t x = 0; x < d; ++x) {
+                const size_t k = ri * static_cast<size_t>(H * d) + static_cast<size_t>(h * d + x);
+                e_out.add(out[static_cast<size_t>(x)], ref.out[k]);
+                e_dq.add(dq[static_cast<size_t>(x)], ref.dq[k]);
+            }
         }
-        double sum = 0;
-        for (int64_t m = 0; m < M; ++m) sum += (P[i * M + m] = std::exp(P[i * M + m] - mx));
-        for (int64_t m = 0; m < M; ++m) P[i * M + m] /= sum;
-        for (int64_t m = 0; m < M; ++m) {  // dPhat_i = dO_i V_i^T (head i as a target)
-            double s = 0;
-            for (int64_t x = 0; x < d; ++x) s += static_cast<double>(dout[((i * N) + n) * d + x]) * v[((i * M) + m) * d + x];
-            G[i * M + m] = s;
-        }
-    }
-    auto ap = [&](int64_t h, int64_t i) { return (h == i ? 1.0 : 0.0) + alpha[h * H + i]; };
-    RowRef r;
-    r.out.assign(static_cast<size_t>(H * d), 0.0);
-    r.dq.assign(static_cast<size_t>(H * d), 0.0);
-    for (int64_t h = 0; h < H; ++h)
-        for (int64_t m = 0; m < M; ++m) {
-            double ph = 0;
-            for (int64_t i = 0; i < H; ++i) ph += ap(h, i) * P[i * M + m];
-            for (int64_t x = 0; x < d; ++x) r.out[h * d + x] += ph * v[((h * M) + m) * d + x];
-        }
-    for (int64_t i = 0; i < H; ++i) {
-        std::vector<double> dP(static_cast<size_t>(M));
-        double D = 0;
-        for (int64_t m = 0; m < M; ++m) {
-            double s = 0;
-            for (int64_t h = 0; h < H; ++h) s += ap(h, i) * G[h * M + m];
-            dP[m] = s;
-            D += s * P[i * M + m];
-        }
-        for (int64_t m = 0; m < M; ++m) {
-            const double ds = scale * P[i * M + m] * (dP[m] - D);
-            for (int64_t x = 0; x < d; ++x) r.dq[i * d + x] += ds * k[((i * M) + m) * d + x];
-        }
-    }
-    return r;
+}
+
+// dk, dv (every batch item) and dalpha of r, run on the sparse dout, against the reference.
+template <class T>
+void check_sparse(const Materialised<T>& r, const Reference& ref, nlohmann::json& check) {
+    auto whole = [&](const cu::DeviceTensor<T>& t, const std::vector<double>& item0_ref) {
+        const std::vector<float> got = t.to_host_float().to_vector();
+        RelErr e;
+        for (size_t i = 0; i < got.size(); ++i) e.add(got[i], i < item0_ref.size() ? item0_ref[i] : 0.0);
+        return e.value();
+    };
+    check["dk"] = whole(r.dk, ref.dk);
+    check["dv"] = whole(r.dv, ref.dv);
+    const std::vector<float> da = r.dalpha.to_host().to_vector();
+    RelErr e;
+    for (size_t i = 0; i < da.size(); ++i) e.add(da[i], ref.dalpha[i]);
+    check["dalpha"] = e.value();
 }
 
 struct Memory {
@@ -252,18 +262,37 @@ bool is_oom(const std::exception& e) {
 }
 
 template <class T>
-void run_shape(const Shape4& s, const Options& opt, nlohmann::json& results, bool& ok) {
+void run_shape(const char* prog, const Shape4& s, const Options& opt, bench::JsonLog& log) {
     const char* dtype = std::is_same_v<T, float> ? "float32" : "bfloat16";
-    Generator gen(2026);
-    Problem<T> p;
-    p.q = cu::DeviceTensor<T>::from_host(Tensor<float>::randn({s.B, s.H, s.N, s.d}, gen));
-    p.k = cu::DeviceTensor<T>::from_host(Tensor<float>::randn({s.B, s.H, s.N, s.d}, gen));
-    p.v = cu::DeviceTensor<T>::from_host(Tensor<float>::randn({s.B, s.H, s.N, s.d}, gen));
-    p.dout = cu::DeviceTensor<T>::from_host(Tensor<float>::randn({s.B, s.H, s.N, s.d}, gen));
-    const Tensor<float> alpha_host = Tensor<float>::randn({s.H, s.H}, gen, 0.0, 0.3);
-    p.alpha = cu::DeviceTensor<float>::from_host(alpha_host);
+    const int64_t per = s.H * s.N * s.d;  // elements of one batch item
+    const auto q = cb::filled_randn<T>({s.B, s.H, s.N, s.d}, 1), k = cb::filled_randn<T>({s.B, s.H, s.N, s.d}, 2);
+    const auto v = cb::filled_randn<T>({s.B, s.H, s.N, s.d}, 3), dout = cb::filled_randn<T>({s.B, s.H, s.N, s.d}, 4);
+    const auto alpha = cb::filled_randn<float>({s.H, s.H}, 5, 0.0, 0.3);
+    Problem<T> p{q.dev, k.dev, v.dev, dout.dev, alpha.dev};
     cu::Context& ctx = cu::Context::get();
+
+    // dout zero except at the sampled query rows of item 0 (every head), there equal to dout.
+    const std::vector<int64_t> rows = sampled_rows(s.N);
+    Problem<T> sparse = p;
+    sparse.dout = cu::DeviceTensor<T>::zeros({s.B, s.H, s.N, s.d});
+    for (int64_t n : rows)
+        for (int64_t h = 0; h < s.H; ++h)
+            cu::copy_device_to_device(sparse.dout.data() + (h * s.N + n) * s.d, p.dout.data() + (h * s.N + n) * s.d,
+                                      static_cast<size_t>(s.d) * sizeof(T));
     ctx.synchronize();
+    const Reference ref = reference(item(q, 0, per), item(k, 0, per), item(v, 0, per), item(dout, 0, per), alpha.pattern,
+                                    s.H, s.N, s.d, rows);
+    // The same rows of the last batch item (out and dq only), so a batch offset error shows.
+    const int64_t last = s.B - 1;
+    const Reference ref_last = last == 0 ? Reference{} : reference(item(q, last, per), item(k, last, per), item(v, last, per),
+                                                                   item(dout, last, per), alpha.pattern, s.H, s.N, s.d, rows);
+    auto check_both_items = [&](const Materialised<T>& r, nlohmann::json& check) {
+        RelErr e_out, e_dq;
+        check_rows(r, ref, 0, s.H, s.N, s.d, e_out, e_dq);
+        if (last > 0) check_rows(r, ref_last, last, s.H, s.N, s.d, e_out, e_dq);
+        check["out"] = e_out.value();
+        check["dq"] = e_dq.value();
+    };
 
     // The materialised path holds ~5 maps of B*H*N*N elements at once in its backward.
     const double map_bytes = static_cast<double>(s.B * s.H) * static_cast<double>(s.N) * static_cast<double>(s.N) * sizeof(T);
@@ -271,86 +300,63 @@ void run_shape(const Shape4& s, const Options& opt, nlohmann::json& results, boo
     COEFFNET_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
     const bool mat_fits = 5.0 * map_bytes < 0.9 * static_cast<double>(free_b);
 
-    // ---- checks --------------------------------------------------------------------------
-    // At N = 16384 (or where the materialised path does not fit) against fp64 on sampled rows.
-    const bool sampled = s.N >= 16384 || !mat_fits;
-    nlohmann::json check = {{"against", sampled ? "fp64 CPU, 8 sampled query rows of item 0" : "materialised"}};
+    // ---- checks, one per path ------------------------------------------------------------
     const double tol = std::is_same_v<T, float> ? 1e-3 : 3e-2;
-    bool checked = true;
-    try {
-        Materialised<T> f = fused(p, true);
-        if (!std::is_same_v<T, float>) {  // the SIMT pass 2 against the tensor-core one
-            const double e = rel_diff(fused(p, false, false).out.to_host_float().to_vector(), f.out.to_host_float().to_vector());
-            check["out_simt_vs_tc"] = e;
-            checked = checked && e <= tol;
-        }
-        if (!sampled) {
-            Materialised<T> m = materialised(p, true);
-            auto cmp = [&](const char* name, const auto& a, const auto& b) {
-                const double e = rel_diff(a.to_host_float().to_vector(), b.to_host_float().to_vector());
-                check[name] = e;
-                checked = checked && e <= tol;
-            };
-            cmp("out", f.out, m.out);
-            cmp("dq", f.dq, m.dq);
-            cmp("dk", f.dk, m.dk);
-            cmp("dv", f.dv, m.dv);
-            const double e = rel_diff(f.dalpha.to_host().to_vector(), m.dalpha.to_host().to_vector());
-            check["dalpha"] = e;
-            checked = checked && e <= tol;
-        } else {
-            const int64_t per = s.H * s.N * s.d;  // batch item 0
-            auto item0 = [&](const cu::DeviceTensor<T>& t) {
-                std::vector<float> all = t.to_host_float().to_vector();
-                return std::vector<float>(all.begin(), all.begin() + per);
-            };
-            const auto q = item0(p.q), k = item0(p.k), v = item0(p.v), dout = item0(p.dout);
-            const auto out = item0(f.out), dq = item0(f.dq);
-            const auto alpha = alpha_host.to_vector();
-            double e_out = 0, e_dq = 0, m_out = 0, m_dq = 0;
-            for (int r = 0; r < 8; ++r) {
-                const int64_t n = (static_cast<int64_t>(r) * 2654435761LL + 17) % s.N;
-                const RowRef ref = reference_row(q, k, v, dout, alpha, s.H, s.N, s.d, n);
-                for (int64_t h = 0; h < s.H; ++h)
-                    for (int64_t x = 0; x < s.d; ++x) {
-                        const size_t gi = static_cast<size_t>((h * s.N + n) * s.d + x), ri = static_cast<size_t>(h * s.d + x);
-                        e_out = std::max(e_out, std::abs(out[gi] - ref.out[ri]));
-                        e_dq = std::max(e_dq, std::abs(dq[gi] - ref.dq[ri]));
-                        m_out = std::max(m_out, std::abs(ref.out[ri]));
-                        m_dq = std::max(m_dq, std::abs(ref.dq[ri]));
-                    }
+    const std::string rows_of = std::to_string(rows.size()) + " sampled query rows of batch item 0" +
+                                (last > 0 ? " and of item " + std::to_string(last) : std::string());
+    const std::string against = "fp64 CPU: out, dq on " + rows_of +
+                                "; dk, dv (every item), dalpha with dout zero but for item 0's sampled rows";
+    auto check_path = [&](const std::string& path) {
+        nlohmann::json check = {{"against", against}, {"tol", tol}};
+        bool passed = true;
+        try {
+            if (path == "materialised") {  // the baseline's own error; it does not gate the exit status
+                check["against"] = "fp64 CPU: out, dq on " + rows_of;
+                check["gates_exit_status"] = false;
+                if (!mat_fits) {
+                    check["status"] = "skipped";
+                    return std::pair{check, true};
+                }
+                check_both_items(materialised(p, true), check);
+                passed = check["out"].get<double>() <= tol && check["dq"].get<double>() <= tol;
+            } else {
+                const bool tc = path == "fused";
+                check_both_items(fused(p, true, tc), check);
+                check_sparse(fused(sparse, true, tc), ref, check);
+                for (const char* f : {"out", "dq", "dk", "dv", "dalpha"}) passed = passed && check[f].get<double>() <= tol;
             }
-            check["out"] = m_out > 0 ? e_out / m_out : e_out;
-            check["dq"] = m_dq > 0 ? e_dq / m_dq : e_dq;
-            checked = check["out"].get<double>() <= tol && check["dq"].get<double>() <= tol;
+        } catch (const std::exception& e) {
+            check["error"] = e.what();
+            passed = false;
+            ctx.allocator().empty_cache();
         }
-    } catch (const std::exception& e) {
-        check["error"] = e.what();
-        checked = false;
-        ctx.allocator().empty_cache();
-    }
-    check["tol"] = tol;
-    check["ok"] = checked;
-    ok = ok && checked;
-    std::printf("%-8s B=%lld H=%lld N=%lld d=%lld %s: check vs %s %s\n", s.name.c_str(), static_cast<long long>(s.B),
-                static_cast<long long>(s.H), static_cast<long long>(s.N), static_cast<long long>(s.d), dtype,
-                check["against"].get<std::string>().c_str(), checked ? "ok" : ("FAILED " + check.dump()).c_str());
+        check["ok"] = passed;
+        std::printf("%-8s B=%lld H=%lld N=%lld d=%lld %s %s: check %s\n", s.name.c_str(), static_cast<long long>(s.B),
+                    static_cast<long long>(s.H), static_cast<long long>(s.N), static_cast<long long>(s.d), dtype,
+                    path.c_str(),
+                    passed ? "ok"
+                    : path == "materialised" ? ("beyond tol (the baseline's own error; not gating) " + check.dump()).c_str()
+                                             : ("FAILED " + check.dump()).c_str());
+        return std::pair{check, path == "materialised" || passed};
+    };
 
-    // ---- timing ----------------------------------------------------------------------------
+    // ---- timing, after each path's check, whatever it said -------------------------------
     // fused: the default launch (pass 2 on tensor cores for bf16); fused_simt: every kernel SIMT.
     std::vector<std::string> paths{"fused", "materialised"};
     if (!std::is_same_v<T, float>) paths.insert(paths.begin() + 1, "fused_simt");
-    for (const std::string& path : paths)
+    for (const std::string& path : paths) {
+        const std::pair<nlohmann::json, bool> checked = check_path(path);
+        const nlohmann::json& check = checked.first;
+        const bool check_ok = checked.second;
         for (bool backward : {false, true}) {
             nlohmann::json r = {{"shape", s.name}, {"B", s.B},           {"H", s.H},       {"N", s.N},
                                 {"d", s.d},        {"dtype", dtype},      {"path", path},   {"pass", backward ? "fwd+bwd" : "fwd"},
                                 {"flops", fwd_flops(s) * (backward ? 3.5 : 1.0)}, {"check", check}};
             const bool is_fused = path != "materialised", simt = path == "fused_simt";
+            bool case_ok = check_ok;
             if (!is_fused && !mat_fits) {
                 r["status"] = "skipped";
                 r["note"] = "estimated " + std::to_string(5.0 * map_bytes / 1e9) + " GB of maps exceeds free memory";
-            } else if (!checked) {
-                r["status"] = "check_failed";
             } else {
                 try {
                     ctx.synchronize();
@@ -370,20 +376,22 @@ void run_shape(const Shape4& s, const Options& opt, nlohmann::json& results, boo
                 } catch (const std::exception& e) {
                     r["status"] = is_oom(e) ? "oom" : "error";
                     r["note"] = e.what();
-                    if (!is_oom(e)) ok = false;
+                    if (!is_oom(e)) case_ok = false;
                     ctx.allocator().empty_cache();
                 }
             }
+            const char* flag = check["ok"].get<bool>() ? "" : is_fused ? "  (check FAILED)" : "  (beyond tol, not gating)";
             if (r["status"] == "ok")
-                std::printf("  %-13s %-8s %10.3f ms %8.2f TFLOP/s  peak %8.1f MiB\n", path.c_str(), backward ? "fwd+bwd" : "fwd",
+                std::printf("  %-13s %-8s %10.3f ms %8.2f TFLOP/s  peak %8.1f MiB%s\n", path.c_str(), backward ? "fwd+bwd" : "fwd",
                             r["ms"].get<double>(), r["tflops"].get<double>(),
-                            static_cast<double>(r["peak_bytes"].get<size_t>()) / 1048576.0);
+                            static_cast<double>(r["peak_bytes"].get<size_t>()) / 1048576.0, flag);
             else
-                std::printf("  %-13s %-8s %s %s\n", path.c_str(), backward ? "fwd+bwd" : "fwd", r["status"].get<std::string>().c_str(),
-                            r.value("note", std::string()).c_str());
+                std::printf("  %-13s %-8s %s %s%s\n", path.c_str(), backward ? "fwd+bwd" : "fwd", r["status"].get<std::string>().c_str(),
+                            r.value("note", std::string()).c_str(), flag);
             std::fflush(stdout);
-            results.push_back(r);
+            cb::add_case(prog, log, std::move(r), case_ok);
         }
+    }
     ctx.allocator().empty_cache();
 }
 
@@ -411,19 +419,19 @@ int main(int argc, char** argv) {
     if (!st) return cb::kExitNoGpu;
     std::printf("attention_bench on %s\n", cu::describe().c_str());
 
-    bool ok = true;
-    nlohmann::json results = nlohmann::json::array();
+    bench::JsonLog log = cb::open_log("cuda/attention_bench", *st, opt, argc, argv);
+    log.head()["device"] = cu::describe();
+    log.head()["dtype"] = opt.dtype;
+    log.head()["flop_formula"] = "fwd 4*B*H*N^2*d; fwd+bwd 3.5x that";
+    if (!cb::start_log(prog, log)) return cb::kExitFailed;
+    std::string error;
     const bool ran = cb::guarded(prog, [&] {
         for (const Shape4& s : shapes()) {
             if (opt.quick && !s.quick) continue;
             if (!opt.selected(s.name)) continue;
-            if (opt.dtype == "fp32") run_shape<float>(s, opt, results, ok);
-            else run_shape<bfloat16_t>(s, opt, results, ok);
+            if (opt.dtype == "fp32") run_shape<float>(prog, s, opt, log);
+            else run_shape<bfloat16_t>(prog, s, opt, log);
         }
-    });
-    ok = ok && ran;
-    nlohmann::json j = cb::record("cuda/attention_bench", *st, opt, ok, results);
-    j["device"] = cu::describe();
-    j["flop_formula"] = "fwd 4*B*H*N^2*d; fwd+bwd 3.5x that";
-    return cb::finish(prog, opt, ok, j);
+    }, &error);
+    return cb::finish(prog, log, ran, ran, error);
 }

@@ -1,17 +1,32 @@
 // bench/cuda/bench_cuda.hpp: what every CUDA benchmark here (bench/cuda/*.cpp) shares: the
-// command line, the no-GPU exit, cudaEvent timing, and the JSON record written via a temp file.
+// command line, the no-GPU exit, cudaEvent timing, the JSON record kept on disk case by case, and
+// inputs filled on the device from a small host draw.
 //
 // Command line: --help/-h, --quick, --json PATH, --reps N and --filter STR are parsed here; a
 // bench's own flags go to the `extra` callback of parse_args. A flag that needs a value and has
 // none, an unknown flag, or a bad value exits with status 64 and a line on stderr.
-// Exit status of every bench: 0 ok, 1 a check failed or a CUDA error, 2 no usable GPU, 64 bad arguments.
+// Exit status of every bench: 0 ok, 1 a check failed or a CUDA error (or the JSON could not be
+// written), 2 no usable GPU (nothing run, no JSON written), 64 bad arguments.
 //
 // Timing: cudaEvents recorded on the context stream around `iters` back-to-back calls; the
 // per-call time of a batch is its elapsed time / iters, and a result is the middle one of the
 // sorted batch times (the upper middle for an even count).
 //
-// JSON: one object, {"bench", "date" (UTC, ISO 8601), "device_name", "compute_capability",
-// "quick", "ok", "results"} plus what each bench adds, written to PATH.tmp and renamed to PATH.
+// JSON (--json PATH): bench::JsonLog (bench/bench_util.hpp), written to PATH.tmp and renamed to
+// PATH when the run starts (no case yet; a PATH that cannot be written stops the bench there with
+// status 1) and again after every case, so a bench killed by a time limit keeps every case it
+// finished. One object: {"bench", "date" (UTC, ISO 8601, the start), "device_name",
+// "compute_capability", "quick", "argv", "complete" (false until every case ran), "ok",
+// "cases_done", "updated", "error" (when an exception ended the run), "results"} plus what each
+// bench adds. A case's timing is recorded even when its check fails (the check's result beside
+// it); "ok" and the exit status then say a check failed.
+//
+// Inputs (filled_randn): a tensor whose element i is pattern[i % period], the pattern `period`
+// N(mean, sd) draws on the host (Generator(seed)), rounded to the storage type, uploaded once and
+// tiled on the device by doubling device-to-device copies; the host keeps the rounded pattern, so
+// a check's fp64 reference reads any input element without copying the tensor back. The period,
+// 65537, is prime, so for any row width below it the first 65537 rows start at different
+// offsets of the pattern (rows repeat only 65537 rows apart).
 #pragma once
 
 #include <algorithm>
@@ -26,8 +41,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <coeffnet/core/rng.hpp>
 #include <coeffnet/cuda/check.hpp>
 #include <coeffnet/cuda/runtime.hpp>
+#include <coeffnet/cuda/tensor.hpp>
+
+#include "../bench_util.hpp"
 
 namespace bench::cuda {
 
@@ -95,14 +114,16 @@ inline const cu::Status* usable_gpu(const char* prog) {
     return &st;
 }
 
-// Runs body; an exception is reported on stderr as "<prog>: <what>". Returns false when one was thrown.
+// Runs body; an exception is reported on stderr as "<prog>: <what>" (and its what() stored in
+// *error where given). Returns false when one was thrown.
 template <class F>
-bool guarded(const char* prog, F&& body) {
+bool guarded(const char* prog, F&& body, std::string* error = nullptr) {
     try {
         body();
         return true;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "%s: %s\n", prog, e.what());
+        if (error) *error = e.what();
         return false;
     }
 }
@@ -162,48 +183,87 @@ inline int iters_for_2ms(double one_ms) {
 
 // ---- the JSON record ------------------------------------------------------------------------------
 
-// Now in UTC, as 2026-11-29T12:00:00Z.
-inline std::string utc_now() {
-    const std::time_t now = std::time(nullptr);
-    char date[32];
-    std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-    return date;
+// The record every bench writes (bench::JsonLog, bench/bench_util.hpp): the common head fields;
+// a bench adds its own to log.head() before start().
+inline bench::JsonLog open_log(const char* name, const cu::Status& st, const Options& opt, int argc, char** argv) {
+    nlohmann::json args = nlohmann::json::array();
+    for (int i = 1; i < argc; ++i) args.push_back(argv[i]);
+    return bench::JsonLog(opt.json, {{"bench", name},
+                                     {"date", bench::utc_now()},
+                                     {"device_name", st.name},
+                                     {"compute_capability", std::to_string(st.cc_major) + "." + std::to_string(st.cc_minor)},
+                                     {"quick", opt.quick},
+                                     {"argv", args}});
 }
 
-// The fields every bench's record has; a bench adds its own to it.
-inline nlohmann::json record(const char* bench, const cu::Status& st, const Options& opt, bool ok,
-                             const nlohmann::json& results) {
-    return {{"bench", bench},
-            {"date", utc_now()},
-            {"device_name", st.name},
-            {"compute_capability", std::to_string(st.cc_major) + "." + std::to_string(st.cc_minor)},
-            {"quick", opt.quick},
-            {"ok", ok},
-            {"results", results}};
+// Writes the record before any case. False (after a line on stderr) when PATH cannot be written.
+inline bool start_log(const char* prog, bench::JsonLog& log) {
+    if (log.start()) return true;
+    std::fprintf(stderr, "%s: cannot write %s (nothing was run)\n", prog, log.path().c_str());
+    return false;
 }
 
-// Writes j to path.tmp, then renames it to path. False when either fails.
-inline bool write_json(const std::string& path, const nlohmann::json& j) {
-    const std::string tmp = path + ".tmp";
-    {
-        std::ofstream f(tmp);
-        if (!f) return false;
-        f << j.dump(2) << "\n";
-        if (!f) return false;
+// Adds one finished case to the record and rewrites it; a write failure is said on stderr.
+inline void add_case(const char* prog, bench::JsonLog& log, nlohmann::json result, bool case_ok) {
+    if (!log.add(std::move(result), case_ok))
+        std::fprintf(stderr, "%s: cannot write %s\n", prog, log.path().c_str());
+}
+
+// The end of main: the last write (complete = every case ran, error = why not). Returns the
+// exit status: 0 when every check passed, nothing errored and every write succeeded, else 1.
+inline int finish(const char* prog, bench::JsonLog& log, bool ok, bool complete, const std::string& error = "") {
+    const bool wrote = log.finish(ok, complete, error) && !log.write_failed();
+    if (!log.path().empty()) {
+        if (!wrote) std::fprintf(stderr, "%s: cannot write %s\n", prog, log.path().c_str());
+        else std::printf("wrote %s\n", log.path().c_str());
     }
-    return std::rename(tmp.c_str(), path.c_str()) == 0;
+    return log.ok() && complete && wrote ? kExitOk : kExitFailed;
 }
 
-// The end of main: with --json, writes the record j and says so. Returns the exit status.
-inline int finish(const char* prog, const Options& opt, bool ok, const nlohmann::json& j) {
-    if (!opt.json.empty()) {
-        if (!write_json(opt.json, j)) {
-            std::fprintf(stderr, "%s: cannot write %s\n", prog, opt.json.c_str());
-            return kExitFailed;
-        }
-        std::printf("wrote %s\n", opt.json.c_str());
-    }
-    return ok ? kExitOk : kExitFailed;
+// ---- inputs filled on the device ------------------------------------------------------------------
+
+constexpr int64_t kPatternPeriod = 65537;  // prime
+
+// A device tensor and the host's copy of the pattern it repeats (see the header).
+template <class T>
+struct Filled {
+    cu::DeviceTensor<T> dev;
+    std::vector<float> pattern;  // the stored (rounded) values of elements 0 .. period - 1
+
+    // The stored value of element i.
+    double at(int64_t i) const { return pattern[static_cast<size_t>(i % static_cast<int64_t>(pattern.size()))]; }
+};
+
+// A [shape] tensor of T whose element i is pattern[i % period], pattern ~ N(mean, sd^2) drawn on the host.
+template <class T>
+Filled<T> filled_randn(const coeffnet::Shape& shape, uint64_t seed, double mean = 0.0, double sd = 1.0,
+                       int64_t period = kPatternPeriod) {
+    Filled<T> f;
+    f.dev = cu::DeviceTensor<T>::empty(shape);
+    const int64_t n = f.dev.numel(), p = std::min(n, period);
+    if (n == 0) return f;
+    coeffnet::Generator gen(seed);
+    const auto small = cu::DeviceTensor<T>::from_host(coeffnet::Tensor<float>::randn({p}, gen, mean, sd));
+    f.pattern = small.to_host_float().to_vector();
+    char* dst = reinterpret_cast<char*>(f.dev.data());
+    cu::copy_device_to_device(dst, small.data(), static_cast<size_t>(p) * sizeof(T));
+    for (int64_t len = p; len < n; len *= 2)  // [0, len) holds whole periods: copy it after itself
+        cu::copy_device_to_device(dst + len * static_cast<int64_t>(sizeof(T)), dst,
+                                  static_cast<size_t>(std::min(len, n - len)) * sizeof(T));
+    cu::Context::get().synchronize();
+    return f;
+}
+
+// Elements first .. first + count - 1 of t (row-major order), as float on the host.
+template <class T>
+std::vector<float> fetch(const cu::DeviceTensor<T>& t, int64_t first, int64_t count) {
+    coeffnet::check(first >= 0 && count >= 0 && first + count <= t.numel(), "bench fetch: elements ", first, " + ", count,
+          " outside ", t.numel());
+    std::vector<T> buf(static_cast<size_t>(count));
+    cu::copy_device_to_host(buf.data(), t.data() + first, static_cast<size_t>(count) * sizeof(T));
+    std::vector<float> out(buf.size());
+    for (size_t i = 0; i < buf.size(); ++i) out[i] = static_cast<float>(buf[i]);
+    return out;
 }
 
 }  // namespace bench::cuda

@@ -13,13 +13,18 @@
 //
 // Each case is checked before it is timed: 64 sampled entries of C against a double-precision dot
 // product of the stored (rounded) inputs, relative to sum_k |a_ik b_kj| (fp32 1e-5, tf32 4e-3,
-// bf16 1.6e-2). Timing: cudaEvents on the context stream around a batch of calls lasting about
+// bf16 1.6e-2); a case whose check fails is timed all the same, "check_ok": false beside its
+// timing, and the exit status is 1. Timing: cudaEvents on the context stream around a batch of calls lasting about
 // 2 ms, after warm-up; the median of --reps such batches. coeffnet and direct cuBLAS alternate rep
 // by rep so clock drift hits both. The ratio coeffnet / cuBLAS should be within 1.05.
 // The L2 cache is not flushed between calls (these operands are large; cuBLAS's own benchmarks
 // do not flush either).
 //
-// Measured: not yet measured on a GPU (no GPU lent as of 2026-11-29); command:
+// JSON (--json PATH): rewritten after every case (PATH.tmp, then renamed over PATH), so a run
+// killed by a time limit keeps every case it finished; "complete" is false until every case ran
+// (bench_cuda.hpp and bench::JsonLog in bench/bench_util.hpp say what the record holds).
+//
+// Measured: not yet measured on a GPU (no GPU lent as of 2026-12-06); command:
 //   ./build/bench/cuda/gemm_bench --json gemm_bench.json
 //
 // Usage: gemm_bench [--quick] [--json PATH] [--reps N] [--filter STR] [--help]
@@ -81,7 +86,7 @@ using Options = cb::Options;
 constexpr const char* kUsage =
         "gemm_bench: ViT-B/16 and SD-1.5 GEMMs through coeffnet::cuda::gemm vs cuBLAS called directly\n"
         "  --quick        a few shapes, fewer reps\n"
-        "  --json PATH    write the results as JSON (written to PATH.tmp, then renamed)\n"
+        "  --json PATH    write the results as JSON, rewritten after each case (PATH.tmp, then renamed)\n"
         "  --reps N       timed batches per case (median reported; default 15, --quick 5)\n"
         "  --filter STR   only cases whose name contains STR\n"
         "  --help         this text\n"
@@ -149,7 +154,7 @@ double sampled_error(const Case& c, const std::vector<float>& a, const std::vect
 }
 
 template <class T>
-nlohmann::json run_case(const Case& c, cu::GemmPrecision p, const Options& opt, bool& ok) {
+nlohmann::json run_case(const Case& c, cu::GemmPrecision p, const Options& opt) {
     Generator gen(42);
     const auto ha = Tensor<float>::uniform(shape_a(c), gen, -1.0, 1.0);
     const auto hb = Tensor<float>::uniform(shape_b(c), gen, -1.0, 1.0);
@@ -167,7 +172,6 @@ nlohmann::json run_case(const Case& c, cu::GemmPrecision p, const Options& opt, 
                        : p == cu::GemmPrecision::tf32                          ? 4e-3
                                                                                : 1.6e-2;
     const bool checked = err <= tol && err_direct <= tol;
-    ok = ok && checked;
 
     nlohmann::json r = {{"name", c.name},           {"precision", cu::precision_name(p)},
                         {"storage", std::is_same_v<T, float> ? "float32" : "bfloat16"},
@@ -177,11 +181,9 @@ nlohmann::json run_case(const Case& c, cu::GemmPrecision p, const Options& opt, 
                         {"flops", 2.0 * static_cast<double>(c.batch * c.M) * static_cast<double>(c.N * c.K)},
                         {"check_rel_err", err},     {"check_rel_err_cublas", err_direct},
                         {"check_tol", tol},         {"check_ok", checked}};
-    if (!checked) {
+    if (!checked)  // timed all the same: the check's result stands beside the timing
         std::printf("%-14s %-5s CHECK FAILED: relative error %.3g (cuBLAS direct %.3g) > %.3g\n", c.name.c_str(),
                     cu::precision_name(p), err, err_direct, tol);
-        return r;
-    }
 
     auto ours = [&] { cu::gemm(A, B, C, c.ta, c.tb, 1.0f, 0.0f, p); };
     auto theirs = [&] { direct_cublas<T>(c, A.data(), B.data(), C2.data(), p); };
@@ -223,22 +225,25 @@ int main(int argc, char** argv) {
     if (!st) return cb::kExitNoGpu;
     std::printf("gemm_bench on %s\n", cu::describe().c_str());
 
-    bool ok = true;
-    nlohmann::json results = nlohmann::json::array();
+    bench::JsonLog log = cb::open_log("cuda/gemm_bench", *st, opt, argc, argv);
+    log.head()["device"] = cu::describe();
+    log.head()["built_for"] = st->built_for;
+    if (!cb::start_log(prog, log)) return cb::kExitFailed;
+
+    std::string error;
     const bool ran = cb::guarded(prog, [&] {
         for (const Case& c : cases()) {
             if (opt.quick && !c.quick) continue;
             if (!opt.selected(c.name)) continue;
-            results.push_back(run_case<float>(c, cu::GemmPrecision::fp32, opt, ok));
-            results.push_back(run_case<float>(c, cu::GemmPrecision::tf32, opt, ok));
-            results.push_back(run_case<bfloat16_t>(c, cu::GemmPrecision::bf16, opt, ok));
+            auto add = [&](nlohmann::json r) {
+                const bool case_ok = r["check_ok"].get<bool>();
+                cb::add_case(prog, log, std::move(r), case_ok);
+            };
+            add(run_case<float>(c, cu::GemmPrecision::fp32, opt));
+            add(run_case<float>(c, cu::GemmPrecision::tf32, opt));
+            add(run_case<bfloat16_t>(c, cu::GemmPrecision::bf16, opt));
             cu::Context::get().allocator().empty_cache();
         }
-    });
-    ok = ok && ran;
-
-    nlohmann::json j = cb::record("cuda/gemm_bench", *st, opt, ok, results);
-    j["device"] = cu::describe();
-    j["built_for"] = st->built_for;
-    return cb::finish(prog, opt, ok, j);
+    }, &error);
+    return cb::finish(prog, log, ran, ran, error);
 }
