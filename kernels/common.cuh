@@ -111,8 +111,14 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
-// Sum over the block; every thread gets the result. red: >= 32 floats of shared memory.
-// Starts and ends with a barrier so red can be reused by the next call.
+// Sum of v over the block's threads, returned to every thread. Each warp reduces by shuffles,
+// lane 0 of each warp writes its partial to red[warp], and after a barrier every warp reads the
+// (at most 32) partials back and reduces them again by shuffles, so all threads get the same sum
+// (added in the same order: the result does not depend on scheduling).
+// red: >= 32 floats of shared memory. Every thread of the block must call it (two barriers).
+// The barrier before the write (not one after the read) is what lets red be reused by the next
+// call: a warp still reading the previous call's partials finishes before anyone overwrites them.
+// blockDim.x must be a multiple of 32 (a partial warp's shuffles would read inactive lanes).
 __device__ __forceinline__ float block_sum(float v, float* red) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = (blockDim.x + 31) >> 5;
     v = warp_sum(v);
@@ -124,6 +130,7 @@ __device__ __forceinline__ float block_sum(float v, float* red) {
     return r;
 }
 
+// As block_sum, with max (inactive warps' slots read as -inf).
 __device__ __forceinline__ float block_max(float v, float* red) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = (blockDim.x + 31) >> 5;
     v = warp_max(v);
