@@ -28,19 +28,27 @@ namespace coeffnet::cuda::kern {
 
 // An fp32 additive mask broadcast to x: row r (the flattened leading index) starts at
 // row_offset(r); element j of the row is at + j * col_stride (col_stride 0: broadcast).
+// Leading axis d of x has lead_size[d] entries and the mask advances lead_stride[d] per entry;
+// axes d >= lead_rank are unused. The loop below runs over the 6 slots with constant indices
+// (unrolled, each slot guarded by d < lead_rank): indexing the arrays by a run-time d made ptxas
+// copy the kernel parameter to a 120-byte local-memory stack frame (2026-12-06, sm_80/sm_90a).
 struct MaskView {
+    static constexpr int max_lead = 6;
     const float* ptr = nullptr;
     int lead_rank = 0;
-    int64_t lead_size[6] = {1, 1, 1, 1, 1, 1};
-    int64_t lead_stride[6] = {0, 0, 0, 0, 0, 0};
+    int64_t lead_size[max_lead] = {1, 1, 1, 1, 1, 1};
+    int64_t lead_stride[max_lead] = {0, 0, 0, 0, 0, 0};
     int64_t col_stride = 0;
 
     __device__ __forceinline__ int64_t row_offset(int64_t row) const {
         int64_t off = 0;
-        for (int d = lead_rank - 1; d >= 0; --d) {
-            const int64_t i = row % lead_size[d];
-            row /= lead_size[d];
-            off += i * lead_stride[d];
+#pragma unroll
+        for (int d = max_lead - 1; d >= 0; --d) {
+            if (d < lead_rank) {  // innermost used axis first, as the flattened index has it
+                const int64_t i = row % lead_size[d];
+                row /= lead_size[d];
+                off += i * lead_stride[d];
+            }
         }
         return off;
     }
