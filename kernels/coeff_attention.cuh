@@ -90,6 +90,25 @@
 // rules: that verifies tile loops, tails, masks, dropout words, layouts and the backward
 // identities, not races, barriers or the device's MMA.
 //
+// ptxas, per kernel template (ranges over its instantiations), before -> after the CUDA fixes of
+// issue 10: registers, stack frame bytes, spill store/load bytes; sm_90a, then sm_80 (nvcc 13.0,
+// -O3, 2026-12-06; nvcc -Xptxas -v on src/cuda/launchers.cu and src/cuda/attention.cu with the
+// CMake flags and --generate-code for both architectures):
+//   kernel (instantiations)  | regs               | stack      | spill st/ld      | sm_80 regs         | sm_80 stack | sm_80 spill st/ld
+//   bwd_kv_block (3)         | 127 -> 117-121     | 16 -> 0    | 0/0 -> 0/0       | 124 -> 116-117     | 16 -> 0     | 0/0 -> 0/0
+//   bwd_kv_tc_block (2)      | 161-220 -> 158-221 | 16 -> 0    | 0/0 -> 0/0       | 150-168 -> 144-204 | 16 -> 0     | 0/0 -> 0/0
+//   bwd_pre_block (3)        | 125 -> 111         | 16 -> 0    | 0/0 -> 0/0       | 100 -> 109         | 16 -> 0     | 0/0 -> 0/0
+//   bwd_pre_tc_block (2)     | 72-128 -> 106-152  | 16-40 -> 0 | 0-20/0-48 -> 0/0 | 64-128 -> 96-140   | 16-32 -> 0  | 0-16/0-56 -> 0/0
+//   dalpha_reduce_kernel (1) | 28 -> 28           | 0 -> 0     | 0/0 -> 0/0       | 24 -> 24           | 0 -> 0      | 0/0 -> 0/0
+//   f32_to_kernel (2)        | 13 -> 13           | 0 -> 0     | 0/0 -> 0/0       | 10 -> 10           | 0 -> 0      | 0/0 -> 0/0
+//   fwd_lse_block (3)        | 47-58 -> 47-58     | 0 -> 0     | 0/0 -> 0/0       | 40-48 -> 40-48     | 0 -> 0      | 0/0 -> 0/0
+//   fwd_lse_tc_block (2)     | 72-96 -> 72-96     | 0 -> 0     | 0/0 -> 0/0       | 72-96 -> 72-96     | 0 -> 0      | 0/0 -> 0/0
+//   fwd_out_block (3)        | 117-119 -> 112-114 | 16 -> 0    | 0/0 -> 0/0       | 118 -> 112-113     | 16 -> 0     | 0/0 -> 0/0
+//   fwd_out_tc_block (2)     | 128-168 -> 118-180 | 16 -> 0    | 0/0 -> 0/0       | 96-168 -> 108-168  | 16-32 -> 0  | 0-16/0-56 -> 0/0
+//   The 16-byte frames went with drop_mult (core/rng.hpp's draw_bits: philox_block(...)[i % 4], a
+//   run-time index into a 4-word array); drop_keep4 picks words by compares. block_kernel's MinBlocks
+//   = 1 is what keeps sm_80 from spilling after the change (see there).
+//
 // Measured: not yet (no GPU lent, 2026-11-29); measure with
 //     ./build/bench/cuda/attention_bench --json attention_bench.json   (bench/cuda/attention_bench.cpp)
 //     python3 bench/torch_reference.py --json torch_reference.json      (PyTorch eager + SDPA flash/cuDNN)
@@ -1130,10 +1149,12 @@ struct DeviceBlock {
 
 // One CTA of a pass: the block function Run on CTA blockIdx.x, with the dynamic shared memory seen
 // as Smem (float for the SIMT passes, bytes for the tensor-core ones); launched with Threads threads.
-// Minimum 1 CTA per SM in the launch bounds: their shared memory allows 1-2 CTAs per SM anyway, and
-// without it sm_80's ptxas capped some of them at 64 or 80 registers and spilled (2026-12-06).
-template <class T, int Threads, class Smem, void (*Run)(DeviceBlock&, const Params<T>&, int64_t, Smem*)>
-__global__ void __launch_bounds__(Threads, 1) block_kernel(Params<T> p) {
+// MinBlocks: the launch bounds' minimum CTAs per SM. 1 for the passes whose shared memory allows
+// only 1-2 CTAs per SM anyway (fwd_out, bwd_pre, bwd_kv): without it sm_80's ptxas capped some of
+// them at 64 or 80 registers and spilled (2026-12-06); 0 (not given) for fwd_lse, whose small
+// tiles let more CTAs share an SM, so its register count stays ptxas's choice.
+template <class T, int Threads, int MinBlocks, class Smem, void (*Run)(DeviceBlock&, const Params<T>&, int64_t, Smem*)>
+__global__ void __launch_bounds__(Threads, MinBlocks) block_kernel(Params<T> p) {
     extern __shared__ __align__(128) unsigned char smem_dynamic[];
     DeviceBlock blk;
     Run(blk, p, static_cast<int64_t>(blockIdx.x), reinterpret_cast<Smem*>(smem_dynamic));
@@ -1142,21 +1163,21 @@ __global__ void __launch_bounds__(Threads, 1) block_kernel(Params<T> p) {
 // The kernels the launchers start (src/cuda/attention.cu): the SIMT passes with 256 threads, the
 // tensor-core ones with 128.
 template <class T>
-constexpr auto fwd_lse_kernel = block_kernel<T, 256, float, fwd_lse_block<T, DeviceBlock>>;
+constexpr auto fwd_lse_kernel = block_kernel<T, 256, 0, float, fwd_lse_block<T, DeviceBlock>>;
 template <class T>
-constexpr auto fwd_out_kernel = block_kernel<T, 256, float, fwd_out_block<T, DeviceBlock>>;
+constexpr auto fwd_out_kernel = block_kernel<T, 256, 1, float, fwd_out_block<T, DeviceBlock>>;
 template <class T>
-constexpr auto bwd_pre_kernel = block_kernel<T, 256, float, bwd_pre_block<T, DeviceBlock>>;
+constexpr auto bwd_pre_kernel = block_kernel<T, 256, 1, float, bwd_pre_block<T, DeviceBlock>>;
 template <class T>
-constexpr auto bwd_kv_kernel = block_kernel<T, 256, float, bwd_kv_block<T, DeviceBlock>>;
+constexpr auto bwd_kv_kernel = block_kernel<T, 256, 1, float, bwd_kv_block<T, DeviceBlock>>;
 template <class T>
-constexpr auto fwd_lse_tc_kernel = block_kernel<T, 128, unsigned char, fwd_lse_tc_block<T, DeviceBlock>>;
+constexpr auto fwd_lse_tc_kernel = block_kernel<T, 128, 0, unsigned char, fwd_lse_tc_block<T, DeviceBlock>>;
 template <class T>
-constexpr auto fwd_out_tc_kernel = block_kernel<T, 128, unsigned char, fwd_out_tc_block<T, DeviceBlock>>;
+constexpr auto fwd_out_tc_kernel = block_kernel<T, 128, 1, unsigned char, fwd_out_tc_block<T, DeviceBlock>>;
 template <class T>
-constexpr auto bwd_pre_tc_kernel = block_kernel<T, 128, unsigned char, bwd_pre_tc_block<T, DeviceBlock>>;
+constexpr auto bwd_pre_tc_kernel = block_kernel<T, 128, 1, unsigned char, bwd_pre_tc_block<T, DeviceBlock>>;
 template <class T>
-constexpr auto bwd_kv_tc_kernel = block_kernel<T, 128, unsigned char, bwd_kv_tc_block<T, DeviceBlock>>;
+constexpr auto bwd_kv_tc_kernel = block_kernel<T, 128, 1, unsigned char, bwd_kv_tc_block<T, DeviceBlock>>;
 template <class = void>
 __global__ void dalpha_reduce_kernel(int64_t HH, int64_t ctas, const float* part, DropoutDraw<float> alpha_draw,
                                      float* dalpha) {
