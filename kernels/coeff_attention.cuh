@@ -73,6 +73,13 @@
 //      the MMAs) and replaced, before any measurement, by all H S_i tiles first and each
 //      element's H probabilities in registers (H reads + G writes per (n, m); H > 16 falls back
 //      to reading them from shared memory).
+//   Dropout on Phat (both variants, 2026-12-06): a thread that applies it owns 4 consecutive
+//   columns of a tile row (for_each_tile_element, or fwd_out_tc's quad loop) and draws their
+//   4 words from one Philox4x32-10 block, two when the row's first word is not a multiple of 4
+//   (Params::drop_keep4), where it used to compute a whole block (10 rounds) per element and keep
+//   one word of it. The words and the keep rule are DropoutDraw::multiplier's, so the values are
+//   the CPU's (tests/cuda/test_attention_cuda.cpp checks every word of three row lengths). Without
+//   dropout the loops are as before (element e to thread e mod nthreads).
 //   Next (not written): register-resident accumulators and fragments (mma.sync directly,
 //   ldmatrix), cp.async double-buffered K/V tiles, the H x G mix as an MMA, Bq = 64 with more
 //   warps, wgmma on sm_90a.
@@ -82,6 +89,25 @@
 // time with one thread, and a host stand-in for the 16x16 MMA that checks wmma's alignment
 // rules: that verifies tile loops, tails, masks, dropout words, layouts and the backward
 // identities, not races, barriers or the device's MMA.
+//
+// ptxas, per kernel template (ranges over its instantiations), before -> after the CUDA fixes of
+// issue 10: registers, stack frame bytes, spill store/load bytes; sm_90a, then sm_80 (nvcc 13.0,
+// -O3, 2026-12-06; nvcc -Xptxas -v on src/cuda/launchers.cu and src/cuda/attention.cu with the
+// CMake flags and --generate-code for both architectures):
+//   kernel (instantiations)  | regs               | stack      | spill st/ld      | sm_80 regs         | sm_80 stack | sm_80 spill st/ld
+//   bwd_kv_block (3)         | 127 -> 117-121     | 16 -> 0    | 0/0 -> 0/0       | 124 -> 116-117     | 16 -> 0     | 0/0 -> 0/0
+//   bwd_kv_tc_block (2)      | 161-220 -> 158-221 | 16 -> 0    | 0/0 -> 0/0       | 150-168 -> 144-204 | 16 -> 0     | 0/0 -> 0/0
+//   bwd_pre_block (3)        | 125 -> 111         | 16 -> 0    | 0/0 -> 0/0       | 100 -> 109         | 16 -> 0     | 0/0 -> 0/0
+//   bwd_pre_tc_block (2)     | 72-128 -> 106-152  | 16-40 -> 0 | 0-20/0-48 -> 0/0 | 64-128 -> 96-140   | 16-32 -> 0  | 0-16/0-56 -> 0/0
+//   dalpha_reduce_kernel (1) | 28 -> 28           | 0 -> 0     | 0/0 -> 0/0       | 24 -> 24           | 0 -> 0      | 0/0 -> 0/0
+//   f32_to_kernel (2)        | 13 -> 13           | 0 -> 0     | 0/0 -> 0/0       | 10 -> 10           | 0 -> 0      | 0/0 -> 0/0
+//   fwd_lse_block (3)        | 47-58 -> 47-58     | 0 -> 0     | 0/0 -> 0/0       | 40-48 -> 40-48     | 0 -> 0      | 0/0 -> 0/0
+//   fwd_lse_tc_block (2)     | 72-96 -> 72-96     | 0 -> 0     | 0/0 -> 0/0       | 72-96 -> 72-96     | 0 -> 0      | 0/0 -> 0/0
+//   fwd_out_block (3)        | 117-119 -> 112-114 | 16 -> 0    | 0/0 -> 0/0       | 118 -> 112-113     | 16 -> 0     | 0/0 -> 0/0
+//   fwd_out_tc_block (2)     | 128-168 -> 118-180 | 16 -> 0    | 0/0 -> 0/0       | 96-168 -> 108-168  | 16-32 -> 0  | 0-16/0-56 -> 0/0
+//   The 16-byte frames went with drop_mult (core/rng.hpp's draw_bits: philox_block(...)[i % 4], a
+//   run-time index into a 4-word array); drop_keep4 picks words by compares. block_kernel's MinBlocks
+//   = 1 is what keeps sm_80 from spilling after the change (see there).
 //
 // Measured: not yet (no GPU lent, 2026-11-29); measure with
 //     ./build/bench/cuda/attention_bench --json attention_bench.json   (bench/cuda/attention_bench.cpp)
@@ -109,9 +135,11 @@
 #include <mma.h>
 #define COEFFNET_ATTN_FN __device__ __forceinline__
 #define COEFFNET_ATTN_UNROLL _Pragma("unroll")
+#define COEFFNET_ATTN_NO_UNROLL _Pragma("unroll 1")
 #else
 #define COEFFNET_ATTN_FN inline
 #define COEFFNET_ATTN_UNROLL
+#define COEFFNET_ATTN_NO_UNROLL
 #endif
 
 namespace coeffnet::cuda::attn {
@@ -200,11 +228,60 @@ struct Params {
         if (key_mask && !coeff::key_is_token(key_mask[b * M + m])) return false;
         return true;
     }
-    // The Phat dropout multiplier of element [b, h, n, m] (drop.keep or 0).
-    COEFFNET_ATTN_FN float drop_mult(int64_t b, int64_t h, int64_t n, int64_t m) const {
-        return drop.multiplier(coeff::phat_word(b, h, n, m, H, N, M));
+    // Which of the elements [b, h, n, m + j], j = 0..3, the Phat dropout keeps (bit j of the result;
+    // a kept element is scaled by drop.keep, the others become 0): DropoutDraw::multiplier's words and
+    // rule (ops/coeff_spec.hpp, the CPU's definition), so the outcome is the same, from one Philox
+    // block when the first word is a multiple of 4 and two otherwise (one after the other, so only
+    // one block's state is live), instead of a block per element. Past the row's end (m + j >= M)
+    // the words are the next row's: callers ignore those bits.
+    COEFFNET_ATTN_FN unsigned drop_keep4(int64_t b, int64_t h, int64_t n, int64_t m) const {
+        const uint64_t w = coeff::phat_word(b, h, n, m, H, N, M);
+        const int s = static_cast<int>(w % 4);
+        unsigned mask = 0;
+        {
+            const Philox4 lo = philox_block(drop.seed, drop.first_block + w / 4);  // words w - s .. w - s + 3
+COEFFNET_ATTN_UNROLL
+            for (int k = 0; k < 4; ++k)
+                if (k >= s && drop.keeps(lo[k])) mask |= 1u << (k - s);
+        }
+        if (s != 0) {
+            const Philox4 hi = philox_block(drop.seed, drop.first_block + w / 4 + 1);  // the words after
+COEFFNET_ATTN_UNROLL
+            for (int k = 0; k < 4; ++k)
+                if (k < s && drop.keeps(hi[k])) mask |= 1u << (k + 4 - s);
+        }
+        return mask;
+    }
+    // The same as multipliers (drop.keep or 0).
+    COEFFNET_ATTN_FN void drop_mult4(int64_t b, int64_t h, int64_t n, int64_t m, float (&out)[4]) const {
+        const unsigned keep = drop_keep4(b, h, n, m);
+COEFFNET_ATTN_UNROLL
+        for (int j = 0; j < 4; ++j) out[j] = (keep >> j) & 1u ? drop.keep : 0.0f;
     }
 };
+
+// Calls f(r, c, mult) once for every element (r, c) of a bq x bk tile of target head h at (n0, m0),
+// mult being the Phat dropout multiplier of [b, h, n0 + r, m0 + c] where that element exists
+// (n < N, m < M; elsewhere it means nothing and f must not rely on it) and 1 without dropout.
+// Without dropout the elements go round-robin as in every tile loop here (e = tid, tid + nthreads,
+// ...). With dropout a thread takes 4 consecutive columns of a row at a time and gets their
+// multipliers from drop_keep4 (1 or 2 Philox blocks for 4 elements, not 4).
+template <class T, class Block, class F>
+COEFFNET_ATTN_FN void for_each_tile_element(Block& blk, const Params<T>& p, int64_t b, int64_t h, int64_t n0, int64_t m0,
+                                            F&& f) {
+    if (!p.drop.on) {
+        for (int64_t e = blk.tid; e < p.bq * p.bk; e += blk.nthreads) f(e / p.bk, e % p.bk, 1.0f);
+        return;
+    }
+    const int64_t quads = (p.bk + 3) / 4;
+    for (int64_t e = blk.tid; e < p.bq * quads; e += blk.nthreads) {
+        const int64_t r = e / quads, c0 = (e % quads) * 4;
+        const unsigned keep = n0 + r < p.N && m0 + c0 < p.M ? p.drop_keep4(b, h, n0 + r, m0 + c0) : 0u;
+COEFFNET_ATTN_NO_UNROLL  // f's body once, not four copies (fewer registers; sm_80's ptxas spilled)
+        for (int j = 0; j < 4; ++j)
+            if (c0 + j < p.bk) f(r, c0 + j, (keep >> j) & 1u ? p.drop.keep : 0.0f);
+    }
+}
 
 // Shared-memory sizes in floats, per kernel (the launcher multiplies by 4). ld = width + 1
 // (odd strides: column walks hit different banks).
@@ -272,15 +349,14 @@ template <class T, class Block>
 COEFFNET_ATTN_FN void dphat_tile(Block& blk, const Params<T>& p, int64_t b, int64_t h, int64_t n0, int64_t m0,
                                  const float* dOs, const float* Vs, float* G) {
     const int64_t ld = p.dv + 1, ldp = p.bk + 1;
-    for (int64_t e = blk.tid; e < p.bq * p.bk; e += blk.nthreads) {
-        const int64_t r = e / p.bk, c = e % p.bk, n = n0 + r, m = m0 + c;
+    for_each_tile_element(blk, p, b, h, n0, m0, [&](int64_t r, int64_t c, float mult) {
         float val = 0.0f;
-        if (n < p.N && m < p.M) {
+        if (n0 + r < p.N && m0 + c < p.M) {
             for (int64_t x = 0; x < p.dv; ++x) val += dOs[r * ld + x] * Vs[c * ld + x];
-            if (p.drop.on) val *= p.drop_mult(b, h, n, m);
+            if (p.drop.on) val *= mult;
         }
         G[r * ldp + c] = val;
-    }
+    });
 }
 
 // Pass 1: CTA (b*H + h, query tile). Online max / sum of the masked, scaled scores per row.
@@ -369,10 +445,10 @@ COEFFNET_ATTN_FN void fwd_out_block(Block& blk, const Params<T>& p, int64_t cta,
         }
         if (p.drop.on) {
             blk.sync();  // other owners below
-            for (int64_t e = blk.tid; e < hg * p.bq * p.bk; e += blk.nthreads) {
-                const int64_t j = e / (p.bq * p.bk), r = (e / p.bk) % p.bq, c = e % p.bk;
-                if (n0 + r < p.N && m0 + c < p.M) Ph[(j * p.bq + r) * ldp + c] *= p.drop_mult(b, h0 + j, n0 + r, m0 + c);
-            }
+            for (int64_t j = 0; j < hg; ++j)
+                for_each_tile_element(blk, p, b, h0 + j, n0, m0, [&](int64_t r, int64_t c, float mult) {
+                    if (n0 + r < p.N && m0 + c < p.M) Ph[(j * p.bq + r) * ldp + c] *= mult;
+                });
         }
         for (int64_t j = 0; j < hg; ++j) {
             blk.sync();  // Phat complete; Ys free
@@ -507,13 +583,12 @@ COEFFNET_ATTN_FN void bwd_kv_block(Block& blk, const Params<T>& p, int64_t cta, 
             const int64_t h = h0 + j;
             blk.sync();  // W and Xs free
             load_tile(blk, Xs, p.dout, b * H + h, p.N, n0, p.bq, p.dv);
-            for (int64_t e = blk.tid; e < p.bq * p.bk; e += blk.nthreads) {
-                const int64_t r = e / p.bk, c = e % p.bk;
+            for_each_tile_element(blk, p, b, h, n0, m0, [&](int64_t r, int64_t c, float mult) {
                 float s = 0.0f;
                 for (int64_t i = 0; i < H; ++i) s += p.alpha_p[h * H + i] * P[i * tile + r * ldp + c];
-                if (p.drop.on && s != 0.0f) s *= p.drop_mult(b, h, n0 + r, m0 + c);
+                if (p.drop.on && s != 0.0f) s *= mult;  // s != 0 only where P is: inside the tile
                 W[r * ldp + c] = s;
-            }
+            });
             blk.sync();
             for (int64_t e = blk.tid; e < p.bk * p.dv; e += blk.nthreads) {
                 const int64_t c = e / p.dv, x = e % p.dv;
@@ -731,34 +806,78 @@ COEFFNET_ATTN_FN void fwd_out_tc_block(Block& blk, const Params<T>& p, int64_t c
             }
         }
         blk.sync();  // every S_i tile complete
-        for (int64_t e = blk.tid; e < p.bq * p.bk; e += blk.nthreads) {
-            const int64_t r = e / p.bk, c = e % p.bk;
-            const bool vis = m0 + c < kend && p.visible(b, n0 + r, m0 + c);
-            auto prob = [&](int64_t i) {
-                const float l = lse_s[i * p.bq + r];
-                return vis && l != kNegInf ? exp_f(p.scale * S[i * stile + r * L.lds + c] - l) : 0.0f;
-            };
-            if (H <= kRegHeads) {
-                float pr[kRegHeads];
+        auto prob = [&](int64_t i, int64_t r, int64_t c, bool vis) {
+            const float l = lse_s[i * p.bq + r];
+            return vis && l != kNegInf ? exp_f(p.scale * S[i * stile + r * L.lds + c] - l) : 0.0f;
+        };
+        if (!p.drop.on) {
+            for (int64_t e = blk.tid; e < p.bq * p.bk; e += blk.nthreads) {
+                const int64_t r = e / p.bk, c = e % p.bk;
+                const bool vis = m0 + c < kend && p.visible(b, n0 + r, m0 + c);
+                if (H <= kRegHeads) {
+                    float pr[kRegHeads];
 COEFFNET_ATTN_UNROLL
-                for (int i = 0; i < kRegHeads; ++i) pr[i] = i < H ? prob(i) : 0.0f;
-                for (int64_t j = 0; j < hg; ++j) {
-                    const float* a = A + (h0 + j) * H;
-                    float x = 0.0f;
+                    for (int i = 0; i < kRegHeads; ++i) pr[i] = i < H ? prob(i, r, c, vis) : 0.0f;
+                    for (int64_t j = 0; j < hg; ++j) {
+                        const float* a = A + (h0 + j) * H;
+                        float x = 0.0f;
 COEFFNET_ATTN_UNROLL
-                    for (int i = 0; i < kRegHeads; ++i)
-                        if (i < H) x += a[i] * pr[i];
-                    if (p.drop.on && x != 0.0f) x *= p.drop_mult(b, h0 + j, n0 + r, m0 + c);
-                    PhT[(j * p.bq + r) * L.ldph + c] = from_f<T>(x);
+                        for (int i = 0; i < kRegHeads; ++i)
+                            if (i < H) x += a[i] * pr[i];
+                        PhT[(j * p.bq + r) * L.ldph + c] = from_f<T>(x);
+                    }
+                } else {
+                    for (int64_t i = 0; i < H; ++i) S[i * stile + r * L.lds + c] = prob(i, r, c, vis);  // in place, same owner
+                    for (int64_t j = 0; j < hg; ++j) {
+                        const float* a = A + (h0 + j) * H;
+                        float x = 0.0f;
+                        for (int64_t i = 0; i < H; ++i) x += a[i] * S[i * stile + r * L.lds + c];
+                        PhT[(j * p.bq + r) * L.ldph + c] = from_f<T>(x);
+                    }
                 }
-            } else {
-                for (int64_t i = 0; i < H; ++i) S[i * stile + r * L.lds + c] = prob(i);  // in place, same owner
+            }
+        } else {
+            // With dropout a thread owns 4 consecutive columns of a row, so that each target head's 4
+            // multipliers come from one or two Philox blocks (drop_keep4). First the 4 columns' mixed
+            // values (H <= kRegHeads: written over S_j in place, fp32, once this owner has read column c
+            // of every S_i) or probabilities (else: S_i in place); then per target head the multipliers,
+            // and Phat rounded to T once, as without dropout.
+            const int64_t quads = p.bk / 4;  // bk is a multiple of 16
+            for (int64_t e = blk.tid; e < p.bq * quads; e += blk.nthreads) {
+                const int64_t r = e / quads, c0 = (e % quads) * 4;
+                for (int64_t c = c0; c < c0 + 4; ++c) {
+                    const bool vis = m0 + c < kend && p.visible(b, n0 + r, m0 + c);
+                    if (H <= kRegHeads) {
+                        float pr[kRegHeads];
+COEFFNET_ATTN_UNROLL
+                        for (int i = 0; i < kRegHeads; ++i) pr[i] = i < H ? prob(i, r, c, vis) : 0.0f;
+                        for (int64_t j = 0; j < hg; ++j) {
+                            const float* a = A + (h0 + j) * H;
+                            float x = 0.0f;
+COEFFNET_ATTN_UNROLL
+                            for (int i = 0; i < kRegHeads; ++i)
+                                if (i < H) x += a[i] * pr[i];
+                            S[j * stile + r * L.lds + c] = x;
+                        }
+                    } else {
+                        for (int64_t i = 0; i < H; ++i) S[i * stile + r * L.lds + c] = prob(i, r, c, vis);
+                    }
+                }
                 for (int64_t j = 0; j < hg; ++j) {
+                    const unsigned keep = p.drop_keep4(b, h0 + j, n0 + r, m0 + c0);
                     const float* a = A + (h0 + j) * H;
-                    float x = 0.0f;
-                    for (int64_t i = 0; i < H; ++i) x += a[i] * S[i * stile + r * L.lds + c];
-                    if (p.drop.on && x != 0.0f) x *= p.drop_mult(b, h0 + j, n0 + r, m0 + c);
-                    PhT[(j * p.bq + r) * L.ldph + c] = from_f<T>(x);
+COEFFNET_ATTN_NO_UNROLL
+                    for (int q = 0; q < 4; ++q) {
+                        const int64_t c = c0 + q;
+                        float x = 0.0f;
+                        if (H <= kRegHeads) {
+                            x = S[j * stile + r * L.lds + c];
+                        } else {
+                            for (int64_t i = 0; i < H; ++i) x += a[i] * S[i * stile + r * L.lds + c];
+                        }
+                        if (x != 0.0f) x *= (keep >> q) & 1u ? p.drop.keep : 0.0f;
+                        PhT[(j * p.bq + r) * L.ldph + c] = from_f<T>(x);
+                    }
                 }
             }
         }
@@ -861,11 +980,9 @@ COEFFNET_ATTN_FN void bwd_tiles_tc(Block& blk, const Params<T>& p, const attenti
         }
         blk.sync();
         if (p.drop.on)
-            for (int64_t e = blk.tid; e < p.bq * p.bk; e += blk.nthreads) {
-                const int64_t r = e / p.bk, c = e % p.bk;
-                float* x = G + h * tile + r * L.ldp + c;
-                if (n0 + r < p.N && m0 + c < p.M) *x *= p.drop_mult(b, h, n0 + r, m0 + c);
-            }
+            for_each_tile_element(blk, p, b, h, n0, m0, [&](int64_t r, int64_t c, float mult) {
+                if (n0 + r < p.N && m0 + c < p.M) G[h * tile + r * L.ldp + c] *= mult;
+            });
     }
     blk.sync();
 }
@@ -961,13 +1078,12 @@ COEFFNET_ATTN_FN void bwd_kv_tc_block(Block& blk, const Params<T>& p, int64_t ct
             const int64_t h = h0 + j;
             blk.sync();  // W and Xs free
             load_tile_t(blk, Xs, L.ldx, p.dout, b * H + h, p.N, n0, p.bq, p.dv, L.Dvp);
-            for (int64_t e = blk.tid; e < p.bq * p.bk; e += blk.nthreads) {
-                const int64_t r = e / p.bk, c = e % p.bk;
+            for_each_tile_element(blk, p, b, h, n0, m0, [&](int64_t r, int64_t c, float mult) {
                 float s = 0.0f;
                 for (int64_t i = 0; i < H; ++i) s += p.alpha_p[h * H + i] * P[i * tile + r * L.ldp + c];
-                if (p.drop.on && s != 0.0f) s *= p.drop_mult(b, h, n0 + r, m0 + c);
+                if (p.drop.on && s != 0.0f) s *= mult;  // s != 0 only where P is: inside the tile
                 W[r * L.ldw + c] = from_f<T>(s);
-            }
+            });
             blk.sync();
             for (int64_t t = blk.warp; t < tk * tdv; t += blk.nwarps) {
                 const int64_t rb = t / tdv, cb = t % tdv;  // key block, feature block
@@ -1033,8 +1149,12 @@ struct DeviceBlock {
 
 // One CTA of a pass: the block function Run on CTA blockIdx.x, with the dynamic shared memory seen
 // as Smem (float for the SIMT passes, bytes for the tensor-core ones); launched with Threads threads.
-template <class T, int Threads, class Smem, void (*Run)(DeviceBlock&, const Params<T>&, int64_t, Smem*)>
-__global__ void __launch_bounds__(Threads) block_kernel(Params<T> p) {
+// MinBlocks: the launch bounds' minimum CTAs per SM. 1 for the passes whose shared memory allows
+// only 1-2 CTAs per SM anyway (fwd_out, bwd_pre, bwd_kv): without it sm_80's ptxas capped some of
+// them at 64 or 80 registers and spilled (2026-12-06); 0 (not given) for fwd_lse, whose small
+// tiles let more CTAs share an SM, so its register count stays ptxas's choice.
+template <class T, int Threads, int MinBlocks, class Smem, void (*Run)(DeviceBlock&, const Params<T>&, int64_t, Smem*)>
+__global__ void __launch_bounds__(Threads, MinBlocks) block_kernel(Params<T> p) {
     extern __shared__ __align__(128) unsigned char smem_dynamic[];
     DeviceBlock blk;
     Run(blk, p, static_cast<int64_t>(blockIdx.x), reinterpret_cast<Smem*>(smem_dynamic));
@@ -1043,21 +1163,21 @@ __global__ void __launch_bounds__(Threads) block_kernel(Params<T> p) {
 // The kernels the launchers start (src/cuda/attention.cu): the SIMT passes with 256 threads, the
 // tensor-core ones with 128.
 template <class T>
-constexpr auto fwd_lse_kernel = block_kernel<T, 256, float, fwd_lse_block<T, DeviceBlock>>;
+constexpr auto fwd_lse_kernel = block_kernel<T, 256, 0, float, fwd_lse_block<T, DeviceBlock>>;
 template <class T>
-constexpr auto fwd_out_kernel = block_kernel<T, 256, float, fwd_out_block<T, DeviceBlock>>;
+constexpr auto fwd_out_kernel = block_kernel<T, 256, 1, float, fwd_out_block<T, DeviceBlock>>;
 template <class T>
-constexpr auto bwd_pre_kernel = block_kernel<T, 256, float, bwd_pre_block<T, DeviceBlock>>;
+constexpr auto bwd_pre_kernel = block_kernel<T, 256, 1, float, bwd_pre_block<T, DeviceBlock>>;
 template <class T>
-constexpr auto bwd_kv_kernel = block_kernel<T, 256, float, bwd_kv_block<T, DeviceBlock>>;
+constexpr auto bwd_kv_kernel = block_kernel<T, 256, 1, float, bwd_kv_block<T, DeviceBlock>>;
 template <class T>
-constexpr auto fwd_lse_tc_kernel = block_kernel<T, 128, unsigned char, fwd_lse_tc_block<T, DeviceBlock>>;
+constexpr auto fwd_lse_tc_kernel = block_kernel<T, 128, 0, unsigned char, fwd_lse_tc_block<T, DeviceBlock>>;
 template <class T>
-constexpr auto fwd_out_tc_kernel = block_kernel<T, 128, unsigned char, fwd_out_tc_block<T, DeviceBlock>>;
+constexpr auto fwd_out_tc_kernel = block_kernel<T, 128, 1, unsigned char, fwd_out_tc_block<T, DeviceBlock>>;
 template <class T>
-constexpr auto bwd_pre_tc_kernel = block_kernel<T, 128, unsigned char, bwd_pre_tc_block<T, DeviceBlock>>;
+constexpr auto bwd_pre_tc_kernel = block_kernel<T, 128, 1, unsigned char, bwd_pre_tc_block<T, DeviceBlock>>;
 template <class T>
-constexpr auto bwd_kv_tc_kernel = block_kernel<T, 128, unsigned char, bwd_kv_tc_block<T, DeviceBlock>>;
+constexpr auto bwd_kv_tc_kernel = block_kernel<T, 128, 1, unsigned char, bwd_kv_tc_block<T, DeviceBlock>>;
 template <class = void>
 __global__ void dalpha_reduce_kernel(int64_t HH, int64_t ctas, const float* part, DropoutDraw<float> alpha_draw,
                                      float* dalpha) {

@@ -12,6 +12,14 @@
 // Variants: none. The row kernels choose "a warp per row" or "a block per row" at compile
 // time (template flag PER_WARP) and call warp_* or block_* through group_*.
 //
+// ptxas, per kernel template (ranges over its instantiations), before -> after the CUDA fixes of
+// issue 10: registers, stack frame bytes, spill store/load bytes; sm_90a, then sm_80 (nvcc 13.0,
+// -O3, 2026-12-06; nvcc -Xptxas -v on src/cuda/launchers.cu and src/cuda/attention.cu with the
+// CMake flags and --generate-code for both architectures):
+//   kernel (instantiations) | regs           | stack  | spill st/ld | sm_80 regs     | sm_80 stack | sm_80 spill st/ld
+//   colsum_final (3)        | 24-26 -> 24-26 | 0 -> 0 | 0/0 -> 0/0  | 21-24 -> 21-24 | 0 -> 0      | 0/0 -> 0/0
+//   colsum_partial (6)      | 28-32 -> 28-32 | 0 -> 0 | 0/0 -> 0/0  | 26-32 -> 26-32 | 0 -> 0      | 0/0 -> 0/0
+//
 // Measured: not yet (no GPU lent, 2026-11-29); measure with: ./build-gpu/bench/cuda/kernels_bench --json out.json
 #pragma once
 
@@ -111,8 +119,14 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
-// Sum over the block; every thread gets the result. red: >= 32 floats of shared memory.
-// Starts and ends with a barrier so red can be reused by the next call.
+// Sum of v over the block's threads, returned to every thread. Each warp reduces by shuffles,
+// lane 0 of each warp writes its partial to red[warp], and after a barrier every warp reads the
+// (at most 32) partials back and reduces them again by shuffles, so all threads get the same sum
+// (added in the same order: the result does not depend on scheduling).
+// red: >= 32 floats of shared memory. Every thread of the block must call it (two barriers).
+// The barrier before the write (not one after the read) is what lets red be reused by the next
+// call: a warp still reading the previous call's partials finishes before anyone overwrites them.
+// blockDim.x must be a multiple of 32 (a partial warp's shuffles would read inactive lanes).
 __device__ __forceinline__ float block_sum(float v, float* red) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = (blockDim.x + 31) >> 5;
     v = warp_sum(v);
@@ -124,6 +138,7 @@ __device__ __forceinline__ float block_sum(float v, float* red) {
     return r;
 }
 
+// As block_sum, with max (inactive warps' slots read as -inf).
 __device__ __forceinline__ float block_max(float v, float* red) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = (blockDim.x + 31) >> 5;
     v = warp_max(v);

@@ -19,6 +19,17 @@
 // pointers 16-byte aligned: one 16-byte load per access). The mask is read with scalar fp32
 // loads (it is broadcast over heads, so it mostly hits L2).
 //
+// ptxas, per kernel template (ranges over its instantiations), before -> after the CUDA fixes of
+// issue 10: registers, stack frame bytes, spill store/load bytes; sm_90a, then sm_80 (nvcc 13.0,
+// -O3, 2026-12-06; nvcc -Xptxas -v on src/cuda/launchers.cu and src/cuda/attention.cu with the
+// CMake flags and --generate-code for both architectures):
+//   kernel (instantiations) | regs             | stack    | spill st/ld | sm_80 regs        | sm_80 stack | sm_80 spill st/ld
+//   softmax_bwd_cached (8)  | 47-128 -> 47-128 | 0 -> 0   | 0/0 -> 0/0  | 47-91 -> 47-91    | 0 -> 0      | 0/0 -> 0/0
+//   softmax_bwd_stream (4)  | 18-28 -> 18-28   | 0 -> 0   | 0/0 -> 0/0  | 20-31 -> 20-31    | 0 -> 0      | 0/0 -> 0/0
+//   softmax_fwd_cached (8)  | 98-193 -> 90-168 | 120 -> 0 | 0/0 -> 0/0  | 100-168 -> 92-168 | 120 -> 0    | 0/0 -> 0/0
+//   softmax_fwd_stream (4)  | 30-32 -> 24-32   | 120 -> 0 | 0/0 -> 0/0  | 30-32 -> 26-32    | 120 -> 0    | 0/0 -> 0/0
+//   The 120-byte frames were MaskView copied to local memory (its arrays indexed by a run-time axis).
+//
 // Measured: not yet (no GPU lent, 2026-11-29); measure with: ./build-gpu/bench/cuda/kernels_bench --json out.json
 #pragma once
 
@@ -28,19 +39,27 @@ namespace coeffnet::cuda::kern {
 
 // An fp32 additive mask broadcast to x: row r (the flattened leading index) starts at
 // row_offset(r); element j of the row is at + j * col_stride (col_stride 0: broadcast).
+// Leading axis d of x has lead_size[d] entries and the mask advances lead_stride[d] per entry;
+// axes d >= lead_rank are unused. The loop below runs over the 6 slots with constant indices
+// (unrolled, each slot guarded by d < lead_rank): indexing the arrays by a run-time d made ptxas
+// copy the kernel parameter to a 120-byte local-memory stack frame (2026-12-06, sm_80/sm_90a).
 struct MaskView {
+    static constexpr int max_lead = 6;
     const float* ptr = nullptr;
     int lead_rank = 0;
-    int64_t lead_size[6] = {1, 1, 1, 1, 1, 1};
-    int64_t lead_stride[6] = {0, 0, 0, 0, 0, 0};
+    int64_t lead_size[max_lead] = {1, 1, 1, 1, 1, 1};
+    int64_t lead_stride[max_lead] = {0, 0, 0, 0, 0, 0};
     int64_t col_stride = 0;
 
     __device__ __forceinline__ int64_t row_offset(int64_t row) const {
         int64_t off = 0;
-        for (int d = lead_rank - 1; d >= 0; --d) {
-            const int64_t i = row % lead_size[d];
-            row /= lead_size[d];
-            off += i * lead_stride[d];
+#pragma unroll
+        for (int d = max_lead - 1; d >= 0; --d) {
+            if (d < lead_rank) {  // innermost used axis first, as the flattened index has it
+                const int64_t i = row % lead_size[d];
+                row /= lead_size[d];
+                off += i * lead_stride[d];
+            }
         }
         return off;
     }

@@ -207,7 +207,7 @@ kern::MaskView mask_view(const char* op, const DeviceTensor<float>* mask, const 
     if (!mask) return m;
     const Shape& ms = mask->shape();
     check(ms.size() <= xs.size(), op, ": mask ", shape_str(ms), " does not broadcast to the input ", shape_str(xs));
-    check(xs.size() - 1 <= 6, op, ": a mask needs rank <= 7 input, got ", shape_str(xs));
+    check(xs.size() - 1 <= kern::MaskView::max_lead, op, ": a mask needs rank <= 7 input, got ", shape_str(xs));
     Shape bstr(xs.size(), 0);
     int64_t acc = 1;
     const size_t off = xs.size() - ms.size();

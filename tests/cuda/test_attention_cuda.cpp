@@ -340,6 +340,51 @@ TEST_CASE("cuda attention emulation: the kernels' block functions equal the CPU 
     }
 }
 
+TEST_CASE("cuda attention emulation: drop_mult4 and for_each_tile_element give DropoutDraw::multiplier's values") {
+    // M = 197 and M = 64: rows whose first word is and is not a multiple of 4 (1 and 2 Philox blocks).
+    Generator gen(2024);
+    for (int64_t M : {int64_t{197}, int64_t{64}, int64_t{5}}) {
+        CAPTURE(M);
+        attn::Params<float> p;
+        p.B = 2, p.H = 3, p.N = 7, p.M = M, p.bq = 4, p.bk = 32;
+        gen.reserve(5);  // an odd first block
+        p.drop = coeff::reserve_dropout<float>(0.35, true, &gen, static_cast<uint64_t>(p.B * p.H * p.N * p.M), "test", "gen");
+        REQUIRE(p.drop.on);
+        int64_t checked = 0, kept = 0;
+        for (int64_t b = 0; b < p.B; ++b)
+            for (int64_t h = 0; h < p.H; ++h)
+                for (int64_t n = 0; n < p.N; ++n)
+                    for (int64_t m = 0; m < p.M; ++m) {
+                        float got[4];
+                        p.drop_mult4(b, h, n, m, got);
+                        for (int64_t j = 0; j < 4 && m + j < p.M; ++j) {
+                            const float want = p.drop.multiplier(coeff::phat_word(b, h, n, m + j, p.H, p.N, p.M));
+                            if (got[j] != want) FAIL_CHECK("drop_mult4 word " << j << " at [" << b << ", " << h << ", " << n << ", " << m << "]");
+                            ++checked;
+                            kept += want != 0.0f;
+                        }
+                    }
+        CHECK(checked > p.B * p.H * p.N * p.M);
+        CHECK(kept > checked / 2);      // p = 0.35: both outcomes occur
+        CHECK(kept < checked * 9 / 10);
+        // Every element of a tile exactly once, with its multiplier; two "threads" of a block.
+        for (int64_t m0 : {int64_t{0}, int64_t{32}}) {
+            std::vector<int> seen(static_cast<size_t>(p.bq * p.bk), 0);
+            for (int64_t tid = 0; tid < 2; ++tid) {
+                struct TwoThreads {
+                    int64_t tid, nthreads = 2;
+                } blk{tid};
+                attn::for_each_tile_element(blk, p, 1, 2, 4, m0, [&](int64_t r, int64_t c, float mult) {
+                    ++seen[static_cast<size_t>(r * p.bk + c)];
+                    if (4 + r < p.N && m0 + c < p.M)
+                        CHECK(mult == p.drop.multiplier(coeff::phat_word(1, 2, 4 + r, m0 + c, p.H, p.N, p.M)));
+                });
+            }
+            for (int v : seen) CHECK(v == 1);
+        }
+    }
+}
+
 TEST_CASE("cuda attention emulation: long rows (N = M = 1025), causal, dropout across tiles") {
     const Case c{1, 2, 1025, 1025, 40, 40, true, 0, true};
     const Inputs in = make_inputs(c, 77);
