@@ -55,6 +55,7 @@ using bench::median;
 using bench::seconds_since;
 using bench::Timing;
 using bench::TimingConfig;
+using bench::utc_now;
 using bench::time_calls;
 using json = nlohmann::ordered_json;  // keys in the order written
 
@@ -409,14 +410,6 @@ std::string compiler_name() {
 #endif
 }
 
-std::string utc_now() {
-    const std::time_t t = std::time(nullptr);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
-}
 
 void usage(std::FILE* to) {
     std::fprintf(to,

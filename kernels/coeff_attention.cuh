@@ -810,22 +810,28 @@ COEFFNET_ATTN_FN void fwd_out_tc_block(Block& blk, const Params<T>& p, int64_t c
             const float l = lse_s[i * p.bq + r];
             return vis && l != kNegInf ? exp_f(p.scale * S[i * stile + r * L.lds + c] - l) : 0.0f;
         };
+        // H <= kRegHeads: column c's H probabilities into registers, then each target head j of the
+        // group gets x = sum_i alpha'[h0 + j, i] P_i through put(j, x). Every P_i of the column is
+        // read before put writes, so put may overwrite S in place.
+        auto mix_column = [&](int64_t r, int64_t c, bool vis, auto&& put) {
+            float pr[kRegHeads];
+COEFFNET_ATTN_UNROLL
+            for (int i = 0; i < kRegHeads; ++i) pr[i] = i < H ? prob(i, r, c, vis) : 0.0f;
+            for (int64_t j = 0; j < hg; ++j) {
+                const float* a = A + (h0 + j) * H;
+                float x = 0.0f;
+COEFFNET_ATTN_UNROLL
+                for (int i = 0; i < kRegHeads; ++i)
+                    if (i < H) x += a[i] * pr[i];
+                put(j, x);
+            }
+        };
         if (!p.drop.on) {
             for (int64_t e = blk.tid; e < p.bq * p.bk; e += blk.nthreads) {
                 const int64_t r = e / p.bk, c = e % p.bk;
                 const bool vis = m0 + c < kend && p.visible(b, n0 + r, m0 + c);
                 if (H <= kRegHeads) {
-                    float pr[kRegHeads];
-COEFFNET_ATTN_UNROLL
-                    for (int i = 0; i < kRegHeads; ++i) pr[i] = i < H ? prob(i, r, c, vis) : 0.0f;
-                    for (int64_t j = 0; j < hg; ++j) {
-                        const float* a = A + (h0 + j) * H;
-                        float x = 0.0f;
-COEFFNET_ATTN_UNROLL
-                        for (int i = 0; i < kRegHeads; ++i)
-                            if (i < H) x += a[i] * pr[i];
-                        PhT[(j * p.bq + r) * L.ldph + c] = from_f<T>(x);
-                    }
+                    mix_column(r, c, vis, [&](int64_t j, float x) { PhT[(j * p.bq + r) * L.ldph + c] = from_f<T>(x); });
                 } else {
                     for (int64_t i = 0; i < H; ++i) S[i * stile + r * L.lds + c] = prob(i, r, c, vis);  // in place, same owner
                     for (int64_t j = 0; j < hg; ++j) {
@@ -848,17 +854,7 @@ COEFFNET_ATTN_UNROLL
                 for (int64_t c = c0; c < c0 + 4; ++c) {
                     const bool vis = m0 + c < kend && p.visible(b, n0 + r, m0 + c);
                     if (H <= kRegHeads) {
-                        float pr[kRegHeads];
-COEFFNET_ATTN_UNROLL
-                        for (int i = 0; i < kRegHeads; ++i) pr[i] = i < H ? prob(i, r, c, vis) : 0.0f;
-                        for (int64_t j = 0; j < hg; ++j) {
-                            const float* a = A + (h0 + j) * H;
-                            float x = 0.0f;
-COEFFNET_ATTN_UNROLL
-                            for (int i = 0; i < kRegHeads; ++i)
-                                if (i < H) x += a[i] * pr[i];
-                            S[j * stile + r * L.lds + c] = x;
-                        }
+                        mix_column(r, c, vis, [&](int64_t j, float x) { S[j * stile + r * L.lds + c] = x; });
                     } else {
                         for (int64_t i = 0; i < H; ++i) S[i * stile + r * L.lds + c] = prob(i, r, c, vis);
                     }
