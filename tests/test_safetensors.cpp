@@ -576,3 +576,42 @@ TEST_CASE("safetensors: open() refuses what is not a readable regular file") {
     CHECK_THROWS_WITH_AS(SafeTensors::open(dir.path / "empty.safetensors"),
                          Contains("empty.safetensors: the file is 0 bytes, too short to hold the 8-byte header length"), Error);
 }
+
+TEST_CASE("save_module / load_module: every parameter by name, loaded in place, strict about names") {
+    TempDir tmp("module");
+    Generator gen(9);
+    nn::CoeffAttention<float> a(8, 2, gen), b(8, 2, gen);
+    Generator other(10);
+    for (auto& [name, p] : a.named_parameters()) p.copy_(Tensor<float>::randn(p.shape(), other));
+    nn::save_module(tmp.path / "attn.safetensors", a, {{"note", "a test"}});
+    const auto st = SafeTensors::open(tmp.path / "attn.safetensors");
+    CHECK(st.tensors().size() == a.named_parameters().size());
+    CHECK(st.metadata().at("note") == "a test");
+
+    const Tensor<float> held = b.alpha;  // an optimiser built before the load holds this
+    const auto r = nn::load_module(tmp.path / "attn.safetensors", b);
+    CHECK(r.loaded.size() == a.named_parameters().size());
+    CHECK(r.missing.empty());
+    CHECK(r.unused.empty());
+    const auto pa = a.named_parameters(), pb = b.named_parameters();
+    for (size_t i = 0; i < pa.size(); ++i) {
+        CAPTURE(pa[i].first);
+        CHECK(pb[i].second.to_vector() == pa[i].second.to_vector());
+    }
+    CHECK(held.to_vector() == a.alpha.to_vector());
+
+    // Another module: strict refuses and names both sides, and writes nothing; non-strict loads what matches.
+    nn::Linear<float> lin(8, 8, gen);
+    const auto before = lin.weight.to_vector();
+    CHECK_THROWS_WITH_AS(nn::load_module(tmp.path / "attn.safetensors", lin),
+                         Contains("parameters of the module not in the file: 'weight'"), Error);
+    CHECK(lin.weight.to_vector() == before);
+    const auto partial = nn::load_module(tmp.path / "attn.safetensors", lin, false);
+    CHECK(partial.loaded.empty());
+    CHECK(partial.missing.size() == 2);
+    CHECK(partial.unused.size() == pa.size());
+    // A shape mismatch always throws.
+    nn::CoeffAttention<float> wide(16, 2, gen);
+    CHECK_THROWS_WITH_AS(nn::load_module(tmp.path / "attn.safetensors", wide, false),
+                         Contains("has shape [8, 8], the module's parameter has [16, 16]"), Error);
+}

@@ -13,7 +13,9 @@
 // ("vit.embeddings.cls_token" or "embeddings.cls_token"), as transformers allows.
 #pragma once
 
+#include <algorithm>
 #include <filesystem>
+#include <map>
 #include <set>
 #include <string>
 #include <utility>
@@ -99,6 +101,66 @@ LoadReport load_parameters(Module<T>& m, const WeightScope& scope, const std::ve
     }
     for (const auto& name : scope.dir().names())
         if (!used.count(name)) r.unused.push_back(name);
+    return r;
+}
+
+// Saves every defined parameter of `m`, by dotted name, to one safetensors file (written to a
+// temporary name beside `path`, then renamed over it); `metadata` goes into the file's header.
+// load_module reads it back; so does safetensors.torch.load_file, under the same names.
+template <class T>
+void save_module(const std::filesystem::path& path, const Module<T>& m,
+                 const std::map<std::string, std::string>& metadata = {}) {
+    io::SafeTensorsWriter w;
+    const auto params = m.named_parameters();
+    check(!params.empty(), "save_module: ", path.string(), ": the module has no parameters");
+    for (const auto& [name, p] : params) w.add(name, p);
+    if (!metadata.empty()) w.set_metadata(metadata);
+    w.write(path);
+}
+
+// Loads a safetensors file into the parameters of `m`, in place (Tensor::copy_: an optimiser
+// built earlier trains the loaded values; a stored float or bf16 tensor converts to T). The
+// report lists the names loaded, those `m` has but the file lacks (missing) and those the file
+// has but `m` lacks (unused). strict: any missing or unused name throws, naming them (the file
+// is then left unapplied: nothing is written before every name is checked). A tensor of the
+// wrong shape always throws, naming both shapes.
+template <class T>
+LoadReport load_module(const std::filesystem::path& path, Module<T>& m, bool strict = true) {
+    const io::SafeTensors st = io::SafeTensors::open(path);
+    LoadReport r;
+    std::vector<std::pair<Tensor<T>*, std::string>> todo;
+    std::set<std::string> have;
+    for (auto& [name, slot] : m.named_slots()) {
+        if (!slot->defined()) continue;
+        have.insert(name);
+        if (!st.contains(name)) {
+            r.missing.push_back(name);
+            continue;
+        }
+        const Shape& shape = st.info(name).shape;
+        check(shape == slot->shape(), path.string(), ": tensor '", name, "' has shape ", shape_str(shape),
+              ", the module's parameter has ", shape_str(slot->shape()));
+        todo.emplace_back(slot, name);
+    }
+    for (const auto& info : st.tensors())
+        if (!have.count(info.name)) r.unused.push_back(info.name);
+    if (strict && (!r.missing.empty() || !r.unused.empty())) {
+        std::string msg;
+        auto list = [&](const char* what, const std::vector<std::string>& names) {
+            if (names.empty()) return;
+            msg += msg.empty() ? "" : "; ";
+            msg += std::to_string(names.size()) + " " + what + ": '" + names.front() + "'";
+            for (size_t i = 1; i < std::min<size_t>(names.size(), 4); ++i) msg += ", '" + names[i] + "'";
+            if (names.size() > 4) msg += ", ...";
+        };
+        list("parameters of the module not in the file", r.missing);
+        list("tensors of the file the module does not have", r.unused);
+        fail("load_module: ", path.string(), ": ", msg, " (strict; pass strict = false to load what matches)");
+    }
+    for (auto& [slot, name] : todo) {
+        slot->copy_(st.template get_as<T>(name));
+        r.loaded.push_back(name);
+    }
     return r;
 }
 
