@@ -225,6 +225,8 @@ TEST_CASE("Proposition 4.3: a mixed filter puts the output outside the convex hu
 TEST_CASE("nn::CoeffAttention: named parameters, zero alpha equals the plain layer") {
     Generator init(3);
     nn::CoeffAttention<double> layer(8, 2, init);
+    CHECK_FALSE(layer.coeff_enabled());  // a new layer is plain attention until Coeff-Tuning starts
+    layer.enable_coeff(true);
     auto names = layer.named_parameters();
     std::vector<std::string> got;
     for (auto& [n, p] : names) got.push_back(n);
@@ -232,7 +234,7 @@ TEST_CASE("nn::CoeffAttention: named parameters, zero alpha equals the plain lay
                                           "value.weight", "value.bias", "out.weight", "out.bias"});
     CHECK(layer.alpha.shape() == Shape{2, 2});
     Generator init2(3);
-    nn::CoeffAttention<double> plain(8, 2, init2, false);
+    nn::CoeffAttention<double> plain(8, 2, init2);
     CHECK(plain.num_parameters() + 4 == layer.num_parameters());
     Generator data(4);
     auto x = Tensor<double>::randn({2, 5, 8}, data);
@@ -243,6 +245,37 @@ TEST_CASE("nn::CoeffAttention: named parameters, zero alpha equals the plain lay
     sum(layer(x)).backward();
     CHECK(layer.alpha.grad().defined());
     CHECK_FALSE(layer.query.weight.grad().defined());
+}
+
+TEST_CASE("nn::CoeffAttention: its own dropout generator, call options as a struct, mixing switched explicitly") {
+    Generator init(5);
+    nn::CoeffAttention<double> layer(8, 2, init);
+    layer.enable_coeff(true, {.alpha_dropout = 0.5});
+    CHECK(layer.coeff.alpha_dropout == 0.5);
+    Generator data(6);
+    const auto x = Tensor<double>::randn({2, 5, 8}, data), ctx = Tensor<double>::randn({2, 3, 8}, data);
+    // Training with alpha dropout needs no generator from the caller: the layer's own advances.
+    layer.train();
+    const uint64_t before = layer.rng.offset;
+    CHECK_NOTHROW(layer(x));
+    CHECK(layer.rng.offset > before);
+    // A caller's generator, when given, is the one drawn from.
+    Generator mine(7);
+    layer.forward(x, {.generator = &mine});
+    CHECK(mine.offset > 0);
+    // Cross-attention with the maps, by name.
+    layer.eval();
+    const auto r = layer.forward(x, {.context = ctx, .return_maps = true});
+    CHECK(r.out.shape() == Shape{2, 5, 8});
+    CHECK(r.maps.shape() == Shape{2, 2, 5, 3});
+    // Two layers from one generator draw different dropout streams.
+    Generator g(8);
+    nn::CoeffAttention<double> l1(8, 2, g), l2(8, 2, g);
+    CHECK(l1.rng.seed != l2.rng.seed);
+    // Switched off again: plain attention, no alpha parameter.
+    layer.enable_coeff(false);
+    CHECK_FALSE(layer.coeff_enabled());
+    CHECK(layer.num_parameters() == 4 * (8 * 8 + 8));
 }
 
 TEST_CASE("an additive mask per head and a key mask combine with the causal mask") {

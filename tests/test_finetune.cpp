@@ -199,15 +199,14 @@ struct TokenClassifier : nn::TunableModel<float> {
     nn::LayerNorm<float> norm;
     nn::Linear<float> classifier;
 
-    TokenClassifier() : attn(8, 2, gen, false), norm(8), classifier(8, 2, gen) {
+    TokenClassifier() : attn(8, 2, gen), norm(8), classifier(8, 2, gen) {
         register_module("attn", attn);
         register_module("norm", norm);
         register_module("classifier", classifier);
     }
     void enable_coeff(bool on, const CoeffSpec& spec) override {
         check(spec.alpha_residual, "TokenClassifier: only the residual parameterisation");
-        attn.enable_coeff(on);
-        attn.coeff = spec;
+        attn.enable_coeff(on, spec);
     }
     std::vector<std::pair<std::string, nn::Linear<float>*>> lora_targets() override {
         return {{"attn.query", &attn.query}, {"attn.value", &attn.value}};
@@ -218,7 +217,7 @@ struct TokenClassifier : nn::TunableModel<float> {
         classifier.bias = Tensor<float>::zeros({static_cast<int64_t>(labels.size())});
     }
     Tensor<float> features(const Tensor<float>& x) override {
-        return mean(norm(attn.forward(x, Tensor<float>(), &dropout_rng).out), Shape{1});
+        return mean(norm(attn.forward(x, {.generator = &dropout_rng}).out), Shape{1});
     }
     Tensor<float> logits(const Tensor<float>& x) override { return classifier(features(x)); }
     Generator& dropout_generator() override { return dropout_rng; }

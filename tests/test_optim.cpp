@@ -105,6 +105,7 @@ TEST_CASE("optimiser arguments are checked") {
 TEST_CASE("Module::zero_grad drops frozen layers' gradients; train_only sets the trainable set whatever came before") {
     Generator gen(4);
     nn::CoeffAttention<double> attn(8, 2, gen);
+    attn.enable_coeff(true);
     const auto x = Tensor<double>::randn({1, 3, 8}, gen);
     sum(attn(x)).backward();
     attn.set_requires_grad(false);  // frozen after a backward: the gradients are still there

@@ -581,6 +581,8 @@ TEST_CASE("save_module / load_module: every parameter by name, loaded in place, 
     TempDir tmp("module");
     Generator gen(9);
     nn::CoeffAttention<float> a(8, 2, gen), b(8, 2, gen);
+    a.enable_coeff(true);
+    b.enable_coeff(true);
     Generator other(10);
     for (auto& [name, p] : a.named_parameters()) p.copy_(Tensor<float>::randn(p.shape(), other));
     nn::save_module(tmp.path / "attn.safetensors", a, {{"note", "a test"}});
@@ -612,6 +614,7 @@ TEST_CASE("save_module / load_module: every parameter by name, loaded in place, 
     CHECK(partial.unused.size() == pa.size());
     // A shape mismatch always throws.
     nn::CoeffAttention<float> wide(16, 2, gen);
+    wide.enable_coeff(true);
     CHECK_THROWS_WITH_AS(nn::load_module(tmp.path / "attn.safetensors", wide, false),
                          Contains("has shape [8, 8], the module's parameter has [16, 16]"), Error);
 }

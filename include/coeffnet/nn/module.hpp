@@ -258,37 +258,65 @@ private:
 };
 
 // Multi-head attention with Coeff-Tuning's head mixing: CoeffSelfAttention plus an output
-// projection "out", alpha zero-initialised so a fresh layer is plain attention, and the layer's
-// dropout settings (the CoeffSpec and the attention-probability dropout).
+// projection "out". A new layer is plain attention; enable_coeff(true, spec) adds a zero alpha
+// (so the layer is unchanged until alpha trains) with the spec's alpha dropout, as
+// ViTModel::enable_coeff does for a whole model. The layer owns the generator its dropouts draw
+// from in training (seeded from the constructor's), unless a call passes its own.
+//
+//     nn::CoeffAttention<float> attn(64, 8, gen);
+//     attn.enable_coeff(true, {.alpha_dropout = 0.1});
+//     auto y = attn(x);                                              // self-attention
+//     auto r = attn.forward(x, {.context = memory, .key_mask = pad, .return_maps = true});
 template <class T>
 class CoeffAttention : public CoeffSelfAttention<T> {
 public:
-    Linear<T> out;
-    CoeffSpec coeff;
-    double attn_dropout = 0.0;
+    // One call's inputs beside x, and its switches.
+    struct Args {
+        Tensor<T> context{};          // keys and values from here [B, M, C]; undefined: x itself
+        Tensor<T> key_mask{};         // [B, M]: 1 for a token, 0 for padding
+        bool causal = false;          // query n sees keys m <= n + (M - N)
+        bool return_maps = false;     // fill the result's maps and mixed_maps
+        Generator* generator = nullptr;  // the dropouts' draws in training; null: the layer's own
+    };
 
-    CoeffAttention(int64_t dim, int64_t heads_, Generator& gen, bool coeff_on = true)
-        : CoeffSelfAttention<T>(dim, heads_, gen), out(dim, dim, gen) {
+    Linear<T> out;
+    CoeffSpec coeff;            // alpha's dropout and parameterisation (set by enable_coeff)
+    double attn_dropout = 0.0;  // dropout on the (mixed) maps in training
+    mutable Generator rng;      // the layer's own dropout draws
+
+    CoeffAttention(int64_t dim, int64_t heads_, Generator& gen)
+        : CoeffSelfAttention<T>(dim, heads_, gen), out(dim, dim, gen), rng(derived_seed(gen)) {
         this->register_module("out", out);
-        this->enable_coeff(coeff_on);
     }
 
-    // x [B, N, C] attends to context [B, M, C] (x itself when undefined).
-    AttentionResult<T> forward(const Tensor<T>& x, const Tensor<T>& context = Tensor<T>(), Generator* gen = nullptr,
-                               const Tensor<T>& key_mask = Tensor<T>(), bool causal = false,
-                               bool return_maps = false) const {
+    // Coefficient mixing on (a zero, trainable alpha [heads, heads] and `spec`) or off (no alpha).
+    void enable_coeff(bool on, const CoeffSpec& spec = {}) {
+        CoeffSelfAttention<T>::enable_coeff(on);
+        coeff = spec;
+    }
+    bool coeff_enabled() const { return this->alpha.defined(); }
+
+    // x [B, N, C] attends to args.context (x itself when undefined); .out is [B, N, C].
+    AttentionResult<T> forward(const Tensor<T>& x, const Args& args = {}) const {
         AttentionOptions o;
-        o.causal = causal;
+        o.causal = args.causal;
         o.training = this->training();
         o.coeff = coeff;
         o.attn_dropout = attn_dropout;
-        o.generator = gen;
-        o.return_maps = return_maps;
-        AttentionResult<T> r = this->attend(x, context, o, key_mask);
+        o.generator = args.generator ? args.generator : &rng;
+        o.return_maps = args.return_maps;
+        AttentionResult<T> r = this->attend(x, args.context, o, args.key_mask);
         r.out = out(r.out);
         return r;
     }
     Tensor<T> operator()(const Tensor<T>& x) const { return forward(x).out; }
+
+private:
+    // A seed drawn from gen (two words of its stream), so layers built from one generator differ.
+    static Generator derived_seed(Generator& gen) {
+        const uint64_t first = gen.reserve(2);
+        return Generator((static_cast<uint64_t>(draw_bits(gen.seed, first, 0)) << 32) | draw_bits(gen.seed, first, 1));
+    }
 };
 
 }  // namespace coeffnet::nn
