@@ -154,12 +154,10 @@ std::vector<ParamGroup<T>> setup_method(nn::TunableModel<T>& model, const TuneCo
         for (auto& a : alphas) {
             const int64_t H = a.size(0);
             if (c.alpha_init == AlphaInit::identity) {
-                const Tensor<T> eye = Tensor<T>::eye(H);
-                std::copy_n(eye.data(), eye.numel(), a.data());
+                a.copy_(Tensor<T>::eye(H));
             } else if (c.alpha_init == AlphaInit::random) {
                 // U(-1/sqrt(H), 1/sqrt(H)): torch.nn.Linear(H, H)'s init of a mixing matrix.
-                const Tensor<T> r = Tensor<T>::uniform({H, H}, init, -1.0 / std::sqrt(double(H)), 1.0 / std::sqrt(double(H)));
-                std::copy_n(r.data(), r.numel(), a.data());
+                a.copy_(Tensor<T>::uniform({H, H}, init, -1.0 / std::sqrt(double(H)), 1.0 / std::sqrt(double(H))));
             }
         }
         groups.push_back({alphas, c.alpha.lr, c.alpha.weight_decay, "alpha"});
@@ -300,7 +298,7 @@ public:
             const Tensor<T> v = st.template get_as<T>(key);
             check(v.shape() == p.shape(), st.name(), ": '", key, "' has shape ", shape_str(v.shape()), ", the model has ",
                   shape_str(p.shape()));
-            std::copy_n(v.contiguous().data(), v.numel(), p.data());
+            p.copy_(v);
         }
         OptimizerState<T> s;
         for (const auto& t : st.tensors())
