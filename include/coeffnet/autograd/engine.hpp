@@ -46,13 +46,13 @@ void accumulate_leaf(TensorImpl<T>& leaf, const Tensor<T>& g) {
 // Runs a tensor's hooks over its incoming gradient `g`; `owned` turns false when a hook replaced
 // it (the replacement may be held by the caller). `what` names the tensor in errors.
 template <class T>
-Tensor<T> run_hooks(const GradHooks<T>* h, Tensor<T> g, bool& owned, const std::string& what) {
+Tensor<T> run_hooks(const GradHooks<T>* h, Tensor<T> g, bool& owned, const std::string& what, const char* who) {
     if (!h || h->hooks.empty()) return g;
     const auto hooks = h->hooks;  // a hook may register or remove hooks
     for (const auto& [id, fn] : hooks) {
         Tensor<T> r = fn(g);
         if (!r.defined()) continue;
-        check(r.shape() == g.shape(), "backward: hook ", id, " on ", what, " returned a gradient of shape ",
+        check(r.shape() == g.shape(), who, ": hook ", id, " on ", what, " returned a gradient of shape ",
               shape_str(r.shape()), " for a gradient of shape ", shape_str(g.shape()));
         g = std::move(r);
         owned = false;
@@ -81,7 +81,7 @@ struct GradTargets {
 // only the inputs on such paths get a gradient computed, and nothing is written to any .grad().
 template <class T>
 void run_backward(const std::vector<Tensor<T>>& roots, const std::vector<Tensor<T>>& seeds, bool retain_graph,
-                  GradTargets<T>* targets) {
+                  GradTargets<T>* targets, const char* who) {
     NoGrad no_grad;
     // 1. Order: iterative depth-first post-order over the Nodes reachable from the roots.
     std::vector<Node<T>*> order;
@@ -135,6 +135,10 @@ void run_backward(const std::vector<Tensor<T>>& roots, const std::vector<Tensor<
     };
     auto add_leaf = [&](TensorImpl<T>* leaf, const Tensor<T>& g) {
         if (targets && !targets->leaves.count(leaf)) return;
+        if (!targets && (!leaf->hooks || leaf->hooks->hooks.empty())) {
+            accumulate_leaf(*leaf, g);  // no hook to see the sum: accumulate now, hold nothing
+            return;
+        }
         if (add(leaf_pending, leaf, g)) leaf_order.push_back(leaf);
     };
     for (size_t r = 0; r < roots.size(); ++r) {
@@ -151,7 +155,7 @@ void run_backward(const std::vector<Tensor<T>>& roots, const std::vector<Tensor<
         Tensor<T> g = std::move(found->second.grad);
         pending.erase(found);
         if (n->hooks) {
-            g = run_hooks(n->hooks.get(), std::move(g), owned, "the output of '" + n->name + "'");
+            g = run_hooks(n->hooks.get(), std::move(g), owned, "the output of '" + n->name + "'", who);
             if (!targets)
                 if (auto kept = n->hooks->retain.lock()) accumulate_leaf(*kept, g);
         }
@@ -165,14 +169,15 @@ void run_backward(const std::vector<Tensor<T>>& roots, const std::vector<Tensor<
             }
             if (!any) continue;  // nothing below it is wanted: it does not run (and is not freed)
         }
-        check(!n->freed, "backward: the graph through '", n->name,
-              "' was freed by an earlier backward(); pass retain_graph=true to that call to backpropagate twice");
+        check(!n->freed, who, ": the graph through '", n->name,
+              "' was freed by an earlier backward() or grad(); pass retain_graph=true to that call to "
+              "backpropagate twice");
         std::vector<Tensor<T>> gin = n->backward(g, needs);
-        check(gin.size() == n->edges.size(), "backward: op '", n->name, "' returned ", gin.size(),
+        check(gin.size() == n->edges.size(), who, ": op '", n->name, "' returned ", gin.size(),
               " gradients for ", n->edges.size(), " inputs");
         for (size_t i = 0; i < gin.size(); ++i) {
             if (!needs[i] || !gin[i].defined()) continue;
-            check(gin[i].shape() == n->input_shapes[i], "backward: op '", n->name, "' produced a gradient of shape ",
+            check(gin[i].shape() == n->input_shapes[i], who, ": op '", n->name, "' produced a gradient of shape ",
                   shape_str(gin[i].shape()), " for input ", i, " of shape ", shape_str(n->input_shapes[i]));
             const Edge<T>& e = n->edges[i];
             if (e.node) add(pending, e.node.get(), gin[i]);
@@ -181,13 +186,16 @@ void run_backward(const std::vector<Tensor<T>>& roots, const std::vector<Tensor<
         if (!retain_graph) n->free_saved();
     }
 
-    // 3. Leaves: hooks, then accumulation into .grad() (the first gradient is copied into fresh
-    // storage unless the sweep allocated it) or capture.
+    // 3. Leaves with hooks (and grad()'s leaf inputs), whose gradients were held until now:
+    // hooks, then accumulation into .grad() (the first gradient is copied into fresh storage
+    // unless the sweep allocated it) or capture. Leaves without hooks were accumulated as their
+    // gradients arrived, holding no extra memory.
     for (TensorImpl<T>* leaf : leaf_order) {
         Pending& p = leaf_pending.at(leaf);
         bool owned = p.owned;
         Tensor<T> g = std::move(p.grad);
-        if (leaf->hooks) g = run_hooks(leaf->hooks.get(), std::move(g), owned, "a leaf of shape " + shape_str(leaf->shape));
+        if (leaf->hooks)
+            g = run_hooks(leaf->hooks.get(), std::move(g), owned, "a leaf of shape " + shape_str(leaf->shape), who);
         if (targets) targets->capture(targets->leaves.at(leaf), g, owned);
         else if (!leaf->grad.defined()) leaf->grad = owned ? g : fresh_copy(g);
         else add_into(leaf->grad, g);
@@ -209,7 +217,7 @@ void Tensor<T>::backward(const Tensor& grad, bool retain_graph) const {
         check(seed.shape() == shape(), "backward: upstream gradient of shape ", shape_str(seed.shape()),
               " for an output of shape ", shape_str(shape()));
     }
-    detail::run_backward<T>({*this}, {seed}, retain_graph, nullptr);
+    detail::run_backward<T>({*this}, {seed}, retain_graph, nullptr, "backward");
 }
 
 namespace detail {
@@ -248,7 +256,7 @@ std::vector<Tensor<T>> grad_impl(const std::vector<Tensor<T>>& outputs, const st
         if (x.impl()->grad_fn) targets.nodes[x.impl()->grad_fn.get()].push_back(i);
         else targets.leaves[x.impl().get()].push_back(i);
     }
-    run_backward<T>(outputs, seeds, retain_graph, &targets);
+    run_backward<T>(outputs, seeds, retain_graph, &targets, "grad");
     for (size_t i = 0; i < inputs.size(); ++i)
         check(allow_unused || targets.grads[i].defined(), "grad: input ", i, " (shape ", shape_str(inputs[i].shape()),
               inputs[i].is_leaf() ? ", a leaf" : ", the output of '" + inputs[i].grad_fn_name() + "'",
