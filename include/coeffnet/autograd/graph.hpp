@@ -16,8 +16,13 @@
 //   inputs need one, so frozen weights cost no weight-gradient GEMM.
 // - Graphs are walked and freed with explicit stacks: a 100,000-op chain neither overflows
 //   the stack in backward() nor when its last tensor is destroyed.
+// - Beyond backward() (PyTorch's semantics): Tensor::retain_grad() keeps an intermediate's
+//   gradient, Tensor::register_hook() sees (and may replace) the gradient flowing into a tensor,
+//   and coeffnet::grad() (engine.hpp) returns gradients without writing any .grad().
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -69,6 +74,29 @@ using BackwardFn = std::function<std::vector<Tensor<T>>(const Tensor<T>& grad_ou
 template <class T>
 void release_graph(std::shared_ptr<Node<T>> node);
 
+// A gradient hook: called with the gradient flowing into a tensor during backward; returns a
+// replacement of the same shape, or an undefined Tensor to keep the gradient as it is.
+template <class T>
+using GradHook = std::function<Tensor<T>(const Tensor<T>&)>;
+
+// What Tensor::register_hook returns; pass it to Tensor::remove_hook. Ids are unique in the
+// process, so an id never removes another tensor's hook.
+using HookId = uint64_t;
+
+// The hooks of one tensor, and for an intermediate with retain_grad() the tensor whose .grad
+// collects its gradient. A leaf keeps them in its TensorImpl, an intermediate in its Node (so
+// they run even after the last handle to the intermediate is gone, as in PyTorch).
+template <class T>
+struct GradHooks {
+    std::vector<std::pair<HookId, GradHook<T>>> hooks;  // run in registration order
+    std::weak_ptr<TensorImpl<T>> retain;                // set by retain_grad() on an intermediate
+
+    static HookId next_id() {
+        static std::atomic<HookId> counter{0};
+        return ++counter;
+    }
+};
+
 template <class T>
 struct Node {
     std::string name;
@@ -77,6 +105,7 @@ struct Node {
     std::vector<bool> needs;
     BackwardFn<T> backward;
     bool freed = false;
+    std::unique_ptr<GradHooks<T>> hooks;  // the output tensor's hooks and retain_grad (usually none)
 
     // Drops what the backward saved; the edges stay so the graph can still be walked.
     void free_saved() {

@@ -130,6 +130,17 @@ public:
     // upstream gradient of its own shape. See autograd/graph.hpp for the semantics.
     void backward(const Tensor& grad = Tensor(), bool retain_graph = false) const;
     Tensor detach() const;  // same data, no history
+    // Keeps this intermediate's gradient in .grad() after backward, accumulating across calls
+    // like a leaf's (after this tensor's hooks have run). A no-op on a leaf that requires grad;
+    // throws on a tensor that does not require grad.
+    void retain_grad() const;
+    bool retains_grad() const;  // true for an intermediate after retain_grad(); false for leaves
+    // Calls `hook(gradient)` each time backward() or grad() computes the gradient flowing into
+    // this tensor (a leaf: the sum over its uses, before it is accumulated into .grad()). A
+    // defined return value (same shape) replaces the gradient; hooks run in registration order.
+    // Returns an id for remove_hook. Throws on a tensor that does not require grad.
+    HookId register_hook(GradHook<T> hook) const;
+    bool remove_hook(HookId id) const;  // false when this tensor has no hook with that id
 
     // Views and copies: differentiable (defined in tensor/views.hpp).
     Tensor reshape(const Shape& shape) const;
@@ -178,6 +189,7 @@ struct TensorImpl {
     bool requires_grad = false;  // for leaves; a tensor with a grad_fn always requires grad
     Tensor<T> grad;
     std::shared_ptr<Node<T>> grad_fn;
+    std::unique_ptr<GradHooks<T>> hooks;  // a leaf's gradient hooks (an intermediate's are in its Node)
 
     ~TensorImpl() {
         if (grad_fn) release_graph(std::move(grad_fn));
@@ -418,6 +430,43 @@ template <class T>
 std::string Tensor<T>::grad_fn_name() const {
     require_defined("Tensor::grad_fn_name");
     return impl_->grad_fn ? impl_->grad_fn->name : std::string();
+}
+template <class T>
+void Tensor<T>::retain_grad() const {
+    require_defined("Tensor::retain_grad");
+    check(requires_grad(), "Tensor::retain_grad: the tensor does not require grad, so it never gets a gradient");
+    if (!impl_->grad_fn) return;  // a leaf keeps its gradient anyway
+    auto& h = impl_->grad_fn->hooks;
+    if (!h) h = std::make_unique<GradHooks<T>>();
+    h->retain = impl_;
+}
+template <class T>
+bool Tensor<T>::retains_grad() const {
+    require_defined("Tensor::retains_grad");
+    if (!impl_->grad_fn || !impl_->grad_fn->hooks) return false;
+    return impl_->grad_fn->hooks->retain.lock() == impl_;
+}
+template <class T>
+HookId Tensor<T>::register_hook(GradHook<T> hook) const {
+    require_defined("Tensor::register_hook");
+    check(requires_grad(), "Tensor::register_hook: the tensor does not require grad, so no gradient reaches it");
+    check(static_cast<bool>(hook), "Tensor::register_hook: the hook is empty");
+    auto& h = impl_->grad_fn ? impl_->grad_fn->hooks : impl_->hooks;
+    if (!h) h = std::make_unique<GradHooks<T>>();
+    const HookId id = GradHooks<T>::next_id();
+    h->hooks.emplace_back(id, std::move(hook));
+    return id;
+}
+template <class T>
+bool Tensor<T>::remove_hook(HookId id) const {
+    require_defined("Tensor::remove_hook");
+    auto& h = impl_->grad_fn ? impl_->grad_fn->hooks : impl_->hooks;
+    if (!h) return false;
+    auto& list = h->hooks;
+    const auto it = std::find_if(list.begin(), list.end(), [&](const auto& p) { return p.first == id; });
+    if (it == list.end()) return false;
+    list.erase(it);
+    return true;
 }
 template <class T>
 Tensor<T> Tensor<T>::detach() const {
