@@ -249,6 +249,34 @@ TEST_CASE("cast_op / to_double / to_float: values, a gradient back in the input'
     CHECK(x.cast<double>().grad_fn_name().empty());  // Tensor::cast stays history-free
 }
 
+TEST_CASE("cast_op in a diamond across dtypes: correct when the cast's branch runs first, else a named error") {
+    // h is reached twice by one backward: directly in float and through a double branch.
+    auto x = Tensor<float>::from({1.f, 2.f}, {2}).set_requires_grad(true);
+    {
+        const Tensor<float> h = x * 3.0;
+        // d/dx [sum(h) + sum(h^2)] = 3 + 18 x
+        (sum(h) + to_float(sum(square(to_double(h))))).backward();
+        CHECK(x.grad().to_vector() == std::vector<float>{21.f, 39.f});
+    }
+    x.zero_grad();
+    {
+        const Tensor<float> h = x * 3.0;
+        // The other order: the direct sweep frees h's node before the cast reaches it.
+        CHECK_THROWS_WITH_AS((to_float(sum(square(to_double(h)))) + sum(h)).backward(),
+                             Contains("was freed by an earlier backward(); pass retain_graph=true"), Error);
+    }
+    x.zero_grad();
+    {
+        const Tensor<float> h = x * 3.0;
+        (to_float(sum(square(to_double(h)))) + sum(h)).backward(Tensor<float>(), true);  // the documented way out
+        CHECK(x.grad().to_vector() == std::vector<float>{21.f, 39.f});
+    }
+    // A leaf reached both ways needs nothing special.
+    x.zero_grad();
+    (to_float(sum(square(to_double(x)))) + sum(x)).backward();
+    CHECK(x.grad().to_vector() == std::vector<float>{3.f, 5.f});
+}
+
 TEST_CASE("nn::Embedding: N(0,1) weight, lookup, gradient rows, out-of-range index named") {
     Generator g(5);
     nn::Embedding<float> emb(10, 4, g);
