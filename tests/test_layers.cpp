@@ -72,13 +72,14 @@ TEST_CASE("max/min/argmax/argmin along an axis match the definition, with keepdi
     CHECK(argmax(t, 1).to_vector() == argmax(t.contiguous(), 1).to_vector());
 }
 
-TEST_CASE("max/min: ties give the first index, the gradient goes to it alone; NaN wins like PyTorch") {
+TEST_CASE("max/min: ties give the first index, the gradient goes to it alone, NaN wins like PyTorch") {
     auto x = Tensor<double>::from({1, 3, 3, 0, 2, 2, 2, -1}, {2, 4}).set_requires_grad(true);
     const auto r = max(x, 1);
     CHECK(r.values.to_vector() == std::vector<double>{3, 2});
     CHECK(r.indices.to_vector() == std::vector<int64_t>{1, 0});
     CHECK(argmin(x, 1).to_vector() == std::vector<int64_t>{3, 3});
-    CHECK(min(x, 0).indices.to_vector() == std::vector<int64_t>{0, 0, 0, 1});
+    CHECK(min(x, 0).indices.to_vector() == std::vector<int64_t>{0, 1, 1, 1});
+    CHECK(min(Tensor<double>::from({2, 1, 1}, {3}), 0).indices.item() == 1);  // a tie for the minimum: the first
     sum(r.values * Tensor<double>::from({10, 20}, {2})).backward();
     CHECK(x.grad().to_vector() == std::vector<double>{0, 10, 0, 0, 20, 0, 0, 0});
     CHECK(r.values.grad_fn_name() == "max");
