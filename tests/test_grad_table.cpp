@@ -145,6 +145,18 @@ std::vector<OpRow> table() {
     t.push_back(row("scale", {{7}}, [](const auto& x) { return scale(x[0], -1.5); }));
     t.push_back(row("add_scalar", {{2, 2}}, [](const auto& x) { return x[0] + 3.0; }));
     t.push_back(row("neg", {{5}}, [](const auto& x) { return -x[0]; }));
+    t.push_back(row("add_scalar/left", {{2, 3}}, [](const auto& x) { return 1.5 + x[0]; }));
+    t.push_back(row("rsub_scalar", {{2, 3}}, [](const auto& x) { return 2.0 - x[0]; }));
+    t.push_back(row("rdiv_scalar", {{2, 3}}, [](const auto& x) { return 3.0 / x[0]; }, Draw::away_from_zero));
+    t.push_back(row("scale/left", {{4}}, [](const auto& x) { return -0.5 * x[0]; }));
+    // dtype cast: double checks the same-type identity node against finite differences; float goes
+    // float -> double -> float, so its gradient crosses both casts and is compared with double's.
+    {
+        OpRow r = row("cast", {{3, 4}}, [](const auto& x) { return square(x[0]) * 0.5; });
+        r.f64 = [](const std::vector<Tensor<double>>& x) { return cast_op<double>(square(cast_op<double>(x[0])) * 0.5); };
+        r.f32 = [](const std::vector<Tensor<float>>& x) { return to_float(square(to_double(x[0])) * 0.5); };
+        t.push_back(r);
+    }
     // pointwise
     t.push_back(row("exp", {{2, 3}}, [](const auto& x) { return exp(x[0]); }));
     t.push_back(row("log", {{2, 3}}, [](const auto& x) { return log(x[0]); }, Draw::positive));
@@ -163,6 +175,10 @@ std::vector<OpRow> table() {
     t.push_back(row("mean/all", {{5, 3}}, [](const auto& x) { return mean(x[0]); }));
     t.push_back(row("mean/axes", {{2, 3, 4}}, [](const auto& x) { return mean(x[0], {-1}); }));
     t.push_back(row("mean/strided", {{4, 3}}, [](const auto& x) { return mean(x[0].mT(), {0}); }));
+    // max/min values: the gradient goes to the chosen element (normal draws: no ties)
+    t.push_back(row("max/values", {{3, 4, 5}}, [](const auto& x) { return max(x[0], 1).values; }));
+    t.push_back(row("max/keepdim+strided", {{4, 3}}, [](const auto& x) { return max(x[0].mT(), -1, true).values; }));
+    t.push_back(row("min/values", {{3, 5}}, [](const auto& x) { return min(x[0], 0).values; }));
     // matmul and linear
     t.push_back(row("matmul/2d", {{3, 5}, {5, 7}}, [](const auto& x) { return matmul(x[0], x[1]); }));
     t.push_back(row("matmul/batched", {{2, 3, 4}, {2, 4, 5}}, [](const auto& x) { return matmul(x[0], x[1]); }));

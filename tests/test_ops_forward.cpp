@@ -121,7 +121,7 @@ TEST_CASE("softmax: definition, mask, extreme logits, fully masked rows") {
     CHECK(m == std::vector<double>{0.5, 0, 0.5, 0, 0, 0});  // the fully masked row is zeros
 }
 
-TEST_CASE("log_softmax and cross_entropy match the definition; ignore_index; all ignored is NaN") {
+TEST_CASE("log_softmax and cross_entropy match the definition, ignore_index, all ignored is NaN") {
     Generator g(4);
     auto x = Tensor<double>::randn({4, 5}, g);
     auto ls = log_softmax(x);
@@ -139,7 +139,7 @@ TEST_CASE("log_softmax and cross_entropy match the definition; ignore_index; all
     CHECK(std::isnan(all_ignored.item()));
 }
 
-TEST_CASE("layer_norm matches the definition; a constant row gives the bias") {
+TEST_CASE("layer_norm matches the definition, a constant row gives the bias") {
     Generator g(5);
     auto x = Tensor<double>::randn({3, 6}, g), w = Tensor<double>::randn({6}, g), b = Tensor<double>::randn({6}, g);
     auto y = layer_norm(x, w, b, 1e-5);

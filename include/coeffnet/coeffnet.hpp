@@ -30,5 +30,8 @@
 #include "ops/embedding.hpp"
 #include "ops/shape.hpp"
 #include "ops/attention.hpp"
+#include "ops/random.hpp"
 #include "nn/module.hpp"
+#include "nn/layers.hpp"
 #include "train/optim.hpp"
+#include "train/clip.hpp"

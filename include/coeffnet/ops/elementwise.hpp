@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cmath>
+#include <type_traits>
 
 #include "../tensor/tensor.hpp"
 
@@ -104,6 +105,22 @@ Tensor<T> add_scalar(const Tensor<T>& x, double s) {
         x, "add_scalar", [c](T v) { return v + c; }, [](T, T) { return T(1); });
 }
 
+// s - x (torch.rsub(x, s)).
+template <class T>
+Tensor<T> rsub_scalar(const Tensor<T>& x, double s) {
+    const T c = static_cast<T>(s);
+    return detail::unary_op(
+        x, "rsub_scalar", [c](T v) { return c - v; }, [](T, T) { return T(-1); });
+}
+
+// s / x; derivative -s / x^2 = -y / x.
+template <class T>
+Tensor<T> rdiv_scalar(const Tensor<T>& x, double s) {
+    const T c = static_cast<T>(s);
+    return detail::unary_op(
+        x, "rdiv_scalar", [c](T v) { return c / v; }, [](T v, T y) { return -y / v; });
+}
+
 template <class T>
 Tensor<T> neg(const Tensor<T>& x) {
     return detail::unary_op(
@@ -120,6 +137,55 @@ template <class T> Tensor<T> operator*(double s, const Tensor<T>& a) { return sc
 template <class T> Tensor<T> operator/(const Tensor<T>& a, double s) { return scale(a, 1.0 / s); }
 template <class T> Tensor<T> operator+(const Tensor<T>& a, double s) { return add_scalar(a, s); }
 template <class T> Tensor<T> operator-(const Tensor<T>& a, double s) { return add_scalar(a, -s); }
+template <class T> Tensor<T> operator+(double s, const Tensor<T>& a) { return add_scalar(a, s); }
+template <class T> Tensor<T> operator-(double s, const Tensor<T>& a) { return rsub_scalar(a, s); }
+template <class T> Tensor<T> operator/(double s, const Tensor<T>& a) { return rdiv_scalar(a, s); }
+
+// ---- dtype cast inside a graph ----------------------------------------------------------------
+
+// A differentiable cast between the compute types (float <-> double), e.g. a loss accumulated in
+// double over a float model: the backward casts the gradient back to T. Tensor::cast<U>() stays
+// the copy without history. cast_op<T> on a Tensor<T> is an identity node, so generic code may
+// call it unconditionally. to_float / to_double are the two spellings.
+//
+// How the gradient crosses dtypes: the graph is typed (Node<float> edges lead only to Node<float>),
+// so the cast's node in U's graph, once its gradient is complete, runs x.backward(grad cast to T)
+// on x's own graph. That inner backward keeps x's graph (retain_graph), so a second backward
+// through the cast works; x's graph is freed when its tensors go. Limit: if one backward reaches
+// x's history both through a cast and directly in T (a diamond across dtypes), the direct sweep
+// may free it first and the cast's inner backward then throws "was freed by an earlier backward";
+// pass retain_graph=true to that backward() in such graphs.
+template <class U, class T>
+Tensor<U> cast_op(const Tensor<T>& x) {
+    static_assert(is_compute_type_v<T> && is_compute_type_v<U>, "cast_op: float and double only (use Tensor::cast)");
+    check(x.defined(), "cast_op: undefined operand");
+    if constexpr (std::is_same_v<U, T>) {
+        return record<T>(x.clone().detach(), "cast", {x}, [](const Tensor<T>& g, const std::vector<bool>&) {
+            return std::vector<Tensor<T>>{g};
+        });
+    } else {
+        Tensor<U> y = x.template cast<U>();
+        if (!GradMode::enabled() || !x.requires_grad()) return y;
+        // The U-side node needs an input that requires grad to be recorded: a scalar stand-in leaf
+        // that never receives a gradient (the backward returns none for it).
+        const Tensor<U> anchor = Tensor<U>::zeros({}).set_requires_grad(true);
+        const Tensor<T> src = x;  // not detached: the cast continues into x's graph
+        return record<U>(y, "cast", {anchor}, [src](const Tensor<U>& g, const std::vector<bool>&) {
+            src.backward(g.template cast<T>(), /*retain_graph=*/true);
+            return std::vector<Tensor<U>>{Tensor<U>()};
+        });
+    }
+}
+
+template <class T>
+Tensor<double> to_double(const Tensor<T>& x) {
+    return cast_op<double>(x);
+}
+
+template <class T>
+Tensor<float> to_float(const Tensor<T>& x) {
+    return cast_op<float>(x);
+}
 
 // ---- pointwise functions ------------------------------------------------------------------
 

@@ -1,8 +1,13 @@
-// coeffnet/ops/reduce.hpp: sum and mean over all elements or over chosen axes.
+// coeffnet/ops/reduce.hpp: sum and mean over all elements or over chosen axes; max/min and
+// argmax/argmin along one axis; isclose/allclose.
 //
 // Sums of float accumulate in double. The backward broadcasts the gradient back (expand of
 // the kept-dims gradient), so it costs one pass over the input's size.
 #pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
 
 #include "../tensor/tensor.hpp"
 
@@ -72,6 +77,158 @@ Tensor<T> mean(const Tensor<T>& x, const Shape& axes, bool keepdim = false) {
         if (mask[i]) count *= x.shape()[i];
     check(count > 0, "mean: reducing over an empty axis of shape ", shape_str(x.shape()));
     return detail::reduce_sum(x, mask, keepdim, 1.0 / static_cast<double>(count), "mean");
+}
+
+// ---- max / min / argmax / argmin along one axis ----------------------------------------------
+//
+// Like torch.max(x, dim, keepdim) / torch.argmax: the index is of type int64. Ties go to the
+// first index along the axis; a NaN counts as larger (max) or smaller (min) than every number,
+// so a slice holding a NaN yields its first NaN, as PyTorch does. The values' gradient goes to
+// the chosen element only (the first of tied maxima), like PyTorch's CPU max(dim) backward.
+
+template <class T>
+struct ValuesIndices {
+    Tensor<T> values;
+    Tensor<int64_t> indices;
+};
+
+namespace detail {
+
+// The index of the extreme element of every slice along `axis`, in the kept-dims order of the
+// output, and the output's shape.
+template <class T>
+std::vector<int64_t> extreme_indices(const Tensor<T>& x, int64_t axis, bool keepdim, bool want_max, const char* op,
+                                     Shape& out_shape, int64_t& outer, int64_t& n, int64_t& inner) {
+    check(x.defined(), op, ": undefined operand");
+    const int64_t rank = x.dim();
+    const int64_t a = normalize_axis(axis, rank, op);
+    const Shape& s = x.shape();
+    n = rank == 0 ? 1 : s[static_cast<size_t>(a)];
+    check(n > 0, op, ": axis ", axis, " of shape ", shape_str(s), " is empty (no maximum or minimum to take)");
+    outer = 1;
+    inner = 1;
+    for (int64_t d = 0; d < rank; ++d) {
+        if (d < a) outer *= s[static_cast<size_t>(d)];
+        if (d > a) inner *= s[static_cast<size_t>(d)];
+    }
+    out_shape.clear();
+    for (int64_t d = 0; d < rank; ++d)
+        if (d != a || keepdim) out_shape.push_back(d == a ? 1 : s[static_cast<size_t>(d)]);
+    const Tensor<T> xc = as_contiguous(x);
+    const T* p = xc.data();
+    std::vector<int64_t> idx(static_cast<size_t>(outer * inner));
+    const int64_t N = n, I = inner;
+    parallel_for(outer * inner, N, [&](int64_t b, int64_t e) {
+        for (int64_t k = b; k < e; ++k) {
+            const T* src = p + (k / I) * N * I + k % I;
+            int64_t best = 0;
+            T bv = src[0];
+            for (int64_t j = 1; j < N; ++j) {
+                const T v = src[j * I];
+                if (std::isnan(static_cast<double>(bv))) break;
+                const bool better = std::isnan(static_cast<double>(v)) || (want_max ? v > bv : v < bv);
+                if (better) {
+                    bv = v;
+                    best = j;
+                }
+            }
+            idx[static_cast<size_t>(k)] = best;
+        }
+    });
+    return idx;
+}
+
+template <class T>
+ValuesIndices<T> max_min(const Tensor<T>& x, int64_t axis, bool keepdim, bool want_max, const char* op) {
+    Shape out_shape;
+    int64_t outer = 0, n = 0, inner = 0;
+    const std::vector<int64_t> idx = extreme_indices(x, axis, keepdim, want_max, op, out_shape, outer, n, inner);
+    const Tensor<T> xc = as_contiguous(x);
+    Tensor<T> values = Tensor<T>::empty(out_shape);
+    Tensor<int64_t> indices = Tensor<int64_t>::empty(out_shape);
+    for (int64_t k = 0; k < outer * inner; ++k) {
+        const int64_t j = idx[static_cast<size_t>(k)];
+        indices.data()[k] = j;
+        values.data()[k] = xc.data()[(k / inner) * n * inner + j * inner + k % inner];
+    }
+    const Shape in_shape = x.shape();
+    values = record<T>(values, op, {x}, [idx, in_shape, n, inner](const Tensor<T>& g, const std::vector<bool>&) {
+        const Tensor<T> gc = as_contiguous(g);
+        Tensor<T> dx = Tensor<T>::zeros(in_shape);
+        for (size_t k = 0; k < idx.size(); ++k) {
+            const int64_t kk = static_cast<int64_t>(k);
+            dx.data()[(kk / inner) * n * inner + idx[k] * inner + kk % inner] += gc.data()[kk];
+        }
+        return std::vector<Tensor<T>>{dx};
+    });
+    return {values, indices};
+}
+
+template <class T>
+Tensor<int64_t> arg_extreme(const Tensor<T>& x, int64_t axis, bool keepdim, bool want_max, const char* op) {
+    Shape out_shape;
+    int64_t outer = 0, n = 0, inner = 0;
+    const std::vector<int64_t> idx = extreme_indices(x, axis, keepdim, want_max, op, out_shape, outer, n, inner);
+    return Tensor<int64_t>::from(idx, out_shape);
+}
+
+}  // namespace detail
+
+// The largest element along `axis` and its index: {values (differentiable), indices (int64)}.
+template <class T>
+ValuesIndices<T> max(const Tensor<T>& x, int64_t axis, bool keepdim = false) {
+    return detail::max_min(x, axis, keepdim, true, "max");
+}
+
+template <class T>
+ValuesIndices<T> min(const Tensor<T>& x, int64_t axis, bool keepdim = false) {
+    return detail::max_min(x, axis, keepdim, false, "min");
+}
+
+// The index (int64) of the largest / smallest element along `axis`; ties: the first.
+template <class T>
+Tensor<int64_t> argmax(const Tensor<T>& x, int64_t axis, bool keepdim = false) {
+    return detail::arg_extreme(x, axis, keepdim, true, "argmax");
+}
+
+template <class T>
+Tensor<int64_t> argmin(const Tensor<T>& x, int64_t axis, bool keepdim = false) {
+    return detail::arg_extreme(x, axis, keepdim, false, "argmin");
+}
+
+// ---- isclose / allclose ----------------------------------------------------------------------
+//
+// torch.isclose with equal_nan = false: |a - b| <= atol + rtol * |b| elementwise (not symmetric
+// in a and b, like PyTorch), with NumPy broadcasting. A NaN is close to nothing, itself
+// included; infinities are close only to an equal infinity. isclose returns 1/0 as uint8;
+// allclose says whether every element is close. Not differentiable (no history).
+template <class T>
+Tensor<uint8_t> isclose(const Tensor<T>& a, const Tensor<T>& b, double rtol = 1e-5, double atol = 1e-8) {
+    check(a.defined() && b.defined(), "isclose: undefined operand");
+    check(rtol >= 0 && atol >= 0, "isclose: rtol and atol must be >= 0, got rtol ", rtol, " and atol ", atol);
+    const Shape shape = broadcast_shapes(a.shape(), b.shape(), "isclose");
+    const std::vector<T> va = a.detach().expand(shape).to_vector();
+    const std::vector<T> vb = b.detach().expand(shape).to_vector();
+    Tensor<uint8_t> out = Tensor<uint8_t>::empty(shape);
+    for (size_t i = 0; i < va.size(); ++i) {
+        const double x = static_cast<double>(va[i]), y = static_cast<double>(vb[i]);
+        bool close;
+        if (std::isnan(x) || std::isnan(y)) close = false;
+        else if (x == y) close = true;  // equal infinities too
+        else if (std::isinf(x) || std::isinf(y)) close = false;
+        else close = std::abs(x - y) <= atol + rtol * std::abs(y);
+        out.data()[i] = close ? 1 : 0;
+    }
+    return out;
+}
+
+template <class T>
+bool allclose(const Tensor<T>& a, const Tensor<T>& b, double rtol = 1e-5, double atol = 1e-8) {
+    const Tensor<uint8_t> c = isclose(a, b, rtol, atol);
+    const uint8_t* p = c.data();
+    for (int64_t i = 0; i < c.numel(); ++i)
+        if (!p[i]) return false;
+    return true;
 }
 
 }  // namespace coeffnet
