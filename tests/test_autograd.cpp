@@ -27,7 +27,7 @@ TEST_CASE("leaf gradients accumulate across backward calls until zero_grad") {
     CHECK_FALSE(x.grad().defined());
 }
 
-TEST_CASE("a second backward through a freed graph throws; retain_graph keeps it") {
+TEST_CASE("a second backward through a freed graph throws, retain_graph keeps it") {
     auto x = Tensor<double>::from({2.0}, {1}).set_requires_grad(true);
     auto y = sum(exp(x));
     y.backward();
@@ -59,7 +59,7 @@ TEST_CASE("backward from a non-scalar needs an upstream gradient of its shape") 
     CHECK(x.grad().to_vector() == std::vector<double>(4, 1.0));
 }
 
-TEST_CASE("NoGrad records nothing; detach cuts the graph; requires_grad only on leaves") {
+TEST_CASE("NoGrad records nothing, detach cuts the graph, requires_grad only on leaves") {
     auto x = Tensor<double>::ones({3}).set_requires_grad(true);
     {
         NoGrad ng;
@@ -368,7 +368,7 @@ TEST_CASE("grad() returns what backward() accumulates, and writes no .grad()") {
     CHECK(test::contains(freed, "pass retain_graph=true"));
 }
 
-TEST_CASE("grad(): grad_outputs weight several outputs; only the needed part of the graph runs") {
+TEST_CASE("grad(): grad_outputs weight several outputs, only the needed part of the graph runs") {
     auto x = Tensor<double>::from({1.0, -2.0}, {2}).set_requires_grad(true);
     auto y1 = x * 3.0;
     auto y2 = x * x;
@@ -389,7 +389,7 @@ TEST_CASE("grad(): grad_outputs weight several outputs; only the needed part of 
     CHECK_FALSE(wt.grad().defined());
 }
 
-TEST_CASE("grad(): unused inputs throw unless allow_unused; bad arguments name the problem") {
+TEST_CASE("grad(): unused inputs throw unless allow_unused, bad arguments name the problem") {
     auto x = Tensor<double>::from({1.0, 2.0}, {2}).set_requires_grad(true);
     auto unused = Tensor<double>::from({3.0}, {1}).set_requires_grad(true);
     auto y = sum(x * x);

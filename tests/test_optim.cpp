@@ -56,7 +56,7 @@ TEST_CASE("SGD with momentum, weight decay and Nesterov follows torch.optim.SGD"
     CHECK(q.item() == doctest::Approx(3.495).epsilon(1e-14));
 }
 
-TEST_CASE("parameter groups carry their own lr and weight decay; missing grads are skipped") {
+TEST_CASE("parameter groups carry their own lr and weight decay, missing grads are skipped") {
     auto alpha = Tensor<double>::from({1.0}, {1}).set_requires_grad(true);
     auto head = Tensor<double>::from({1.0}, {1}).set_requires_grad(true);
     auto idle = Tensor<double>::from({1.0}, {1}).set_requires_grad(true);
@@ -102,7 +102,7 @@ TEST_CASE("optimiser arguments are checked") {
     CHECK_THROWS_WITH_AS(SGD<double>({nonleaf}, {}), doctest::Contains("leaf"), Error);
 }
 
-TEST_CASE("Module::zero_grad drops frozen layers' gradients; train_only sets the trainable set whatever came before") {
+TEST_CASE("Module::zero_grad drops frozen layers' gradients, train_only sets the trainable set whatever came before") {
     Generator gen(4);
     nn::CoeffAttention<double> attn(8, 2, gen);
     attn.enable_coeff(true);

@@ -114,7 +114,7 @@ TEST_CASE("toy graph: the hull floor is 0.25, checked against the input ring's e
     CHECK(toy::hull_floor_mse() == doctest::Approx(total / 16.0).epsilon(1e-15));
 }
 
-TEST_CASE("toy graph: the layer matches its definition written out as loops; alpha = 0 is plain attention") {
+TEST_CASE("toy graph: the layer matches its definition written out as loops, alpha = 0 is plain attention") {
     const toy::Config c;
     toy::Params p = toy::init_params(c);
     NoGrad ng;
