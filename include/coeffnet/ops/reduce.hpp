@@ -94,32 +94,38 @@ struct ValuesIndices {
 
 namespace detail {
 
-// The index of the extreme element of every slice along `axis`, in the kept-dims order of the
-// output, and the output's shape.
+// The extreme element of every slice of x along `axis`: its index along the axis, in the order
+// of the output (shape out_shape), and x made contiguous as [outer, n, inner] for the caller.
 template <class T>
-std::vector<int64_t> extreme_indices(const Tensor<T>& x, int64_t axis, bool keepdim, bool want_max, const char* op,
-                                     Shape& out_shape, int64_t& outer, int64_t& n, int64_t& inner) {
+struct Extremes {
+    Tensor<T> xc;
+    Shape out_shape;
+    int64_t outer = 1, n = 1, inner = 1;
+    std::vector<int64_t> idx;
+};
+
+template <class T>
+Extremes<T> extreme_indices(const Tensor<T>& x, int64_t axis, bool keepdim, bool want_max, const char* op) {
     check(x.defined(), op, ": undefined operand");
+    Extremes<T> e;
     const int64_t rank = x.dim();
     const int64_t a = normalize_axis(axis, rank, op);
     const Shape& s = x.shape();
-    n = rank == 0 ? 1 : s[static_cast<size_t>(a)];
-    check(n > 0, op, ": axis ", axis, " of shape ", shape_str(s), " is empty (no maximum or minimum to take)");
-    outer = 1;
-    inner = 1;
+    e.n = rank == 0 ? 1 : s[static_cast<size_t>(a)];
+    check(e.n > 0, op, ": axis ", axis, " of shape ", shape_str(s), " is empty (no maximum or minimum to take)");
     for (int64_t d = 0; d < rank; ++d) {
-        if (d < a) outer *= s[static_cast<size_t>(d)];
-        if (d > a) inner *= s[static_cast<size_t>(d)];
+        if (d < a) e.outer *= s[static_cast<size_t>(d)];
+        if (d > a) e.inner *= s[static_cast<size_t>(d)];
     }
-    out_shape.clear();
     for (int64_t d = 0; d < rank; ++d)
-        if (d != a || keepdim) out_shape.push_back(d == a ? 1 : s[static_cast<size_t>(d)]);
-    const Tensor<T> xc = as_contiguous(x);
-    const T* p = xc.data();
-    std::vector<int64_t> idx(static_cast<size_t>(outer * inner));
-    const int64_t N = n, I = inner;
-    parallel_for(outer * inner, N, [&](int64_t b, int64_t e) {
-        for (int64_t k = b; k < e; ++k) {
+        if (d != a || keepdim) e.out_shape.push_back(d == a ? 1 : s[static_cast<size_t>(d)]);
+    e.xc = as_contiguous(x);
+    const T* p = e.xc.data();
+    e.idx.resize(static_cast<size_t>(e.outer * e.inner));
+    const int64_t N = e.n, I = e.inner;
+    int64_t* idx = e.idx.data();
+    parallel_for(e.outer * e.inner, N, [&](int64_t b, int64_t end) {
+        for (int64_t k = b; k < end; ++k) {
             const T* src = p + (k / I) * N * I + k % I;
             int64_t best = 0;
             T bv = src[0];
@@ -132,27 +138,22 @@ std::vector<int64_t> extreme_indices(const Tensor<T>& x, int64_t axis, bool keep
                     best = j;
                 }
             }
-            idx[static_cast<size_t>(k)] = best;
+            idx[k] = best;
         }
     });
-    return idx;
+    return e;
 }
 
 template <class T>
 ValuesIndices<T> max_min(const Tensor<T>& x, int64_t axis, bool keepdim, bool want_max, const char* op) {
-    Shape out_shape;
-    int64_t outer = 0, n = 0, inner = 0;
-    const std::vector<int64_t> idx = extreme_indices(x, axis, keepdim, want_max, op, out_shape, outer, n, inner);
-    const Tensor<T> xc = as_contiguous(x);
-    Tensor<T> values = Tensor<T>::empty(out_shape);
-    Tensor<int64_t> indices = Tensor<int64_t>::empty(out_shape);
-    for (int64_t k = 0; k < outer * inner; ++k) {
-        const int64_t j = idx[static_cast<size_t>(k)];
-        indices.data()[k] = j;
-        values.data()[k] = xc.data()[(k / inner) * n * inner + j * inner + k % inner];
-    }
+    const Extremes<T> e = extreme_indices(x, axis, keepdim, want_max, op);
+    Tensor<T> values = Tensor<T>::empty(e.out_shape);
+    const Tensor<int64_t> indices = Tensor<int64_t>::from(e.idx, e.out_shape);
+    const int64_t n = e.n, inner = e.inner;
+    for (int64_t k = 0; k < e.outer * inner; ++k)
+        values.data()[k] = e.xc.data()[(k / inner) * n * inner + e.idx[static_cast<size_t>(k)] * inner + k % inner];
     const Shape in_shape = x.shape();
-    values = record<T>(values, op, {x}, [idx, in_shape, n, inner](const Tensor<T>& g, const std::vector<bool>&) {
+    values = record<T>(values, op, {x}, [idx = e.idx, in_shape, n, inner](const Tensor<T>& g, const std::vector<bool>&) {
         const Tensor<T> gc = as_contiguous(g);
         Tensor<T> dx = Tensor<T>::zeros(in_shape);
         for (size_t k = 0; k < idx.size(); ++k) {
@@ -166,10 +167,8 @@ ValuesIndices<T> max_min(const Tensor<T>& x, int64_t axis, bool keepdim, bool wa
 
 template <class T>
 Tensor<int64_t> arg_extreme(const Tensor<T>& x, int64_t axis, bool keepdim, bool want_max, const char* op) {
-    Shape out_shape;
-    int64_t outer = 0, n = 0, inner = 0;
-    const std::vector<int64_t> idx = extreme_indices(x, axis, keepdim, want_max, op, out_shape, outer, n, inner);
-    return Tensor<int64_t>::from(idx, out_shape);
+    const Extremes<T> e = extreme_indices(x, axis, keepdim, want_max, op);
+    return Tensor<int64_t>::from(e.idx, e.out_shape);
 }
 
 }  // namespace detail
