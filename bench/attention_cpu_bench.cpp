@@ -47,6 +47,7 @@
 #include <nlohmann/json.hpp>
 
 #include <coeffnet/coeffnet.hpp>
+#include <coeffnet/ops/attention_tiled.hpp>
 
 #include "bench_util.hpp"
 

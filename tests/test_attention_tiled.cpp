@@ -13,6 +13,7 @@
 #include <string>
 
 #include <coeffnet/coeffnet.hpp>
+#include <coeffnet/ops/attention_tiled.hpp>
 
 #if defined(__GLIBC__)
 #include <malloc.h>

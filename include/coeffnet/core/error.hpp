@@ -9,6 +9,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 namespace coeffnet {
 
@@ -19,21 +20,24 @@ public:
 
 namespace detail {
 
-inline void append(std::ostringstream&) {}
-template <class A, class... R>
-void append(std::ostringstream& os, const A& a, const R&... rest) {
-    os << a;
-    append(os, rest...);
+// A message piece as fail() stores it: string literals decay to const char*, so the messages
+// of all lengths share one instantiation per sequence of piece kinds.
+template <class A>
+using message_part_t = std::conditional_t<std::is_array_v<A>, const std::remove_extent_t<A>*, A>;
+
+template <class... A>
+[[noreturn, gnu::cold, gnu::noinline]] void throw_error(const A&... parts) {
+    std::ostringstream os;
+    (os << ... << parts);
+    throw Error(os.str());
 }
 
 }  // namespace detail
 
 // Builds a message from any streamable pieces: fail("matmul: ", a, " vs ", b).
 template <class... A>
-[[noreturn]] void fail(const A&... parts) {
-    std::ostringstream os;
-    detail::append(os, parts...);
-    throw Error(os.str());
+[[noreturn]] inline void fail(const A&... parts) {
+    detail::throw_error<detail::message_part_t<A>...>(parts...);
 }
 
 template <class... A>

@@ -28,6 +28,7 @@
 #include "../nn/module.hpp"
 #include "../nn/tunable.hpp"
 #include "../nn/weights.hpp"
+#include "../ops/attention_tiled.hpp"
 #include "../ops/elementwise.hpp"
 #include "../ops/shape.hpp"
 

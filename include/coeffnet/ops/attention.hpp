@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <string>
 #include <vector>
@@ -35,7 +36,11 @@ namespace coeffnet {
 
 // Which implementation runs: materialised (this file) stores the B*H*N*M maps and can return
 // them; tiled (ops/attention_tiled.hpp) never forms them. automatic picks tiled when the maps
-// would hold more than tiled_attention_min_elements elements and return_maps is off.
+// would hold more than tiled_attention_min_elements elements, return_maps is off and the tiled
+// backend is in the program: including ops/attention_tiled.hpp in any one file of a program
+// registers it (models/ and train/ include it). The umbrella header does not, since its code is
+// a fifth of what a small program compiles; without it, automatic materialises large maps too
+// and says so once on stderr, and asking for tiled throws.
 enum class AttentionBackend { automatic, materialised, tiled };
 inline constexpr double tiled_attention_min_elements = 16777216.0;  // 2^24: 64 MiB of float maps
 
@@ -69,6 +74,36 @@ AttentionResult<T> coeff_attention_tiled(const Tensor<T>& q, const Tensor<T>& k,
                                          const Tensor<T>& key_mask, const TiledConfig& cfg = {});
 
 namespace detail {
+
+// Where the dispatch finds the tiled backend: null until ops/attention_tiled.hpp, included
+// anywhere in the program, sets it during static initialisation.
+template <class T>
+using TiledBackendFn = AttentionResult<T> (*)(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,
+                                              const AttentionOptions&, const Tensor<T>&, const Tensor<T>&,
+                                              const TiledConfig&);
+template <class T>
+inline TiledBackendFn<T> tiled_backend = nullptr;
+
+// The tiled backend, or the error that says how to get it.
+template <class T>
+AttentionResult<T> run_tiled_backend(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v, const Tensor<T>& alpha,
+                                     const AttentionOptions& o, const Tensor<T>& attn_mask, const Tensor<T>& key_mask) {
+    check(tiled_backend<T> != nullptr, "attention: AttentionBackend::tiled asked for, but the tiled backend is not in "
+          "this program: #include <coeffnet/ops/attention_tiled.hpp> in any one of its files");
+    return tiled_backend<T>(q, k, v, alpha, o, attn_mask, key_mask, TiledConfig{});
+}
+
+// Says once per process that automatic dispatch materialised maps it would have tiled.
+inline void note_materialised_large_maps(double elements) {
+    static bool said = false;
+    if (said) return;
+    said = true;
+    std::fprintf(stderr,
+                 "coeffnet: attention materialises maps of %.0f elements (over tiled_attention_min_elements); "
+                 "#include <coeffnet/ops/attention_tiled.hpp> in any one file of the program for the tiled "
+                 "backend, which never forms them\n",
+                 elements);
+}
 
 template <class T>
 void check_attention_shapes(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v, const char* op) {
@@ -143,7 +178,9 @@ bool use_tiled_backend(const Tensor<T>& q, const Tensor<T>& k, const AttentionOp
     if (o.backend != AttentionBackend::automatic) return o.backend == AttentionBackend::tiled;
     const double maps = static_cast<double>(q.shape()[0]) * static_cast<double>(q.shape()[1]) *
                         static_cast<double>(q.shape()[2]) * static_cast<double>(k.shape()[2]);
-    return !o.return_maps && maps > tiled_attention_min_elements;
+    if (o.return_maps || maps <= tiled_attention_min_elements) return false;
+    if (detail::tiled_backend<T> == nullptr) detail::note_materialised_large_maps(maps);
+    return detail::tiled_backend<T> != nullptr;
 }
 
 // Phat[b, h] = sum_i alpha_prime[h, i] P[b, i] for P [B, H, N, M] and alpha_prime [H, H].
@@ -199,7 +236,7 @@ AttentionResult<T> attention(const Tensor<T>& q, const Tensor<T>& k, const Tenso
                              const AttentionOptions& o = {}, const Tensor<T>& attn_mask = Tensor<T>(),
                              const Tensor<T>& key_mask = Tensor<T>()) {
     detail::check_attention_shapes(q, k, v, "attention");
-    if (use_tiled_backend(q, k, o)) return coeff_attention_tiled(q, k, v, Tensor<T>(), o, attn_mask, key_mask);
+    if (use_tiled_backend(q, k, o)) return detail::run_tiled_backend(q, k, v, Tensor<T>(), o, attn_mask, key_mask);
     const Tensor<T> p = detail::attention_probs(q, k, o, attn_mask, key_mask, "attention");
     const coeff::Draws<T> draws = detail::attention_draws(q, k, o, false, "attention");
     const Tensor<T> pd = detail::apply_dropout(p, draws.phat);
@@ -218,7 +255,7 @@ AttentionResult<T> coeff_attention(const Tensor<T>& q, const Tensor<T>& k, const
     check(alpha.defined() && alpha.shape() == Shape{q.shape()[1], q.shape()[1]}, "coeff_attention: alpha ",
           alpha.defined() ? shape_str(alpha.shape()) : std::string("undefined"), " must be [heads, heads] = [",
           q.shape()[1], ", ", q.shape()[1], "] for q ", shape_str(q.shape()));
-    if (use_tiled_backend(q, k, o)) return coeff_attention_tiled(q, k, v, alpha, o, attn_mask, key_mask);
+    if (use_tiled_backend(q, k, o)) return detail::run_tiled_backend(q, k, v, alpha, o, attn_mask, key_mask);
     const Tensor<T> p = detail::attention_probs(q, k, o, attn_mask, key_mask, "coeff_attention");
     const coeff::Draws<T> draws = detail::attention_draws(q, k, o, true, "coeff_attention");
     const Tensor<T> mixed = mix_heads(p, alpha_prime(alpha, draws.alpha, o.coeff.alpha_residual));
@@ -247,4 +284,3 @@ Tensor<T> merge_heads(const Tensor<T>& x) {
 
 }  // namespace coeffnet
 
-#include "attention_tiled.hpp"

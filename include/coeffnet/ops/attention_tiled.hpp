@@ -530,4 +530,13 @@ AttentionResult<T> coeff_attention_tiled(const Tensor<T>& q, const Tensor<T>& k,
     return detail::tiled_attention(q, k, v, alpha, o, attn_mask, key_mask, cfg);
 }
 
+namespace detail {
+// Registers the backend for ops/attention.hpp's dispatch, once per program (an inline variable).
+inline const bool tiled_backend_registered = [] {
+    tiled_backend<float> = &coeff_attention_tiled<float>;
+    tiled_backend<double> = &coeff_attention_tiled<double>;
+    return true;
+}();
+}  // namespace detail
+
 }  // namespace coeffnet
