@@ -125,3 +125,98 @@ TEST_CASE("Module::zero_grad drops frozen layers' gradients, train_only sets the
     CHECK_THROWS_WITH_AS(attn.train_only({"coeff_alpha", "query.wieght"}),
                          doctest::Contains("Module::train_only: 'query.wieght' names no parameter"), Error);
 }
+
+TEST_CASE("an optimiser with no parameters is an error, as in PyTorch") {
+    CHECK_THROWS_WITH_AS(AdamW<double>(std::vector<Tensor<double>>{}, {}), doctest::Contains("AdamW: no parameters"), Error);
+    CHECK_THROWS_WITH_AS(SGD<double>(std::vector<Tensor<double>>{}, {}), doctest::Contains("register_module"), Error);
+}
+
+TEST_CASE("a module-following optimiser trains parameters added after it was built, and skips frozen ones") {
+    Generator gen(6);
+    nn::CoeffAttention<double> attn(8, 2, gen);
+    const auto x = Tensor<double>::randn({2, 3, 8}, gen);
+    const auto target = Tensor<double>::randn({2, 3, 8}, gen);
+    // Built before Coeff-Tuning is switched on, and before the freeze: the order that used to
+    // leave alpha out of the optimiser (and a list optimiser still does).
+    AdamW<double> opt(attn, {.lr = 0.01, .weight_decay = 0.0}, {{.patterns = {"coeff_alpha"}, .lr = 0.1, .name = "alpha"}});
+    AdamW<double> list_opt(attn.parameters(), {.lr = 0.01, .weight_decay = 0.0});
+    CHECK(opt.group(0).params.empty());  // no alpha yet
+    CHECK(opt.group(1).params.size() == 8);
+    attn.enable_coeff(true);
+    attn.train_only({"coeff_alpha"});
+    const Tensor<double> w_before = attn.query.weight.clone();
+    for (int i = 0; i < 3; ++i) {
+        opt.zero_grad();
+        mean(square(attn(x) - target)).backward();
+        opt.step();
+    }
+    CHECK(opt.group(0).params.size() == 1);
+    CHECK(opt.group(0).params[0].impl() == attn.alpha.impl());
+    CHECK(opt.group(1).params.empty());  // everything else frozen
+    CHECK(sum(square(attn.alpha)).item() > 0.05 * 0.05);  // alpha moved, at its own lr
+    CHECK(attn.query.weight.to_vector() == w_before.to_vector());  // frozen weights did not
+    CHECK(opt.state(0, 0).step == 3);
+    // The list optimiser never sees alpha: alpha's gradient is there, but it does not step it.
+    const Tensor<double> a_before = attn.alpha.clone();
+    list_opt.zero_grad();
+    attn.zero_grad();
+    mean(square(attn(x) - target)).backward();
+    list_opt.step();
+    CHECK(attn.alpha.to_vector() == a_before.to_vector());
+    // Unfrozen again, a parameter gets its state back (it follows the tensor, not the list).
+    attn.set_requires_grad(true);
+    opt.zero_grad();
+    mean(square(attn(x) - target)).backward();
+    opt.step();
+    CHECK(opt.state(0, 0).step == 4);
+    CHECK(opt.group(1).params.size() == 8);
+    CHECK(opt.state(1, 0).step == 1);
+}
+
+namespace {
+struct Forgetful : nn::Module<double> {  // fc2 is a member but never registered
+    nn::Linear<double> fc1, fc2;
+    explicit Forgetful(Generator& gen) : fc1(4, 4, gen), fc2(4, 4, gen) { register_module("fc1", fc1); }
+};
+struct Declared : nn::Module<double> {  // registration is part of the declaration
+    nn::Linear<double>& fc1;
+    Tensor<double>& scale;
+    explicit Declared(Generator& gen)
+        : fc1(submodule<nn::Linear<double>>("fc1", 4, 4, gen)),
+          scale(parameter("scale", Tensor<double>::ones({4}).set_requires_grad(true))) {}
+};
+struct KeepsOut : nn::Module<double> {  // a member trained by its own optimiser, on purpose
+    nn::Linear<double> fc1, aux;
+    explicit KeepsOut(Generator& gen) : fc1(4, 4, gen), aux(4, 4, gen) {
+        register_module("fc1", fc1);
+        keep_unregistered(aux);
+    }
+};
+}  // namespace
+
+TEST_CASE("a member module that was never registered is reported by name, not silently left untrained") {
+    Generator gen(7);
+    Forgetful bad(gen);
+    CHECK_THROWS_WITH_AS(bad.parameters(), doctest::Contains("Forgetful: a coeffnet::nn::Linear<double> with trainable parameters was built with it but never registered"), Error);
+    CHECK_THROWS_WITH_AS(AdamW<double>(bad, {}), doctest::Contains("register_module"), Error);
+    bad.fc2.set_requires_grad(false);  // frozen: nothing is lost, nothing reported
+    CHECK(bad.parameters().size() == 2);
+
+    Declared good(gen);
+    const auto names = good.named_parameters();
+    REQUIRE(names.size() == 3);
+    CHECK(names[0].first == "scale");
+    CHECK(names[1].first == "fc1.weight");
+    CHECK(names[2].first == "fc1.bias");
+    CHECK(good.fc1.in_features() == 4);
+
+    KeepsOut kept(gen);
+    CHECK(kept.parameters().size() == 2);
+    // Modules built beside a model (not inside it) are not its members.
+    nn::Linear<double> standalone(4, 4, gen);
+    nn::Sequential<double> seq;
+    nn::Linear<double> other(4, 4, gen);
+    seq.push_back(std::make_unique<nn::Linear<double>>(4, 4, gen));
+    CHECK(seq.parameters().size() == 2);
+    CHECK(standalone.parameters().size() == 2);
+}

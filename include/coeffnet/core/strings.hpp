@@ -28,6 +28,17 @@ inline size_t edit_distance(std::string_view a, std::string_view b) {
     return row[b.size()];
 }
 
+// The one rule for naming parameters by pattern (Module::train_only, optimiser group rules): a
+// pattern matches a dotted name equal to it, every name below a module it names ("classifier"
+// matches "classifier.weight", not "classifier2.weight"), or, written "*.suffix", every name that
+// ends in ".suffix" ("*.coeff_alpha").
+inline bool name_matches(std::string_view pattern, std::string_view name) {
+    if (pattern.size() > 2 && pattern.substr(0, 2) == "*.")
+        return name.size() >= pattern.size() - 1 && name.substr(name.size() - (pattern.size() - 1)) == pattern.substr(1);
+    return name == pattern ||
+           (name.size() > pattern.size() && name.substr(0, pattern.size()) == pattern && name[pattern.size()] == '.');
+}
+
 // Concatenates strings by appending (`"literal" + std::string(...)` trips GCC 12's -Wrestrict).
 template <class... S>
 std::string cat(const S&... parts) {

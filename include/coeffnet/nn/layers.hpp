@@ -122,7 +122,7 @@ public:
     M& push_back(std::unique_ptr<M> layer) {
         check(layer != nullptr, "nn::Sequential::push_back: null layer at position ", layers_.size());
         M& ref = *layer;
-        this->register_module(std::to_string(layers_.size()), ref);
+        this->adopt(std::to_string(layers_.size()), ref);
         calls_.push_back([&ref](const Tensor<T>& x) { return Tensor<T>(ref(x)); });
         layers_.push_back(std::move(layer));
         return ref;

@@ -5,14 +5,37 @@
 // may stay undefined (an optional bias, alpha before Coeff-Tuning is switched on); it is then
 // skipped. Modules are neither copied nor moved (they hold pointers to their own members):
 // create them in place or behind a unique_ptr.
+//
+// Registration. A member module or parameter that is not registered is invisible: never trained,
+// saved or loaded. Two guards: submodule<M>(name, args...) and parameter(name, tensor) declare and
+// register in one step; and parameters() / named_parameters() throw, naming the types, when a
+// module with trainable parameters was built during this module's construction and was
+// registered nowhere: the forgotten register_module (measured trap: such a Linear got gradients
+// and never moved). "During construction" is judged on the thread that built it: built after it,
+// before its last register_* call (a container's adopt() does not count) that preceded the first
+// parameters() call, and placed in memory within 64 KiB after it (where its members are). It is a guard, not a proof: an
+// unregistered module behind a pointer is not seen. A member meant to stay out (trained by its
+// own optimiser) is declared with keep_unregistered(member).
 #pragma once
 
 #include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <typeinfo>
+
+#if __has_include(<cxxabi.h>)
+#include <cxxabi.h>
+#endif
 #include <tuple>
 #include <utility>
 #include <vector>
 
+#include "../core/strings.hpp"
 #include "../ops/attention.hpp"
 #include "../ops/elementwise.hpp"
 #include "../ops/layernorm.hpp"
@@ -28,10 +51,17 @@ enum class ParamRole { weight, bias, norm_scale, alpha, lora };
 template <class T>
 class Module {
 public:
-    Module() = default;
+    Module() {
+        std::lock_guard<std::mutex> lock(registry().mutex);
+        seq_ = ++registry().counter;
+        registry().live.emplace(seq_, this);
+    }
     Module(const Module&) = delete;
     Module& operator=(const Module&) = delete;
-    virtual ~Module() = default;
+    virtual ~Module() {
+        std::lock_guard<std::mutex> lock(registry().mutex);
+        registry().live.erase(seq_);
+    }
 
     // The parameter slots by dotted name, defined or not; loaders assign through them.
     std::vector<std::pair<std::string, Tensor<T>*>> named_slots() {
@@ -57,12 +87,12 @@ public:
             for (auto& [sub, p, role] : m->named_roles()) out.emplace_back(name + "." + sub, p, role);
         return out;
     }
+    // The defined parameters by dotted name. Throws if a member module was not registered (see the
+    // top of this file).
     std::vector<std::pair<std::string, Tensor<T>>> named_parameters() const {
+        check_registration();
         std::vector<std::pair<std::string, Tensor<T>>> out;
-        for (const auto& [name, p] : params_)
-            if (p->defined()) out.emplace_back(name, *p);
-        for (const auto& [name, m] : children_)
-            for (auto& [sub, p] : m->named_parameters()) out.emplace_back(name + "." + sub, p);
+        collect(out, "");
         return out;
     }
     std::vector<Tensor<T>> parameters() const {
@@ -86,23 +116,17 @@ public:
         for (auto& p : parameters()) p.zero_grad();
     }
     // Trains exactly the parameters that `patterns` name and freezes the rest, whatever was set
-    // before. A pattern matches a dotted parameter name equal to it, the parameters of a module
-    // it names ("classifier" matches "classifier.weight"), or, written "*.suffix", every name
-    // ending in ".suffix" ("*.coeff_alpha"). A pattern that matches nothing throws naming it.
-    // Returns the number of trainable parameters (elements).
+    // before. Patterns follow name_matches (core/strings.hpp): a dotted parameter name, a module
+    // ("classifier" matches "classifier.weight"), or "*.suffix" ("*.coeff_alpha"). A pattern that
+    // matches nothing throws naming it. Returns the number of trainable parameters (elements).
     int64_t train_only(const std::vector<std::string>& patterns) {
-        auto matches = [](const std::string& pat, const std::string& name) {
-            if (pat.size() > 2 && pat.compare(0, 2, "*.") == 0)
-                return name.size() >= pat.size() - 1 && name.compare(name.size() - (pat.size() - 1), pat.size() - 1, pat, 1) == 0;
-            return name == pat || (name.size() > pat.size() && name.compare(0, pat.size(), pat) == 0 && name[pat.size()] == '.');
-        };
         const auto params = named_parameters();
         std::vector<bool> used(patterns.size(), false);
         int64_t n = 0;
         for (auto [name, p] : params) {
             bool on = false;
             for (size_t i = 0; i < patterns.size(); ++i)
-                if (matches(patterns[i], name)) on = used[i] = true;
+                if (name_matches(patterns[i], name)) on = used[i] = true;
             p.set_requires_grad(on);
             if (on) n += p.numel();
         }
@@ -122,10 +146,105 @@ protected:
     void register_parameter(std::string name, Tensor<T>& p, ParamRole role = ParamRole::weight) {
         params_.emplace_back(std::move(name), &p);
         roles_.push_back(role);
+        mark_registration();
     }
-    void register_module(std::string name, Module& m) { children_.emplace_back(std::move(name), &m); }
+    void register_module(std::string name, Module& m) {
+        children_.emplace_back(std::move(name), &m);
+        m.registered_ = true;
+        mark_registration();
+    }
+    // Registers a child added after construction (a container's push_back): the same as
+    // register_module, except that it does not widen the construction window of the guard.
+    void adopt(std::string name, Module& m) {
+        children_.emplace_back(std::move(name), &m);
+        m.registered_ = true;
+    }
+    // A member module deliberately outside this one: not a child, not reported as forgotten.
+    void keep_unregistered(Module& m) { m.registered_ = true; }
+    // Declares and registers in one step: a child module this one owns, built from `args`.
+    //     nn::Linear<float>& fc = submodule<nn::Linear<float>>("fc", 8, 4, gen);   // a member
+    template <class M, class... A>
+    M& submodule(std::string name, A&&... args) {
+        auto owned = std::make_unique<M>(std::forward<A>(args)...);
+        M& m = *owned;
+        owned_modules_.push_back(std::move(owned));
+        register_module(std::move(name), m);
+        return m;
+    }
+    // Declares and registers in one step: a parameter this one owns, holding `init`.
+    //     Tensor<float>& scale = parameter("scale", Tensor<float>::ones({8}).set_requires_grad(true));
+    Tensor<T>& parameter(std::string name, Tensor<T> init, ParamRole role = ParamRole::weight) {
+        owned_params_.push_back(std::make_unique<Tensor<T>>(std::move(init)));
+        register_parameter(std::move(name), *owned_params_.back(), role);
+        return *owned_params_.back();
+    }
 
 private:
+    // Every live module, by construction number, with the thread that built it.
+    struct Registry {
+        std::mutex mutex;
+        uint64_t counter = 0;
+        std::map<uint64_t, Module*> live;
+    };
+    static Registry& registry() {
+        static Registry r;
+        return r;
+    }
+    void mark_registration() {
+        std::lock_guard<std::mutex> lock(registry().mutex);
+        if (!window_closed_) window_end_ = registry().counter;
+    }
+    static std::string type_name(const Module& m) {
+        const char* raw = typeid(m).name();
+#if __has_include(<cxxabi.h>)
+        int status = 0;
+        std::unique_ptr<char, void (*)(void*)> d(abi::__cxa_demangle(raw, nullptr, nullptr, &status), std::free);
+        if (status == 0 && d) return d.get();
+#endif
+        return raw;
+    }
+    void collect(std::vector<std::pair<std::string, Tensor<T>>>& out, const std::string& prefix) const {
+        for (const auto& [name, p] : params_)
+            if (p->defined()) out.emplace_back(prefix + name, *p);
+        for (const auto& [name, m] : children_) m->collect(out, prefix + name + ".");
+    }
+    bool has_trainable() const {
+        std::vector<std::pair<std::string, Tensor<T>>> ps;
+        collect(ps, "");
+        for (const auto& [name, p] : ps)
+            if (p.requires_grad()) return true;
+        return false;
+    }
+    // The modules built while this one was (construction numbers after its own, up to its last
+    // register_* call) on the same thread, alive, registered nowhere, with trainable parameters.
+    void check_registration() const {
+        std::vector<const Module*> missed;
+        {
+            std::lock_guard<std::mutex> lock(registry().mutex);
+            window_closed_ = true;
+            const auto* start = static_cast<const char*>(dynamic_cast<const void*>(this));
+            for (auto it = registry().live.upper_bound(seq_); it != registry().live.end() && it->first <= window_end_; ++it) {
+                const Module* m = it->second;
+                const auto* at = static_cast<const char*>(dynamic_cast<const void*>(m));
+                if (!m->registered_ && m->thread_ == thread_ && at > start && at - start < 65536) missed.push_back(m);
+            }
+        }
+        for (const Module* m : missed)
+            if (m->has_trainable())
+                fail(type_name(*this), ": a ", type_name(*m), " with trainable parameters was built with it but never "
+                     "registered, so it would never be trained, saved or loaded: call register_module(\"name\", member) "
+                     "in the constructor (or declare it with submodule<...>(\"name\", ...)); freeze it "
+                     "(set_requires_grad(false)) if it is meant to stay out");
+    }
+
+    uint64_t seq_ = 0;         // construction number
+    uint64_t window_end_ = 0;  // the construction number current at the last register_* call
+    bool registered_ = false;  // a child of some module (or kept out on purpose)
+    mutable bool window_closed_ = false;  // parameters() was called: later registrations are not construction
+    std::thread::id thread_ = std::this_thread::get_id();
+    std::vector<std::unique_ptr<Module>> owned_modules_;   // submodule()'s
+    std::vector<std::unique_ptr<Tensor<T>>> owned_params_;  // parameter()'s
+
     std::vector<std::pair<std::string, Tensor<T>*>> params_;
     std::vector<ParamRole> roles_;  // one per params_ entry
     std::vector<std::pair<std::string, Module*>> children_;

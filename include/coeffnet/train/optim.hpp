@@ -4,16 +4,28 @@
 // run can be compared step by step. A parameter group carries its own learning rate and
 // weight decay (Coeff-Tuning trains alpha with its own lr); unset fields take the
 // optimiser's defaults. Parameters whose .grad() is undefined are skipped, state untouched.
+//
+// Built from a module instead of a list (AdamW<float> opt(model, {...})), an optimiser follows
+// the module: before each step (and zero_grad, state, load_state) it takes the module's
+// trainable parameters as they are then, so parameters added later (enable_coeff's alphas,
+// enable_lora's factors) are trained and frozen ones are left alone, whatever the order of the
+// calls. State follows each parameter tensor: a parameter frozen and unfrozen keeps its moments.
+// GroupRule puts the parameters whose names match its patterns (Module::train_only's rules) in a
+// group of their own, in order; the rest form the last group.
 #pragma once
 
 #include <cmath>
+#include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <sstream>
 
+#include "../core/strings.hpp"
 #include "../tensor/tensor.hpp"
 
 namespace coeffnet {
@@ -24,6 +36,16 @@ struct ParamGroup {
     std::optional<double> lr;
     std::optional<double> weight_decay;
     std::string name;
+};
+
+// A group of a module-following optimiser: the trainable parameters whose dotted names match one
+// of `patterns` (name_matches' rules: "attn.out", a module prefix, "*.coeff_alpha"), with their
+// own learning rate and weight decay (unset: the optimiser's).
+struct GroupRule {
+    std::vector<std::string> patterns{};
+    std::optional<double> lr{};
+    std::optional<double> weight_decay{};
+    std::string name{};
 };
 
 // An optimiser's state as named tensors and named scalars (as strings), for checkpoints:
@@ -41,6 +63,7 @@ public:
     virtual void step() = 0;
 
     void zero_grad() {
+        refresh();
         for (auto& g : groups_)
             for (auto& p : g.params) p.zero_grad();
     }
@@ -50,7 +73,8 @@ public:
     const ParamGroup<T>& group(size_t i) const { return groups_.at(i); }
 
     // The state as named tensors and values (OptimizerState's keys), for a checkpoint.
-    OptimizerState<T> state() const {
+    OptimizerState<T> state() {
+        refresh();
         OptimizerState<T> s;
         for (size_t gi = 0; gi < groups_.size(); ++gi) {
             std::ostringstream os;
@@ -58,7 +82,7 @@ public:
             os << *groups_[gi].lr;
             s.values[group_key(gi) + ".lr"] = os.str();
             for (size_t pi = 0; pi < slots_[gi].size(); ++pi) {
-                const Slot& sl = slots_[gi][pi];
+                const Slot& sl = *slots_[gi][pi];
                 if (counts_steps_) s.values[key(gi, pi, "step")] = std::to_string(sl.step);
                 for (size_t b = 0; b < buffer_names_.size(); ++b)
                     if (sl.buffers[b].defined()) s.tensors.emplace_back(key(gi, pi, buffer_names_[b]), sl.buffers[b]);
@@ -70,6 +94,7 @@ public:
     // (same groups, same shapes); anything else is an error naming the entry. A parameter's
     // buffers are all there or all absent (absent: it has not been stepped yet).
     void load_state(const OptimizerState<T>& s) {
+        refresh();
         for (size_t gi = 0; gi < groups_.size(); ++gi) {
             auto it = s.values.find(group_key(gi) + ".lr");
             check(it != s.values.end(), "optimizer state: no learning rate for group ", gi);
@@ -77,7 +102,7 @@ public:
         }
         for (size_t gi = 0; gi < groups_.size(); ++gi)
             for (size_t pi = 0; pi < slots_[gi].size(); ++pi) {
-                Slot& sl = slots_[gi][pi];
+                Slot& sl = *slots_[gi][pi];
                 if (counts_steps_) {
                     auto it = s.values.find(key(gi, pi, "step"));
                     check(it != s.values.end(), "optimizer state: no step count for ", key(gi, pi, "step"));
@@ -98,17 +123,47 @@ protected:
     // names); `counts_steps`: whether each parameter keeps a step count.
     Optimizer(std::vector<ParamGroup<T>> groups, double lr, double weight_decay, const char* name,
               std::vector<const char*> buffers, bool counts_steps)
-        : groups_(std::move(groups)), buffer_names_(std::move(buffers)), counts_steps_(counts_steps) {
+        : groups_(std::move(groups)), name_(name), buffer_names_(std::move(buffers)), counts_steps_(counts_steps) {
+        size_t n = 0;
         for (auto& g : groups_) {
             if (!g.lr) g.lr = lr;
             if (!g.weight_decay) g.weight_decay = weight_decay;
             check(*g.lr >= 0 && std::isfinite(*g.lr), name, ": learning rate must be finite and >= 0, got ", *g.lr,
                   g.name.empty() ? "" : " in group '" + g.name + "'");
             check(*g.weight_decay >= 0, name, ": weight decay must be >= 0, got ", *g.weight_decay);
-            for (auto& p : g.params)
-                check(p.defined() && p.is_leaf(), name, ": parameters must be defined leaf tensors");
-            slots_.emplace_back(g.params.size(), Slot{std::vector<Tensor<T>>(buffer_names_.size()), 0});
+            n += g.params.size();
         }
+        // (PyTorch's rule too: an empty list is almost always a model whose members were not registered.)
+        check(n > 0, name, ": no parameters to optimise (an empty list: does the model register its members "
+              "with register_module / register_parameter?)");
+        bind_slots();
+    }
+    // A module-following optimiser (see the top of this file): `rules` name its first groups.
+    template <class M>
+    Optimizer(M& module, std::vector<GroupRule> rules, double lr, double weight_decay, const char* name,
+              std::vector<const char*> buffers, bool counts_steps)
+        : Optimizer(std::vector<ParamGroup<T>>(rules.size() + 1), lr, weight_decay, name, std::move(buffers),
+                    counts_steps, Following{}) {
+        for (size_t i = 0; i < rules.size(); ++i) {
+            groups_[i].name = rules[i].name;
+            if (rules[i].lr) groups_[i].lr = rules[i].lr;
+            if (rules[i].weight_decay) groups_[i].weight_decay = rules[i].weight_decay;
+            check(*groups_[i].lr >= 0 && std::isfinite(*groups_[i].lr) && *groups_[i].weight_decay >= 0, name,
+                  ": group rule ", i, " needs a finite learning rate and a weight decay >= 0");
+        }
+        source_ = [&module, rules = std::move(rules)] {
+            std::vector<std::vector<Tensor<T>>> lists(rules.size() + 1);
+            for (const auto& [pname, p] : module.named_parameters()) {
+                if (!p.requires_grad()) continue;
+                size_t gi = rules.size();
+                for (size_t i = 0; i < rules.size() && gi == rules.size(); ++i)
+                    for (const auto& pat : rules[i].patterns)
+                        if (name_matches(pat, pname)) gi = i;
+                lists[gi].push_back(p);
+            }
+            return lists;
+        };
+        refresh();
     }
 
     // A parameter's state: its buffers (in buffer_names_' order; undefined until first used)
@@ -121,6 +176,7 @@ protected:
     // Calls f(group, param, grad, slot) for each parameter with a gradient.
     template <class F>
     void for_each_with_grad(const char* name, F&& f) {
+        refresh();
         NoGrad ng;
         for (size_t gi = 0; gi < groups_.size(); ++gi) {
             for (size_t pi = 0; pi < groups_[gi].params.size(); ++pi) {
@@ -128,11 +184,11 @@ protected:
                 const Tensor<T> grad = p.grad();
                 if (!grad.defined()) continue;
                 check(p.is_contiguous(), name, ": parameters must be contiguous");
-                f(groups_[gi], p, grad, slots_[gi][pi]);
+                f(groups_[gi], p, grad, *slots_[gi][pi]);
             }
         }
     }
-    const Slot& slot(size_t group, size_t param) const { return slots_.at(group).at(param); }
+    const Slot& slot(size_t group, size_t param) const { return *slots_.at(group).at(param); }
 
     std::vector<ParamGroup<T>> groups_;
 
@@ -162,9 +218,53 @@ private:
         return Tensor<T>();
     }
 
+    struct Following {};
+    Optimizer(std::vector<ParamGroup<T>> groups, double lr, double weight_decay, const char* name,
+              std::vector<const char*> buffers, bool counts_steps, Following)
+        : groups_(std::move(groups)), name_(name), buffer_names_(std::move(buffers)), counts_steps_(counts_steps) {
+        for (auto& g : groups_) {
+            g.lr = lr;
+            g.weight_decay = weight_decay;
+        }
+        check(lr >= 0 && std::isfinite(lr) && weight_decay >= 0, name,
+              ": learning rate must be finite and >= 0 and weight decay >= 0, got ", lr, " and ", weight_decay);
+    }
+
+    // One slot per listed parameter: its own state when the optimiser has seen that tensor before
+    // (a module-following optimiser keeps the state of parameters that left the list), else new.
+    void bind_slots() {
+        std::unordered_map<const TensorImpl<T>*, std::shared_ptr<Slot>> fresh;
+        slots_.assign(groups_.size(), {});
+        for (size_t gi = 0; gi < groups_.size(); ++gi)
+            for (const auto& p : groups_[gi].params) {
+                check(p.defined() && p.is_leaf(), name_, ": parameters must be defined leaf tensors");
+                auto it = by_tensor_.find(p.impl().get());
+                std::shared_ptr<Slot> sl;
+                if (it != by_tensor_.end() && it->second.first.lock() == p.impl()) sl = it->second.second;
+                else sl = std::make_shared<Slot>(Slot{std::vector<Tensor<T>>(buffer_names_.size()), 0});
+                slots_[gi].push_back(sl);
+            }
+        if (!source_) return;
+        for (auto it = by_tensor_.begin(); it != by_tensor_.end();)  // tensors that are gone
+            it = it->second.first.expired() ? by_tensor_.erase(it) : std::next(it);
+        for (size_t gi = 0; gi < groups_.size(); ++gi)
+            for (size_t pi = 0; pi < groups_[gi].params.size(); ++pi)
+                by_tensor_[groups_[gi].params[pi].impl().get()] = {groups_[gi].params[pi].impl(), slots_[gi][pi]};
+    }
+    // A module-following optimiser's parameter lists, as the module has them now.
+    void refresh() {
+        if (!source_) return;
+        std::vector<std::vector<Tensor<T>>> lists = source_();
+        for (size_t gi = 0; gi < groups_.size(); ++gi) groups_[gi].params = std::move(lists[gi]);
+        bind_slots();
+    }
+
+    const char* name_;
     std::vector<const char*> buffer_names_;
     bool counts_steps_;
-    std::vector<std::vector<Slot>> slots_;  // [group][param]
+    std::vector<std::vector<std::shared_ptr<Slot>>> slots_;  // [group][param]
+    std::function<std::vector<std::vector<Tensor<T>>>()> source_;  // module-following: the lists now
+    std::unordered_map<const TensorImpl<T>*, std::pair<std::weak_ptr<TensorImpl<T>>, std::shared_ptr<Slot>>> by_tensor_;
 };
 
 template <class T>
@@ -179,10 +279,16 @@ public:
     };
     SGD(std::vector<ParamGroup<T>> groups, Options o)
         : Optimizer<T>(std::move(groups), o.lr, o.weight_decay, "SGD", {"momentum_buffer"}, false), o_(o) {
-        check(o.momentum >= 0, "SGD: momentum must be >= 0, got ", o.momentum);
-        check(!o.nesterov || (o.momentum > 0 && o.dampening == 0), "SGD: nesterov needs momentum > 0 and dampening 0");
+        check_options(o);
     }
     SGD(std::vector<Tensor<T>> params, Options o) : SGD(std::vector<ParamGroup<T>>{{std::move(params), {}, {}, ""}}, o) {}
+    // Follows `module`'s trainable parameters (see the top of this file).
+    template <class M>
+        requires requires(M& m) { m.named_parameters(); }
+    SGD(M& module, Options o, std::vector<GroupRule> rules = {})
+        : Optimizer<T>(module, std::move(rules), o.lr, o.weight_decay, "SGD", {"momentum_buffer"}, false), o_(o) {
+        check_options(o);
+    }
 
     void step() override {
         this->for_each_with_grad("SGD", [&](const ParamGroup<T>& g, Tensor<T>& p, const Tensor<T>& grad,
@@ -207,6 +313,10 @@ public:
     }
 
 private:
+    static void check_options(const Options& o) {
+        check(o.momentum >= 0, "SGD: momentum must be >= 0, got ", o.momentum);
+        check(!o.nesterov || (o.momentum > 0 && o.dampening == 0), "SGD: nesterov needs momentum > 0 and dampening 0");
+    }
     Options o_;
 };
 
@@ -228,11 +338,16 @@ public:
 
     AdamW(std::vector<ParamGroup<T>> groups, Options o)
         : Optimizer<T>(std::move(groups), o.lr, o.weight_decay, "AdamW", {"exp_avg", "exp_avg_sq"}, true), o_(o) {
-        check(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1, "AdamW: betas must be in [0, 1), got (",
-              o.beta1, ", ", o.beta2, ")");
-        check(o.eps >= 0, "AdamW: eps must be >= 0, got ", o.eps);
+        check_options(o);
     }
     AdamW(std::vector<Tensor<T>> params, Options o) : AdamW(std::vector<ParamGroup<T>>{{std::move(params), {}, {}, ""}}, o) {}
+    // Follows `module`'s trainable parameters (see the top of this file).
+    template <class M>
+        requires requires(M& m) { m.named_parameters(); }
+    AdamW(M& module, Options o, std::vector<GroupRule> rules = {})
+        : Optimizer<T>(module, std::move(rules), o.lr, o.weight_decay, "AdamW", {"exp_avg", "exp_avg_sq"}, true), o_(o) {
+        check_options(o);
+    }
 
     void step() override {
         this->for_each_with_grad("AdamW", [&](const ParamGroup<T>& g, Tensor<T>& p, const Tensor<T>& grad,
@@ -268,6 +383,11 @@ public:
     }
 
 private:
+    static void check_options(const Options& o) {
+        check(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1, "AdamW: betas must be in [0, 1), got (",
+              o.beta1, ", ", o.beta2, ")");
+        check(o.eps >= 0, "AdamW: eps must be >= 0, got ", o.eps);
+    }
     Options o_;
 };
 
