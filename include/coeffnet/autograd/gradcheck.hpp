@@ -14,9 +14,10 @@
 //     v, v = Tensor<double>::randn(f's output shape, Generator(opt.seed)) (seed 99 unless set).
 //     Analytic from one coeffnet::grad(out, inputs, v), numeric element i from central
 //     differences of the scalar sum(f(x) * v). One backward, and two forwards per input
-//     element, whatever the output's size. A wrong Jacobian entry is missed only if its error
-//     cancels in v^T J, which a continuous random v makes (almost surely) impossible. The
-//     library's gradient table (tests/test_grad_table.cpp) checks every op this way.
+//     element, whatever the output's size. Errors in column i of J are missed only if they
+//     cancel in (v^T J)_i: probability zero for a normal v, though a partial cancellation
+//     weakens the test (try another seed when in doubt). The library's gradient table
+//     (tests/test_grad_table.cpp) checks every op this way.
 // Either way an element passes when |analytic - numeric| <= atol + rtol * |numeric| (PyTorch's
 // test and defaults), and the report gives, per input, the largest absolute error and the
 // relative error max|analytic - numeric| / max(max|analytic|, max|numeric|) over the compared
