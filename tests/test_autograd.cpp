@@ -475,6 +475,7 @@ TEST_CASE("gradcheck fails for a custom op whose backward is off by 5%") {
     const std::string msg = test::error_of([&] { (void)gradcheck(scaled, {a, b}); });
     CHECK(test::contains(msg, "gradcheck: input 0 (shape [2, 3])"));
     CHECK(test::contains(msg, "worst at input element ["));
+    CHECK(test::contains(msg, "in full mode (the whole Jacobian)"));
 
     // One wrong element of input 1's gradient: input 0 passes, input 1 fails at that element.
     auto one_bad = [](const std::vector<Tensor<double>>& x) {
@@ -489,4 +490,96 @@ TEST_CASE("gradcheck fails for a custom op whose backward is off by 5%") {
     const std::string msg1 = test::error_of([&] { (void)gradcheck(one_bad, {a, b}); });
     CHECK(test::contains(msg1, "input 1 (shape [2, 3])"));
     CHECK(test::contains(msg1, "input element [1, 1] for output element [1, 1]"));
+}
+
+TEST_CASE("gradcheck fast mode (v^T J for a seeded random v) passes for correct ops") {
+    Generator gen(8);
+    auto a = Tensor<double>::uniform({2, 3}, gen, 0.5, 2.0).set_requires_grad(true);
+    auto b = Tensor<double>::uniform({2, 3}, gen, -2.0, -0.5).set_requires_grad(true);
+    GradcheckOptions fast;
+    fast.fast = true;
+    auto f = [](const std::vector<Tensor<double>>& x) { return sq_mul(x[0], x[1]); };
+    const auto r = gradcheck(f, {a, b}, fast);
+    CHECK(r.passed);
+    CHECK(r.message.empty());
+    REQUIRE(r.inputs.size() == 2);
+    for (const auto& in : r.inputs) {
+        CHECK(in.checked);
+        CHECK(in.passed);
+        CHECK(in.max_rel_error < 1e-7);
+        CHECK(in.worst_output == -1);  // v^T J has no output index
+        CHECK(in.worst_element >= 0);
+    }
+    CHECK_FALSE(a.grad().defined());  // no .grad() written
+    // The documented projection: v = randn(output shape, Generator(seed)), seed 99 by default;
+    // the reported analytic value is (v^T J) at the worst element, i.e. grad(out, x, v) there.
+    CHECK(fast.seed == 99);
+    {
+        Generator vg(99);
+        const auto v = Tensor<double>::randn({2, 3}, vg);
+        const auto ac = a.detach().clone().set_requires_grad(true), bc = b.detach().clone().set_requires_grad(true);
+        const auto g = grad({sq_mul(ac, bc)}, {ac, bc}, {v});
+        for (size_t k = 0; k < 2; ++k)
+            CHECK(r.inputs[k].analytic == doctest::Approx(g[k].data()[r.inputs[k].worst_element]).epsilon(1e-12));
+    }
+    // Another seed: another v, still passing.
+    GradcheckOptions other = fast;
+    other.seed = 7;
+    const auto r7 = gradcheck(f, {a, b}, other);
+    CHECK(r7.passed);
+    CHECK(r7.inputs[1].analytic != r.inputs[1].analytic);
+
+    // Built-in ops, a larger non-scalar output, and an input held fixed (no requires_grad).
+    auto m = Tensor<double>::randn({5, 8}, gen).set_requires_grad(true);
+    auto w = Tensor<double>::randn({6, 8}, gen);
+    auto bias = Tensor<double>::randn({6}, gen).set_requires_grad(true);
+    const auto r2 = gradcheck(
+        [](const std::vector<Tensor<double>>& x) { return softmax(linear(x[0], x[1], x[2])); }, {m, w, bias}, fast);
+    CHECK(r2.passed);
+    CHECK(r2.inputs[0].checked);
+    CHECK_FALSE(r2.inputs[1].checked);
+    CHECK(r2.inputs[2].checked);
+    CHECK(r2.inputs[0].max_rel_error < 1e-7);
+    CHECK(r2.inputs[2].max_rel_error < 1e-7);
+}
+
+TEST_CASE("gradcheck fast mode fails for a custom op whose backward is off by 5%, naming the input") {
+    Generator gen(9);
+    auto a = Tensor<double>::uniform({2, 3}, gen, 0.5, 2.0).set_requires_grad(true);
+    auto b = Tensor<double>::uniform({2, 3}, gen, 0.5, 2.0).set_requires_grad(true);
+    GradcheckOptions fast;
+    fast.fast = true;
+    GradcheckOptions report_only = fast;
+    report_only.raise = false;
+
+    // The whole backward scaled: both inputs fail, analytic = 1.05 numeric everywhere, so the
+    // relative error is 0.05 / 1.05.
+    auto scaled = [](const std::vector<Tensor<double>>& x) { return sq_mul(x[0], x[1], Wrong{1.05}); };
+    const auto r = gradcheck(scaled, {a, b}, report_only);
+    CHECK_FALSE(r.passed);
+    CHECK_FALSE(r.inputs[0].passed);
+    CHECK_FALSE(r.inputs[1].passed);
+    CHECK(r.inputs[0].max_rel_error == doctest::Approx(0.05 / 1.05).scale(0).epsilon(1e-6));
+    CHECK(r.inputs[0].analytic == doctest::Approx(1.05 * r.inputs[0].numeric).scale(0).epsilon(1e-6));
+    CHECK(r.inputs[0].worst_output == -1);
+    // By default it throws, saying the mode and naming the input and its worst element.
+    const std::string msg = test::error_of([&] { (void)gradcheck(scaled, {a, b}, fast); });
+    CHECK(test::contains(msg, "gradcheck: input 0 (shape [2, 3])"));
+    CHECK(test::contains(msg, "in fast mode (v^T J for v = randn([2, 3], Generator(99)))"));
+    CHECK(test::contains(msg, "of v^T J: analytic "));
+    CHECK_FALSE(test::contains(msg, "output element"));
+
+    // One wrong element of input 1's gradient: input 0 passes, input 1 fails at that element.
+    auto one_bad = [](const std::vector<Tensor<double>>& x) { return sq_mul(x[0], x[1], Wrong{1.0, 4, 1.05}); };
+    const auto r1 = gradcheck(one_bad, {a, b}, report_only);
+    CHECK_FALSE(r1.passed);
+    CHECK(r1.inputs[0].passed);
+    CHECK(r1.inputs[0].max_rel_error < 1e-7);
+    CHECK_FALSE(r1.inputs[1].passed);
+    CHECK(r1.inputs[1].worst_element == 4);
+    CHECK(r1.inputs[1].worst_output == -1);
+    const std::string msg1 = test::error_of([&] { (void)gradcheck(one_bad, {a, b}, fast); });
+    CHECK(test::contains(msg1, "gradcheck: input 1 (shape [2, 3])"));
+    CHECK(test::contains(msg1, "worst at input element [1, 1] of v^T J"));
+    CHECK_FALSE(test::contains(msg1, "input 0"));
 }

@@ -1,19 +1,23 @@
 // The gradient table: every differentiable op, one row each (ggml's test-backend-ops is the
 // model). A row names the op, its input shapes, how to draw its inputs and which inputs are
 // differentiable; the harness checks
-//   - double: the analytic gradient against central finite differences,
-//             ||analytic - numeric||_inf / max(||analytic||_inf, ||numeric||_inf) <= 1e-6;
+//   - double: the analytic gradient against central finite differences (h = 1e-6) with
+//             coeffnet::gradcheck's fast mode (the one a custom op's author uses),
+//             ||analytic - numeric||_inf / max(||analytic||_inf, ||numeric||_inf) <= 1e-6
+//             (GradcheckInput::max_rel_error), every differentiable input checked;
 //   - float:  the float forward and backward against the double ones (the float backward
 //             computes the same formulas in single precision), relative error <= 1e-5 in value
 //             and in gradient (measured on 2026-11-29: worst 2.2e-7 in value, 1.6e-7 in
 //             gradient, both in coefficient attention; worst double FD error 3e-9).
-// The loss is sum(out * R) for a fixed random R, so every output element matters.
+// The loss is sum(out * R) for a fixed random R = randn(out.shape(), Generator(99)) (gradcheck's
+// projection v), so every output element matters.
 // Set COEFFNET_GRAD_FILTER=name to run one row.
 #include <doctest/doctest.h>
 
 #include <cstdlib>
 #include <functional>
 
+#include <coeffnet/autograd/gradcheck.hpp>
 #include <coeffnet/coeffnet.hpp>
 
 #include "test_util.hpp"
@@ -84,33 +88,31 @@ void check_row(const OpRow& r) {
         const bool d = r.diff.empty() || r.diff[i];
         in.push_back(base[i].clone().detach().set_requires_grad(d));
     }
+
+    // double: coeffnet::gradcheck's fast mode (v^T J against central differences of sum(out * v),
+    // v = randn(out.shape(), Generator(seed))); inputs without requires_grad are held fixed.
+    GradcheckOptions fd;
+    fd.fast = true;
+    fd.seed = 99;
+    fd.eps = 1e-6;
+    fd.raise = false;  // the table's own bound below, not gradcheck's atol/rtol
+    const GradcheckReport report = gradcheck(r.f64, in, fd);
+    REQUIRE(report.inputs.size() == in.size());
+    for (size_t i = 0; i < in.size(); ++i) {
+        const GradcheckInput& g = report.inputs[i];
+        INFO("input ", i, " shape ", shape_str(in[i].shape()), ": worst at element ", g.worst_element, ", analytic ",
+             g.analytic, ", numeric ", g.numeric, "; ", report.message);
+        CHECK(g.checked == in[i].requires_grad());
+        if (in[i].requires_grad()) CHECK(g.max_rel_error <= 1e-6);
+    }
+
+    // The double backward that the float one is compared with, with the same weights R = v.
     const Tensor<double> out = r.f64(in);
-    Generator rg(99);
+    Generator rg(fd.seed);
     const Tensor<double> weights = Tensor<double>::randn(out.shape(), rg);
     sum(out * weights).backward();
-
-    auto loss_at = [&]() {
-        NoGrad ng;
-        return sum(r.f64(in) * weights).item();
-    };
-    const double h = 1e-6;
-    std::vector<std::vector<double>> numeric(in.size());
-    for (size_t i = 0; i < in.size(); ++i) {
-        if (!in[i].requires_grad()) continue;
-        double* p = in[i].data();
-        for (int64_t j = 0; j < in[i].numel(); ++j) {
-            const double keep = p[j];
-            p[j] = keep + h;
-            const double up = loss_at();
-            p[j] = keep - h;
-            const double down = loss_at();
-            p[j] = keep;
-            numeric[i].push_back((up - down) / (2 * h));
-        }
-        INFO("input ", i, " shape ", shape_str(in[i].shape()));
-        REQUIRE(in[i].grad().defined());
-        CHECK(rel_err(in[i].grad().to_vector(), numeric[i]) <= 1e-6);
-    }
+    for (size_t i = 0; i < in.size(); ++i)
+        if (in[i].requires_grad()) REQUIRE(in[i].grad().defined());
 
     // float: the same op in single precision against the double results.
     std::vector<Tensor<float>> inf;
