@@ -184,15 +184,16 @@ int main(int argc, char** argv) {
     const Score pre = evaluate(model, test);
     print_heads(model, test);
 
-    // 2. Coeff-Tuning: add alpha (zero, so the model is unchanged), freeze all else, and build the
-    //    optimiser after both, over what is trainable.
+    // 2. Coeff-Tuning: add alpha (zero, so the model is unchanged) and freeze all else. An optimiser
+    //    built from the module (not a list) takes its trainable parameters at every step, so the
+    //    order of these calls does not matter.
     model.attn.enable_coeff(true);
     const int64_t trainable = model.train_only({"*.coeff_alpha"});
     const Score before = evaluate(model, test_rev);
     std::printf("tune: read it backwards, training %lld of %lld parameters (alpha)\n", static_cast<long long>(trainable),
                 static_cast<long long>(model.num_parameters()));
     std::printf("  before  test loss %.4f  test accuracy %5.1f %%\n", before.loss, 100 * before.accuracy);
-    AdamW<float> tuner({model.attn.alpha}, {.lr = 0.05, .weight_decay = 0.0});
+    AdamW<float> tuner(model, {.lr = 0.05, .weight_decay = 0.0});  // follows model: its trainable parameters
     train(model, tuner, tune_steps, /*reversed=*/true, gen, test_rev);
     const Score after = evaluate(model, test_rev);
     print_heads(model, test_rev);

@@ -277,16 +277,20 @@ std::vector<Tensor<T>> grad_impl(const std::vector<Tensor<T>>& outputs, const st
 // - An input the outputs do not depend on throws (PyTorch's default); with allow_unused=true
 //   its entry is an undefined Tensor instead. An input that does not require grad throws.
 // Gradients are computed without recording (no create_graph: no higher-order derivatives).
-inline std::vector<Tensor<double>> grad(const std::vector<Tensor<double>>& outputs,
-                                        const std::vector<Tensor<double>>& inputs,
-                                        const std::vector<Tensor<double>>& grad_outputs = {},
-                                        bool retain_graph = false, bool allow_unused = false) {
+// (The two overloads take braced lists, grad({y}, {x}); they are templates only so that a program
+// that never calls them does not instantiate the engine for both types.)
+template <int = 0>
+std::vector<Tensor<double>> grad(const std::vector<Tensor<double>>& outputs,
+                                 const std::vector<Tensor<double>>& inputs,
+                                 const std::vector<Tensor<double>>& grad_outputs = {},
+                                 bool retain_graph = false, bool allow_unused = false) {
     return detail::grad_impl<double>(outputs, inputs, grad_outputs, retain_graph, allow_unused);
 }
-inline std::vector<Tensor<float>> grad(const std::vector<Tensor<float>>& outputs,
-                                       const std::vector<Tensor<float>>& inputs,
-                                       const std::vector<Tensor<float>>& grad_outputs = {},
-                                       bool retain_graph = false, bool allow_unused = false) {
+template <int = 0>
+std::vector<Tensor<float>> grad(const std::vector<Tensor<float>>& outputs,
+                                const std::vector<Tensor<float>>& inputs,
+                                const std::vector<Tensor<float>>& grad_outputs = {},
+                                bool retain_graph = false, bool allow_unused = false) {
     return detail::grad_impl<float>(outputs, inputs, grad_outputs, retain_graph, allow_unused);
 }
 // One output, one input: grad(y, x) is grad({y}, {x})[0].

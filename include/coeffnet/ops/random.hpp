@@ -39,8 +39,10 @@ inline uint64_t scale_u64(uint64_t u, uint64_t range) {
 
 }  // namespace detail
 
-// Integers uniform in [low, high) (like torch.randint(low, high, size, generator=gen)).
-inline Tensor<int64_t> randint(int64_t low, int64_t high, const Shape& shape, Generator& gen) {
+// Integers uniform in [low, high) (like torch.randint(low, high, size, generator=gen)). (Both are
+// templates only so that a program that does not call them does not instantiate Tensor<int64_t>.)
+template <int = 0>
+Tensor<int64_t> randint(int64_t low, int64_t high, const Shape& shape, Generator& gen) {
     check(high > low, "randint: high (", high, ") must be greater than low (", low, ")");
     const int64_t n = shape_numel(shape, "randint");
     const uint64_t range = static_cast<uint64_t>(high) - static_cast<uint64_t>(low);
@@ -54,7 +56,8 @@ inline Tensor<int64_t> randint(int64_t low, int64_t high, const Shape& shape, Ge
 
 // A random permutation of 0 .. n-1 (like torch.randperm(n, generator=gen)): Fisher-Yates with
 // n 64-bit draws.
-inline Tensor<int64_t> randperm(int64_t n, Generator& gen) {
+template <int = 0>
+Tensor<int64_t> randperm(int64_t n, Generator& gen) {
     check(n >= 0, "randperm: n must be >= 0, got ", n);
     Tensor<int64_t> out = Tensor<int64_t>::arange(n);
     int64_t* p = out.data();
