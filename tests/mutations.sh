@@ -79,6 +79,18 @@ mutant resume-rng-not-restored include/coeffnet/train/finetune.hpp \
   'rng >> model_.dropout_generator().seed >> model_.dropout_generator().offset;' \
   'rng >> model_.dropout_generator().seed;' \
   tests/test_finetune.cpp '*resumed*'
+mutant unregistered-member-unnoticed include/coeffnet/nn/module.hpp \
+  'if (!m->registered_ && m->thread_ == thread_ && at > start && at - start < 65536) missed.push_back(m);' \
+  'if (false) missed.push_back(m);' \
+  tests/test_optim.cpp '*never registered*'
+mutant optimiser-stops-following include/coeffnet/train/optim.hpp \
+  $'    void refresh() {\n        if (!source_) return;' \
+  $'    void refresh() {\n        if (source_) return;' \
+  tests/test_optim.cpp '*module-following*'
+mutant tiled-backend-unregistered include/coeffnet/ops/attention_tiled.hpp \
+  'tiled_attention_backend<float> = &coeff_attention_tiled<float>;' \
+  '' \
+  tests/test_attention_tiled.cpp '*automatic*'
 
 # ---- options ----------------------------------------------------------------------------------
 usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }

@@ -290,6 +290,28 @@ TEST_CASE("the backend switch: automatic rule, explicit choices, return_maps") {
     o.training = true;
     o.attn_dropout = 0.1;
     CHECK_THROWS_WITH_AS(attention(q, k, v, o), doctest::Contains("generator"), Error);
+
+    // Without the tiled backend in the program (ops/attention_tiled.hpp included by no file):
+    // automatic materialises, and asking for tiled names the include.
+    struct Unregister {
+        TiledAttentionFn<float> kept = tiled_attention_backend<float>;
+        Unregister() { tiled_attention_backend<float> = nullptr; }
+        ~Unregister() { tiled_attention_backend<float> = kept; }
+    };
+    {
+        Unregister off;
+        CHECK_FALSE(use_tiled_backend(big_q, big_k, AttentionOptions{}));
+        CHECK_THROWS_WITH_AS(coeff_attention(q, k, v, alpha, o),
+                             doctest::Contains("#include <coeffnet/ops/attention_tiled.hpp>"), Error);
+        o.training = false;
+        o.attn_dropout = 0.0;
+        o.backend = AttentionBackend::automatic;
+        CHECK(coeff_attention(q, k, v, alpha, o).out.grad_fn_name() == "matmul");
+    }
+    const bool registered_float = tiled_attention_backend<float> == &coeff_attention_tiled<float>;
+    const bool registered_double = tiled_attention_backend<double> == &coeff_attention_tiled<double>;
+    CHECK(registered_float);
+    CHECK(registered_double);
 }
 
 namespace {

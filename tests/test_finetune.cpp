@@ -77,6 +77,43 @@ TEST_CASE("each method trains exactly its parameters, counted exactly") {
     }
 }
 
+TEST_CASE("setup_method gives each method's trainable set and groups, whatever was set up before") {
+    const int64_t head = 48 * 4 + 4, alpha = 3 * 6 * 6, lora = 3 * 2 * (4 * 48 + 48 * 4);
+    auto model = models::load_vit_for_image_classification<float>(kModel);  // loaded: all trainable
+    const int64_t backbone = model->vit.num_parameters();
+    const std::map<Method, int64_t> want{{Method::linear_probe, head},
+                                         {Method::coeff, head + alpha},
+                                         {Method::lora, head + lora},
+                                         {Method::coeff_lora, head + alpha + lora},
+                                         {Method::full, head + backbone}};
+    const std::map<Method, std::vector<std::string>> groups{{Method::linear_probe, {"head"}},
+                                                            {Method::coeff, {"head", "alpha"}},
+                                                            {Method::lora, {"head", "lora"}},
+                                                            {Method::coeff_lora, {"head", "alpha", "lora"}},
+                                                            {Method::full, {"head", "backbone"}}};
+    const std::vector<std::string> classes{"a", "b", "c", "d"};
+    Generator init(5);
+    // Every method after every other (and after a stray freeze or unfreeze of everything).
+    for (Method before : train::kMethods)
+        for (Method m : train::kMethods) {
+            INFO("method ", train::method_name(m), " after ", train::method_name(before));
+            train::TuneConfig c;
+            c.lora_rank = 4;
+            c.method = before;
+            train::setup_method<float>(*model, c, classes, init);
+            model->set_requires_grad(m == Method::coeff);
+            c.method = m;
+            const auto g = train::setup_method<float>(*model, c, classes, init);
+            CHECK(model->num_parameters(true) == want.at(m));
+            CHECK(train::count_parameters(g) == want.at(m));
+            std::vector<std::string> names;
+            for (const auto& grp : g) names.push_back(grp.name);
+            CHECK(names == groups.at(m));
+            for (const auto& grp : g)
+                for (const auto& p : grp.params) CHECK(p.requires_grad());
+        }
+}
+
 TEST_CASE("at the start, alpha = 0 and LoRA's B = 0 give exactly the base model's logits") {
     // The reference is an untouched base model (no Finetuner, no Coeff-Tuning, no LoRA) given the
     // same new head, so every method, the first included, is compared with an independent result.

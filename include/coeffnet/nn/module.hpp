@@ -18,22 +18,23 @@
 // own optimiser) is declared with keep_unregistered(member).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <typeinfo>
+#include <utility>
+#include <vector>
 
 #if __has_include(<cxxabi.h>)
 #include <cxxabi.h>
 #endif
-#include <tuple>
-#include <utility>
-#include <vector>
 
 #include "../core/strings.hpp"
 #include "../ops/attention.hpp"
@@ -54,13 +55,18 @@ public:
     Module() {
         std::lock_guard<std::mutex> lock(registry().mutex);
         seq_ = ++registry().counter;
-        registry().live.emplace(seq_, this);
+        registry().live.push_back(this);  // construction numbers only grow: the list stays sorted
     }
     Module(const Module&) = delete;
     Module& operator=(const Module&) = delete;
     virtual ~Module() {
         std::lock_guard<std::mutex> lock(registry().mutex);
-        registry().live.erase(seq_);
+        auto& live = registry().live;
+        for (size_t i = live.size(); i-- > 0;)  // usually the last: modules die in reverse order
+            if (live[i] == this) {
+                live.erase(live.begin() + static_cast<std::ptrdiff_t>(i));
+                break;
+            }
     }
 
     // The parameter slots by dotted name, defined or not; loaders assign through them.
@@ -180,11 +186,11 @@ protected:
     }
 
 private:
-    // Every live module, by construction number, with the thread that built it.
+    // Every live module, in construction order (so sorted by construction number).
     struct Registry {
         std::mutex mutex;
         uint64_t counter = 0;
-        std::map<uint64_t, Module*> live;
+        std::vector<Module*> live;
     };
     static Registry& registry() {
         static Registry r;
@@ -223,8 +229,10 @@ private:
             std::lock_guard<std::mutex> lock(registry().mutex);
             window_closed_ = true;
             const auto* start = static_cast<const char*>(dynamic_cast<const void*>(this));
-            for (auto it = registry().live.upper_bound(seq_); it != registry().live.end() && it->first <= window_end_; ++it) {
-                const Module* m = it->second;
+            const auto& live = registry().live;
+            auto it = std::upper_bound(live.begin(), live.end(), seq_, [](uint64_t s, const Module* m) { return s < m->seq_; });
+            for (; it != live.end() && (*it)->seq_ <= window_end_; ++it) {
+                const Module* m = *it;
                 const auto* at = static_cast<const char*>(dynamic_cast<const void*>(m));
                 if (!m->registered_ && m->thread_ == thread_ && at > start && at - start < 65536) missed.push_back(m);
             }

@@ -73,24 +73,25 @@ AttentionResult<T> coeff_attention_tiled(const Tensor<T>& q, const Tensor<T>& k,
                                          const Tensor<T>& alpha, const AttentionOptions& o, const Tensor<T>& attn_mask,
                                          const Tensor<T>& key_mask, const TiledConfig& cfg = {});
 
-namespace detail {
-
 // Where the dispatch finds the tiled backend: null until ops/attention_tiled.hpp, included
-// anywhere in the program, sets it during static initialisation.
+// anywhere in the program, sets it during static initialisation (a program may also point it at
+// its own implementation with the same contract).
 template <class T>
-using TiledBackendFn = AttentionResult<T> (*)(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,
-                                              const AttentionOptions&, const Tensor<T>&, const Tensor<T>&,
-                                              const TiledConfig&);
+using TiledAttentionFn = AttentionResult<T> (*)(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,
+                                                const Tensor<T>&, const AttentionOptions&, const Tensor<T>&,
+                                                const Tensor<T>&, const TiledConfig&);
 template <class T>
-inline TiledBackendFn<T> tiled_backend = nullptr;
+inline TiledAttentionFn<T> tiled_attention_backend = nullptr;
+
+namespace detail {
 
 // The tiled backend, or the error that says how to get it.
 template <class T>
 AttentionResult<T> run_tiled_backend(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v, const Tensor<T>& alpha,
                                      const AttentionOptions& o, const Tensor<T>& attn_mask, const Tensor<T>& key_mask) {
-    check(tiled_backend<T> != nullptr, "attention: AttentionBackend::tiled asked for, but the tiled backend is not in "
+    check(tiled_attention_backend<T> != nullptr, "attention: AttentionBackend::tiled asked for, but the tiled backend is not in "
           "this program: #include <coeffnet/ops/attention_tiled.hpp> in any one of its files");
-    return tiled_backend<T>(q, k, v, alpha, o, attn_mask, key_mask, TiledConfig{});
+    return tiled_attention_backend<T>(q, k, v, alpha, o, attn_mask, key_mask, TiledConfig{});
 }
 
 // Says once per process that automatic dispatch materialised maps it would have tiled.
@@ -179,8 +180,8 @@ bool use_tiled_backend(const Tensor<T>& q, const Tensor<T>& k, const AttentionOp
     const double maps = static_cast<double>(q.shape()[0]) * static_cast<double>(q.shape()[1]) *
                         static_cast<double>(q.shape()[2]) * static_cast<double>(k.shape()[2]);
     if (o.return_maps || maps <= tiled_attention_min_elements) return false;
-    if (detail::tiled_backend<T> == nullptr) detail::note_materialised_large_maps(maps);
-    return detail::tiled_backend<T> != nullptr;
+    if (tiled_attention_backend<T> == nullptr) detail::note_materialised_large_maps(maps);
+    return tiled_attention_backend<T> != nullptr;
 }
 
 // Phat[b, h] = sum_i alpha_prime[h, i] P[b, i] for P [B, H, N, M] and alpha_prime [H, H].

@@ -533,8 +533,8 @@ AttentionResult<T> coeff_attention_tiled(const Tensor<T>& q, const Tensor<T>& k,
 namespace detail {
 // Registers the backend for ops/attention.hpp's dispatch, once per program (an inline variable).
 inline const bool tiled_backend_registered = [] {
-    tiled_backend<float> = &coeff_attention_tiled<float>;
-    tiled_backend<double> = &coeff_attention_tiled<double>;
+    tiled_attention_backend<float> = &coeff_attention_tiled<float>;
+    tiled_attention_backend<double> = &coeff_attention_tiled<double>;
     return true;
 }();
 }  // namespace detail
