@@ -399,6 +399,52 @@ t_predict_errors() {
 # On the tiny fixture model (30 x 30 images): small runs that finish in seconds.
 TUNE_SMALL=(--model "$DATA/vit_cls" --tasks count --train-per-class 6 --test-images 40 --epochs 2 --batch 8)
 
+# `vit filters` on the test ViT (3 layers, 6 heads, 30 x 30 input, a 3 x 3 patch grid).
+t_filters() {
+  local img="$DATA/images/shape.png"
+  run vit filters --model "$DATA/vit_cls" --image "$img" --out "$TMP/f.png" --dump "$TMP/maps.safetensors" --json
+  expect_rc 0
+  # The PNG is a PNG, its size as documented; the dump holds every layer's maps; the JSON's numbers
+  # are the dump's query row (default: the last layer, the CLS token).
+  PYTHONPATH="$TMP" python3 - "$TMP/f.png" "$TMP/maps.safetensors" "$TMP/out" <<'PY' || fail "$last: PNG, dump or JSON disagree"
+import json, struct, sys, st
+png = open(sys.argv[1], "rb").read()
+assert png[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+w, h = struct.unpack(">II", png[16:24])
+assert w > 100 and h > 100, (w, h)
+maps = st.read(sys.argv[2])
+for l in range(3):
+    for k in ("maps", "mixed_maps"):
+        dtype, shape, _ = maps[f"layer.{l}.{k}"]
+        assert dtype == "F32" and shape == [1, 6, 10, 10], (l, k, shape)
+    assert maps[f"layer.{l}.maps"][2] == maps[f"layer.{l}.mixed_maps"][2], "plain attention: mixed = maps"
+j = json.load(open(sys.argv[3]))
+assert j["layer"] == 2 and j["query"] == 0 and j["heads"] == 6, j
+P = maps["layer.2.maps"][2]
+for h in range(6):
+    row = P[(h * 10 + 0) * 10:(h * 10 + 0) * 10 + 10]
+    assert abs(sum(row) - 1) < 1e-5
+PY
+}
+
+t_filters_errors() {
+  local img="$DATA/images/shape.png" m="$DATA/vit_cls"
+  expect_error "--layer 3 is out of range" vit filters --model "$m" --image "$img" --layer 3 --out "$TMP/fe.png"
+  expect_error "--query 10 is out of range" vit filters --model "$m" --image "$img" --query 10 --out "$TMP/fe.png"
+  expect_error "outside the image (45 x 37 pixels" vit filters --model "$m" --image "$img" --query-xy 45,3 --out "$TMP/fe.png"
+  expect_usage "expected X,Y" vit filters --model "$m" --image "$img" --query-xy 4 --out "$TMP/fe.png"
+  expect_usage "--query" vit filters --model "$m" --image "$img" --query 1 --query-xy 4,4 --out "$TMP/fe.png"
+  printf 'GIF89a not really' >"$TMP/fake.png"
+  expect_error "$TMP/fake.png: not a PNG or JPEG image" vit filters --model "$m" --image "$TMP/fake.png" --out "$TMP/fe.png"
+  # An adapter made for another model: alpha for 4 heads where the model has 6.
+  mkdir -p "$TMP/other"
+  echo '{"method": "coeff"}' >"$TMP/other/adapter_config.json"
+  PYTHONPATH="$TMP" python3 -c 'import st, sys; st.write(sys.argv[1], {"vit.encoder.layer.0.attention.attention.coeff_alpha": ([4, 4], [0.0] * 16)})' \
+    "$TMP/other/adapter_model.safetensors"
+  expect_error "[4, 4]" vit filters --model "$m" --image "$img" --adapter "$TMP/other" --out "$TMP/fe.png"
+  [ ! -e "$TMP/fe.png" ] || fail "a failed run left $TMP/f.png behind"
+}
+
 t_tune_small() {
   run tune "${TUNE_SMALL[@]}" --methods linear_probe,coeff,lora --seeds 2 --out "$TMP/tune" --json
   expect_rc 0
@@ -481,7 +527,7 @@ t_tune_errors() {
 # ---- main -----------------------------------------------------------------------------------
 
 all=(help usage_errors inspect_file inspect_dir inspect_sharded inspect_errors predict_pixels predict_image
-  predict_top_clamp predict_errors tune_small tune_resume tune_ablation tune_errors)
+  predict_top_clamp predict_errors filters filters_errors tune_small tune_resume tune_ablation tune_errors)
 [ -x "$BIN" ] || { echo "$0: $BIN is not an executable" >&2; exit 2; }
 command -v python3 >/dev/null || { echo "$0: python3 is needed for the JSON checks" >&2; exit 2; }
 [ $# -gt 0 ] && all=("$@")

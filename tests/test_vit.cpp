@@ -133,6 +133,52 @@ TEST_CASE_TEMPLATE("Coeff-Tuning ViT: outputs and gradients (pixels, every alpha
     }
 }
 
+TEST_CASE_TEMPLATE("the graph-filter view: P is transformers' output_attentions, Phat V is the attention output", T,
+                   float, double) {
+    // Reference: tools/make_reference.py (attentions.<l> from transformers with eager attention;
+    // maps_coeff / mixed_maps_coeff / context_coeff.<l> recorded inside the patched attention).
+    // Tolerances relative to each reference's own scale; the reference is float32.
+    const double rel = std::is_same_v<T, float> ? 1e-5 : 2e-6;
+    auto close = [&](const std::string& what, const Tensor<T>& ours, const Tensor<float>& want) {
+        INFO(what, ": max|ours - ref| ", max_abs_diff(ours, want), ", max|ref| ", max_abs(want));
+        REQUIRE(ours.shape() == want.shape());
+        CHECK(max_abs_diff(ours, want) <= rel * std::max(1.0, max_abs(want)));
+    };
+    const auto ref = io::SafeTensors::open(kData / "vit_cls_reference.safetensors");
+    auto model = models::load_vit_for_image_classification<T>(kData / "vit_cls");
+    const auto px = ref.get_as<T>("pixel_values");
+    NoGrad no_grad;
+    SUBCASE("plain attention: P per layer, and Phat = P exactly") {
+        const auto out = model->vit.forward(px, /*return_maps=*/true);
+        REQUIRE(out.maps.size() == 3);
+        for (size_t l = 0; l < 3; ++l) {
+            close("attentions." + std::to_string(l), out.maps[l], ref.get<float>("attentions." + std::to_string(l)));
+            CHECK(out.mixed_maps[l].to_vector() == out.maps[l].to_vector());
+        }
+    }
+    SUBCASE("alpha = 0 gives Phat = P exactly") {
+        model->vit.enable_coeff(true);
+        const auto out = model->vit.forward(px, true);
+        for (size_t l = 0; l < 3; ++l) CHECK(out.mixed_maps[l].to_vector() == out.maps[l].to_vector());
+    }
+    SUBCASE("with alpha: P, Phat = (I + alpha) P and Phat V against the reference's patched attention") {
+        model->vit.enable_coeff(true);
+        auto alphas = model->vit.alphas();
+        set_alphas(ref, alphas);
+        const auto out = model->vit.forward(px, true);
+        for (size_t l = 0; l < 3; ++l) {
+            const std::string L = std::to_string(l);
+            close("maps_coeff." + L, out.maps[l], ref.get<float>("maps_coeff." + L));
+            close("mixed_maps_coeff." + L, out.mixed_maps[l], ref.get<float>("mixed_maps_coeff." + L));
+            // Phat V from the layer's own input: the filters the values see give the attention output.
+            auto& layer = *model->vit.encoder.layer[l];
+            const auto v = split_heads(layer.attention.attention.value(layer.layernorm_before(out.hidden_states[l])), 6);
+            close("Phat V vs context_coeff." + L, merge_heads(matmul(out.mixed_maps[l], v)), ref.get<float>("context_coeff." + L));
+            close("contexts." + L, out.contexts[l], ref.get<float>("context_coeff." + L));
+        }
+    }
+}
+
 TEST_CASE("enabling Coeff-Tuning leaves the model's output unchanged, bit for bit") {
     const auto ref = io::SafeTensors::open(kData / "vit_cls_reference.safetensors");
     auto model = models::load_vit_for_image_classification<float>(kData / "vit_cls");

@@ -6,6 +6,10 @@
 //   coeffnet vit predict --model DIR (--image FILE... | --pixels FILE) [--top K] [--adapter DIR] [--json]
 //       a ViTForImageClassification's top-K labels for PNG/JPEG images (preprocessed as the
 //       model's preprocessor_config.json says) or for the pixel_values tensor of a safetensors file
+//   coeffnet vit filters --model DIR --image FILE [--adapter DIR] [--layer L] [--query T | --query-xy X,Y]
+//                        --out FILE.png [--json] [--dump FILE] [--html FILE]
+//       the graph-filter view of one layer: each head's attention map for one query token over
+//       the image's patches, mixed by an adapter's alpha; see filters.hpp
 //   coeffnet tune [--quick] [--ablation] [--data PATH] [--methods ...] [--json] ...
 //       the main job: Coeff-Tuning against linear probing, LoRA, alpha + LoRA and full
 //       fine-tuning on procedural few-shot tasks (or your data); see tune.hpp
@@ -34,11 +38,15 @@
 #include <coeffnet/models/vit.hpp>
 
 #include "args.hpp"
+#include "filters.hpp"
 #include "tune.hpp"
+#include "vit_input.hpp"
 
 namespace fs = std::filesystem;
 using namespace coeffnet;
 using ojson = nlohmann::ordered_json;
+using tools::Batch;
+using tools::pixels_from_images;
 
 namespace {
 
@@ -398,11 +406,6 @@ int cmd_inspect(const cli::Args& a) {
 
 // ---- vit predict ----------------------------------------------------------------------------
 
-struct Batch {
-    Tensor<float> pixels;             // [B, C, H, W]
-    std::vector<std::string> inputs;  // one name per item
-};
-
 Batch pixels_from_file(const fs::path& file) {
     const io::SafeTensors st = io::SafeTensors::open(file);
     Batch b;
@@ -410,27 +413,6 @@ Batch pixels_from_file(const fs::path& file) {
     check(b.pixels.dim() == 4 && b.pixels.size(0) >= 1, file.string(),
           ": pixel_values must be [batch, channels, height, width] with batch >= 1, got ", shape_str(b.pixels.shape()));
     for (int64_t i = 0; i < b.pixels.size(0); ++i) b.inputs.push_back(file.string() + ":pixel_values[" + std::to_string(i) + "]");
-    return b;
-}
-
-Batch pixels_from_images(const std::vector<std::string>& files, const fs::path& model_dir, const models::ViTConfig& cfg) {
-    const int64_t H = cfg.image_height, W = cfg.image_width;
-    const fs::path pre = model_dir / "preprocessor_config.json";
-    const io::ImageProcessorConfig proc = fs::exists(pre) ? io::ImageProcessorConfig::from_file(pre, io::ImageProcessorConfig::vit_defaults(H, W))
-                                                          : io::ImageProcessorConfig::vit_defaults(H, W);
-    check(cfg.num_channels == 3, model_dir.string(), ": the model takes ", cfg.num_channels,
-          " channels; images are RGB (use --pixels for other inputs)");
-    Batch b;
-    b.pixels = Tensor<float>::empty({static_cast<int64_t>(files.size()), 3, H, W});
-    for (size_t i = 0; i < files.size(); ++i) {
-        const io::Image rgb = io::to_rgb(io::read_image(files[i]));
-        const auto [h, w] = proc.output_size(rgb.height, rgb.width);
-        check(h == H && w == W, files[i], ": the preprocessing (", fs::exists(pre) ? pre.string() : "ViT defaults",
-              ") makes a ", rgb.width, " x ", rgb.height, " image ", w, " x ", h, ", but the model takes ", W, " x ", H);
-        const Tensor<float> x = io::preprocess_image<float>(rgb, proc);
-        std::copy(x.data(), x.data() + x.numel(), b.pixels.data() + static_cast<int64_t>(i) * x.numel());
-        b.inputs.push_back(files[i]);
-    }
     return b;
 }
 
@@ -552,6 +534,7 @@ void declare(cli::Command& root) {
         .example("coeffnet vit predict --model vit-base-patch16-224 --image cat.jpg --top 3")
         .example("coeffnet vit predict --model DIR --pixels reference.safetensors --json")
         .run(cmd_vit_predict);
+    tools::declare_filters(vit);
 
     tune::declare(root);
 }

@@ -85,6 +85,11 @@ def write_torch_save_file(path):
     save_file_sorted(tensors, path, {"format": "pt", "note": "coeffnet fixture"})
 
 
+# When a dict, coeff_attention_forward appends each layer's P, Phat and Phat V (before the
+# output projection) to it: the graph-filter view's reference.
+RECORD = None
+
+
 def coeff_attention_forward(self, hidden_states, attention_mask=None, **kwargs):
     """transformers' ViTAttention with Coeff-Tuning: Phat_h = sum_i (I + alpha)[h, i] P_i."""
     import torch
@@ -99,6 +104,10 @@ def coeff_attention_forward(self, hidden_states, attention_mask=None, **kwargs):
     mix = torch.eye(heads, dtype=p.dtype) + self.coeff_alpha
     phat = torch.einsum("hi,bimn->bhmn", mix, p)
     out = (phat @ v).transpose(1, 2).reshape(b, n, -1)
+    if RECORD is not None:
+        RECORD.setdefault("maps", []).append(p.detach().clone())
+        RECORD.setdefault("mixed_maps", []).append(phat.detach().clone())
+        RECORD.setdefault("contexts", []).append(out.detach().clone())
     return self.o_proj(out), phat
 
 
@@ -125,10 +134,15 @@ def make_vit_reference(name, config, with_classifier, out_dir, shards=False):
       last_hidden_state [B, N, D]; then, with Coeff-Tuning on (a random alpha per layer):
       alpha.<l> [H, H]; labels [B] / weights (the loss's target); loss_coeff [];
       logits_coeff or pooler_output_coeff; last_hidden_state_coeff;
-      grad_pixel_values; grad_alpha.<l>.
+      grad_pixel_values; grad_alpha.<l>;
+      the graph-filter view: attentions.<l> [B, H, N, N], transformers' output_attentions of the
+      plain model (eager attention); with the alphas, maps_coeff.<l> (P), mixed_maps_coeff.<l>
+      (Phat = (I + alpha) P) and context_coeff.<l> [B, N, D] (Phat V, heads merged: the input of
+      the attention's output projection), recorded inside the patched attention.
     The loss is cross_entropy(logits_coeff, labels) for a classifier, and
     sum(pooler_output_coeff * weights) for the base model.
     """
+    global RECORD
     import torch
     from transformers import ViTForImageClassification, ViTImageProcessor, ViTModel
 
@@ -156,6 +170,15 @@ def make_vit_reference(name, config, with_classifier, out_dir, shards=False):
             ref["pooler_output"] = out.pooler_output
             ref["last_hidden_state"] = out.last_hidden_state
 
+    # transformers' own attention maps, from the saved model with eager attention (the default
+    # kernel does not return them); a separate model, so the tensors above are untouched.
+    eager = (ViTForImageClassification if with_classifier else ViTModel).from_pretrained(
+        str(target), attn_implementation="eager").eval()
+    with torch.no_grad():
+        attentions = eager(pixel_values=pixels, output_attentions=True).attentions
+    for i, a in enumerate(attentions):
+        ref[f"attentions.{i}"] = a
+
     backbone = model.vit if with_classifier else model
     alphas = add_alphas(model, backbone.layers, config.num_attention_heads, g, 0.3)
     px = pixels.clone().requires_grad_(True)
@@ -174,6 +197,13 @@ def make_vit_reference(name, config, with_classifier, out_dir, shards=False):
         ref["pooler_output_coeff"] = out.pooler_output.detach()
         ref["last_hidden_state_coeff"] = out.last_hidden_state.detach()
     loss.backward()
+    RECORD = {}
+    with torch.no_grad():
+        model(pixel_values=pixels)
+    for key, name in (("maps", "maps_coeff"), ("mixed_maps", "mixed_maps_coeff"), ("contexts", "context_coeff")):
+        for i, t in enumerate(RECORD[key]):
+            ref[f"{name}.{i}"] = t
+    RECORD = None
     ref["loss_coeff"] = loss.detach()
     ref["grad_pixel_values"] = px.grad
     for i, a in enumerate(alphas):

@@ -456,17 +456,19 @@ inline Image resize(const Image& in, int64_t width, int64_t height, Resample fil
 
 // transformers' center_crop: the central height x width region; where the image is smaller,
 // it is centred on black (zero) padding.
+// One axis of a center crop from src to dst pixels: where the copy starts in the source and in
+// the destination, and its length (transformers pads ceil(extra / 2) before when dst > src).
+inline std::array<int64_t, 3> center_crop_axis(int64_t src, int64_t dst) {
+    if (dst <= src) return std::array<int64_t, 3>{(src - dst) / 2, 0, dst};
+    return std::array<int64_t, 3>{0, (dst - src + 1) / 2, src};
+}
+
 inline Image center_crop(const Image& in, int64_t width, int64_t height) {
     check(!in.empty(), "center_crop: the image is empty");
     check(width > 0 && height > 0, "center_crop: the size must be positive, got ", width, " x ", height);
     Image out(width, height, in.channels);
-    // Per axis: where the copy starts in the source and in the destination, and its length.
-    auto axis = [](int64_t src, int64_t dst) {
-        if (dst <= src) return std::array<int64_t, 3>{(src - dst) / 2, 0, dst};
-        return std::array<int64_t, 3>{0, (dst - src + 1) / 2, src};
-    };
-    const auto [sx, dx, nx] = axis(in.width, width);  // transformers pads ceil(extra / 2) before
-    const auto [sy, dy, ny] = axis(in.height, height);
+    const auto [sx, dx, nx] = center_crop_axis(in.width, width);
+    const auto [sy, dy, ny] = center_crop_axis(in.height, height);
     const size_t C = static_cast<size_t>(in.channels);
     for (int64_t y = 0; y < ny; ++y)
         std::memcpy(&out.pixels[static_cast<size_t>(((dy + y) * width + dx)) * C],
@@ -613,6 +615,33 @@ struct ImageProcessorConfig {
         return {h, w};
     }
 
+    // The image's geometry steps on 8-bit pixels (resize, then center crop): what the model sees,
+    // before rescaling and normalisation.
+    Image geometry(const Image& img) const {
+        Image out = img;
+        if (do_resize) {
+            const auto [h, w] = resized_size(img.height, img.width);
+            check(h > 0 && w > 0, "preprocess_image: a ", img.width, " x ", img.height, " image resizes to ", w, " x ", h);
+            out = resize(out, w, h, resample);
+        }
+        if (do_center_crop) out = center_crop(out, crop_width, crop_height);
+        return out;
+    }
+
+    // Where the point (x, y) of an in_w x in_h input lands in the output (pixel units, same
+    // convention: pixel i covers [i, i + 1)).
+    std::pair<double, double> map_point(double x, double y, int64_t in_h, int64_t in_w) const {
+        const auto [h, w] = resized_size(in_h, in_w);
+        x *= static_cast<double>(w) / static_cast<double>(in_w);
+        y *= static_cast<double>(h) / static_cast<double>(in_h);
+        if (do_center_crop) {
+            const auto cx = center_crop_axis(w, crop_width), cy = center_crop_axis(h, crop_height);
+            x += static_cast<double>(cx[1] - cx[0]);
+            y += static_cast<double>(cy[1] - cy[0]);
+        }
+        return {x, y};
+    }
+
     // The size after the resize step (the input's own when do_resize is off); transformers'
     // get_resize_output_image_size for shortest_edge.
     std::pair<int64_t, int64_t> resized_size(int64_t in_h, int64_t in_w) const {
@@ -632,13 +661,7 @@ Tensor<T> preprocess_image(const Image& rgb, const ImageProcessorConfig& c) {
     check(rgb.channels == 3 && !rgb.empty(), "preprocess_image: expected an RGB image (use to_rgb), got ", rgb.channels,
           " channels");
     c.validate();
-    Image img = rgb;
-    if (c.do_resize) {
-        const auto [h, w] = c.resized_size(img.height, img.width);
-        check(h > 0 && w > 0, "preprocess_image: a ", img.width, " x ", img.height, " image resizes to ", w, " x ", h);
-        img = resize(img, w, h, c.resample);
-    }
-    if (c.do_center_crop) img = center_crop(img, c.crop_width, c.crop_height);
+    const Image img = c.geometry(rgb);
     const int64_t H = img.height, W = img.width;
     Tensor<T> out = Tensor<T>::empty({3, H, W});
     T* o = out.data();

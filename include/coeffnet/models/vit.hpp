@@ -288,7 +288,11 @@ template <class T>
 struct ViTOutput {
     Tensor<T> last_hidden_state;  // [B, N + 1, D], after the final layer norm
     Tensor<T> pooler_output;      // [B, P] when the model has a pooler
-    std::vector<Tensor<T>> maps;  // per layer [B, H, N+1, N+1] (the mixed maps), when asked
+    // Per layer, when forward(pixels, return_maps = true) asks (the graph-filter view):
+    std::vector<Tensor<T>> hidden_states;  // the layer's input [B, N+1, D] (transformers' hidden_states[l])
+    std::vector<Tensor<T>> maps;           // P: each head's filter, [B, H, N+1, N+1] (output_attentions)
+    std::vector<Tensor<T>> mixed_maps;     // Phat = (I + alpha) P, the filters the values see (= maps when plain)
+    std::vector<Tensor<T>> contexts;       // Phat V with the heads merged, [B, N+1, D]: before the output projection
 };
 
 // transformers' ViTModel. `with_pooler` decides whether "pooler.dense" is part of the model.
@@ -367,7 +371,12 @@ public:
         ViTOutput<T> out;
         for (auto& l : encoder.layer) {
             AttentionResult<T> r = l->attention.attention.attend(l->layernorm_before(x), Tensor<T>(), o);
-            if (return_maps) out.maps.push_back(r.mixed_maps);
+            if (return_maps) {
+                out.hidden_states.push_back(x);
+                out.maps.push_back(r.maps);
+                out.mixed_maps.push_back(r.mixed_maps);
+                out.contexts.push_back(r.out);
+            }
             x = add(x, dropout(l->attention.output.dense(r.out), config.hidden_dropout_prob, rng, training));
             const Tensor<T> m = activation(config.hidden_act, l->intermediate.dense(l->layernorm_after(x)));
             x = add(x, dropout(l->output.dense(m), config.hidden_dropout_prob, rng, training));

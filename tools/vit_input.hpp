@@ -1,0 +1,70 @@
+// tools/vit_input.hpp: images as a ViT sees them: decoded, converted to RGB, resized and
+// normalised as the model directory's preprocessor_config.json says (or with ViTImageProcessor's
+// defaults at the model's image size), for `coeffnet vit predict` and `coeffnet vit filters`.
+#pragma once
+
+#include <algorithm>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <coeffnet/coeffnet.hpp>
+#include <coeffnet/io/hf.hpp>
+#include <coeffnet/io/image.hpp>
+#include <coeffnet/models/vit.hpp>
+
+namespace coeffnet::tools {
+
+struct Batch {
+    Tensor<float> pixels;             // [B, C, H, W]
+    std::vector<std::string> inputs;  // one name per item
+};
+
+// One image, prepared for the model.
+struct PreparedImage {
+    Tensor<float> pixels;           // [3, H, W], normalised: what the model takes
+    io::Image seen;                 // the RGB image after resize and crop, before normalisation
+    int64_t width = 0, height = 0;  // the image file's own size
+    io::ImageProcessorConfig processor;  // what did it (its map_point takes file pixels to `seen`'s)
+};
+
+inline io::ImageProcessorConfig image_processor(const std::filesystem::path& model_dir, const models::ViTConfig& cfg) {
+    const int64_t H = cfg.image_height, W = cfg.image_width;
+    const std::filesystem::path pre = model_dir / "preprocessor_config.json";
+    return std::filesystem::exists(pre) ? io::ImageProcessorConfig::from_file(pre, io::ImageProcessorConfig::vit_defaults(H, W))
+                                        : io::ImageProcessorConfig::vit_defaults(H, W);
+}
+
+inline PreparedImage prepare_image(const std::string& file, const std::filesystem::path& model_dir,
+                                   const models::ViTConfig& cfg) {
+    const int64_t H = cfg.image_height, W = cfg.image_width;
+    const std::filesystem::path pre = model_dir / "preprocessor_config.json";
+    const io::ImageProcessorConfig proc = image_processor(model_dir, cfg);
+    check(cfg.num_channels == 3, model_dir.string(), ": the model takes ", cfg.num_channels,
+          " channels; images are RGB (use --pixels for other inputs)");
+    const io::Image rgb = io::to_rgb(io::read_image(file));
+    const auto [h, w] = proc.output_size(rgb.height, rgb.width);
+    check(h == H && w == W, file, ": the preprocessing (", std::filesystem::exists(pre) ? pre.string() : "ViT defaults",
+          ") makes a ", rgb.width, " x ", rgb.height, " image ", w, " x ", h, ", but the model takes ", W, " x ", H);
+    PreparedImage p;
+    p.pixels = io::preprocess_image<float>(rgb, proc);
+    p.seen = proc.geometry(rgb);
+    p.width = rgb.width;
+    p.height = rgb.height;
+    p.processor = proc;
+    return p;
+}
+
+inline Batch pixels_from_images(const std::vector<std::string>& files, const std::filesystem::path& model_dir,
+                                const models::ViTConfig& cfg) {
+    Batch b;
+    b.pixels = Tensor<float>::empty({static_cast<int64_t>(files.size()), 3, cfg.image_height, cfg.image_width});
+    for (size_t i = 0; i < files.size(); ++i) {
+        const Tensor<float> x = prepare_image(files[i], model_dir, cfg).pixels;
+        std::copy(x.data(), x.data() + x.numel(), b.pixels.data() + static_cast<int64_t>(i) * x.numel());
+        b.inputs.push_back(files[i]);
+    }
+    return b;
+}
+
+}  // namespace coeffnet::tools
