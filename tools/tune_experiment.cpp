@@ -73,7 +73,7 @@ void execute(Experiment& ex, Run& r, const Progress& progress) {
             }
             a.modules_to_save = {"classifier"};
             a.id2label = t.classes;
-            a.base_model = fs::absolute(ex.model_dir).string();
+            a.base_model = ex.model_dir.lexically_normal().generic_string();  // as given (PEFT's base_model_name_or_path)
             nn::save_adapter(ex.out / "adapters" / t.name / r.variant, *model, a);
         }
     }
