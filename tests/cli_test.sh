@@ -419,11 +419,47 @@ for l in range(3):
         assert dtype == "F32" and shape == [1, 6, 10, 10], (l, k, shape)
     assert maps[f"layer.{l}.maps"][2] == maps[f"layer.{l}.mixed_maps"][2], "plain attention: mixed = maps"
 j = json.load(open(sys.argv[3]))
-assert j["layer"] == 2 and j["query"] == 0 and j["heads"] == 6, j
+assert j["layer"] == 2 and j["layers"] == 3 and j["query"] == 0 and j["heads"] == 6 and j["tokens"] == 10, j
+assert j["grid"] == [3, 3] and j["alpha_prime"] is None and j["Fhat"] is None, j
 P = maps["layer.2.maps"][2]
 for h in range(6):
     row = P[(h * 10 + 0) * 10:(h * 10 + 0) * 10 + 10]
     assert abs(sum(row) - 1) < 1e-5
+    assert all(abs(a - b) <= 1e-6 * max(1.0, abs(b)) for a, b in zip(j["F"][h], row)), h
+PY
+  # --query-xy: the point (30, 25) of the 45 x 37 image lands at (20, 20.3) of the 30 x 30 input:
+  # patch (2, 2) of the 3 x 3 patches of 8 pixels, token 9. (40, 30) lands past the patches.
+  run vit filters --model "$DATA/vit_cls" --image "$img" --query-xy 30,25 --layer 0 --out "$TMP/f2.png" --json
+  expect_rc 0
+  python3 -c 'import json, sys; j = json.load(open(sys.argv[1])); assert j["query"] == 9 and j["layer"] == 0, j' "$TMP/out" ||
+    fail "$last: --query-xy 30,25 should pick token 9"
+  expect_error "outside its 3 x 3 patches of 8 x 8 pixels (they cover 24 x 24)" \
+    vit filters --model "$DATA/vit_cls" --image "$img" --query-xy 40,30 --out "$TMP/f2.png"
+  # An adapter with alpha: the mixed filters are alpha' F, alpha' = I + alpha (read back from the dump).
+  mkdir -p "$TMP/alpha"
+  echo '{"method": "coeff"}' >"$TMP/alpha/adapter_config.json"
+  PYTHONPATH="$TMP" python3 -c '
+import st, sys, random
+random.seed(3)
+st.write(sys.argv[1], {f"vit.encoder.layer.{l}.attention.attention.coeff_alpha": ([6, 6], [random.uniform(-0.6, 0.6) for _ in range(36)]) for l in range(3)})' \
+    "$TMP/alpha/adapter_model.safetensors"
+  run vit filters --model "$DATA/vit_cls" --image "$img" --adapter "$TMP/alpha" --query 4 --out "$TMP/f3.png" --dump "$TMP/m3.safetensors" --json
+  expect_rc 0
+  PYTHONPATH="$TMP" python3 - "$TMP/alpha/adapter_model.safetensors" "$TMP/m3.safetensors" "$TMP/out" <<'PY' || fail "$last: alpha', Fhat or the dump disagree"
+import json, sys, st
+alpha = st.read(sys.argv[1])["vit.encoder.layer.2.attention.attention.coeff_alpha"][2]
+maps = st.read(sys.argv[2])
+j = json.load(open(sys.argv[3]))
+ap = [[(1.0 if h == i else 0.0) + alpha[h * 6 + i] for i in range(6)] for h in range(6)]
+assert all(abs(j["alpha_prime"][h][i] - ap[h][i]) < 1e-5 for h in range(6) for i in range(6)), "alpha' is not I + alpha"
+P, M = maps["layer.2.maps"][2], maps["layer.2.mixed_maps"][2]
+q = 4
+for h in range(6):
+    for t in range(10):
+        want = sum(ap[h][i] * P[(i * 10 + q) * 10 + t] for i in range(6))
+        assert abs(M[(h * 10 + q) * 10 + t] - want) < 1e-5, (h, t)
+        assert abs(j["Fhat"][h][t] - want) < 1e-5, (h, t)
+assert min(min(r) for r in j["Fhat"]) < 0, "a negative alpha' entry should give a negative mixed weight"
 PY
 }
 

@@ -35,8 +35,10 @@ int64_t token_at(const std::string& xy, const PreparedImage& img, const models::
     const int64_t gw = cfg.image_width / cfg.patch_width, gh = cfg.image_height / cfg.patch_height;
     const auto col = static_cast<int64_t>(std::floor(mx / static_cast<double>(cfg.patch_width)));
     const auto row = static_cast<int64_t>(std::floor(my / static_cast<double>(cfg.patch_height)));
-    check(col >= 0 && row >= 0 && col < gw && row < gh, "--query-xy ", xy, ": the point falls outside the model's ",
-          cfg.image_width, " x ", cfg.image_height, " input after the preprocessing (cropped away)");
+    check(col >= 0 && row >= 0 && col < gw && row < gh, "--query-xy ", xy, ": the point lands at (", mx, ", ", my,
+          ") of the model's ", cfg.image_width, " x ", cfg.image_height, " input, outside its ", gh, " x ", gw,
+          " patches of ", cfg.patch_width, " x ", cfg.patch_height, " pixels (they cover ", gw * cfg.patch_width, " x ",
+          gh * cfg.patch_height, ")");
     return 1 + row * gw + col;
 }
 
