@@ -26,7 +26,7 @@ fail() {
   failures=$((failures + 1))
 }
 
-# skip REASON: the scenario cannot run here (a missing optional tool); it returns at once after this.
+# skip REASON: the scenario cannot run here (an optional tool is missing); return right after it.
 skip() {
   echo "skip [$scenario]: $*" >&2
   skipped=$((skipped + 1))
