@@ -6,8 +6,9 @@
 #   bash tests/cli_test.sh build/tools/coeffnet            # every scenario
 #   bash tests/cli_test.sh build/tools/coeffnet inspect_file predict_pixels
 #
-# ctest runs each scenario as its own test (tools/CMakeLists.txt). Exit status: 0 when every
-# check passed; each failed check prints one FAIL line.
+# ctest runs each scenario as its own test (tools/CMakeLists.txt). Exit status: 1 when a check
+# failed (each failed check prints one FAIL line), else 77 when a scenario was skipped because an
+# optional tool is missing (filters_html: chromium; ctest reports it skipped), else 0.
 set -u
 [ $# -ge 1 ] || { echo "usage: $0 COEFFNET [SCENARIO...]" >&2; exit 2; }
 BIN=$1
@@ -17,11 +18,18 @@ MODELS=$(cd "$(dirname "$0")/../models" && pwd)
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 failures=0
+skipped=0
 scenario=""
 
 fail() {
   echo "FAIL [$scenario]: $*" >&2
   failures=$((failures + 1))
+}
+
+# skip REASON: the scenario cannot run here (an optional tool is missing); return right after it.
+skip() {
+  echo "skip [$scenario]: $*" >&2
+  skipped=$((skipped + 1))
 }
 
 # run ARGS...: runs coeffnet; leaves its exit code in $rc, stdout in $TMP/out, stderr in $TMP/err.
@@ -481,6 +489,128 @@ t_filters_errors() {
   [ ! -e "$TMP/fe.png" ] || fail "a failed run left $TMP/f.png behind"
 }
 
+# The page of `vit filters --html` in a real browser: headless Chromium (Debian's chromium; CI
+# installs it) loads it, driven by its #drive= fragment (tools/filters_render.hpp: real click and
+# input events through the page's own handlers), and prints the DOM; the numbers the page shows are
+# compared with --json's. Skipped (exit 77) without chromium.
+t_filters_html() {
+  local img="$DATA/images/shape.png" m="$DATA/vit_cls" chrome
+  chrome=$(command -v chromium || command -v chromium-browser) ||
+    { skip "chromium (or chromium-browser) is not installed; apt-get install chromium"; return; }
+  # An adapter whose alpha' has every entry different: alpha[h][i] = 0.05 (h - i) + 0.01 (l + 1)
+  # (written in float32), so a slider move changes one target head only.
+  mkdir -p "$TMP/ad"
+  echo '{"method": "coeff"}' >"$TMP/ad/adapter_config.json"
+  PYTHONPATH="$TMP" python3 -c '
+import st, sys
+st.write(sys.argv[1], {f"vit.encoder.layer.{l}.attention.attention.coeff_alpha":
+                       ([6, 6], [0.05 * (h - i) + 0.01 * (l + 1) for h in range(6) for i in range(6)]) for l in range(3)})' \
+    "$TMP/ad/adapter_model.safetensors"
+  local args=(vit filters --model "$m" --image "$img" --adapter "$TMP/ad" --out "$TMP/h.png")
+  run "${args[@]}" --query 4 --html "$TMP/page.html" --json
+  expect_rc 0
+  cp "$TMP/out" "$TMP/q4.json"
+  run "${args[@]}" --query 8 --json
+  expect_rc 0
+  cp "$TMP/out" "$TMP/q8.json"
+  [ -s "$TMP/page.html" ] || { fail "$last: no page written"; return; }
+  # dom NAME [FRAGMENT]: the DOM after the page (and its driving) ran, in $TMP/NAME.dom.
+  dom() {
+    last="chromium --dump-dom page.html${2-}"
+    timeout 35 "$chrome" --headless=new --disable-gpu --no-sandbox --disable-dev-shm-usage --no-first-run \
+      --user-data-dir="$TMP/chromium-profile" --virtual-time-budget=5000 --dump-dom "file://$TMP/page.html${2-}" \
+      >"$TMP/$1.dom" 2>"$TMP/$1.chromium.err" ||
+      fail "$last: chromium exited with $?: $(tail -c 600 "$TMP/$1.chromium.err")"
+  }
+  dom loaded
+  dom click "#drive=click:8"
+  dom slider "#drive=slider:0-1:-0.5"
+  PYTHONPATH="$TMP" python3 - "$TMP" <<'PY' || fail "the page's numbers disagree with --json's (above)"
+import json, sys
+from html.parser import HTMLParser
+tmp = sys.argv[1]
+
+class Dom(HTMLParser):
+    """The text of every element with an id (nested tags' text included), and <html>'s attributes."""
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.text, self.open, self.root = {}, [], {}
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "html":
+            self.root = a
+        if tag in ("br", "input", "img", "meta"):
+            return
+        self.open.append(a.get("id"))
+        if a.get("id"):
+            self.text[a["id"]] = ""
+    def handle_endtag(self, tag):
+        if tag not in ("br", "input", "img", "meta") and self.open:
+            self.open.pop()
+    def handle_data(self, data):
+        for i in self.open:
+            if i:
+                self.text[i] += data
+
+def load(name):
+    d = Dom()
+    d.feed(open(f"{tmp}/{name}.dom", encoding="utf-8").read())
+    return d
+
+def cells(d, prefix, H, T):
+    return [[float(d.text[f"{prefix}-{h}-{t}"]) for t in range(T)] for h in range(H)]
+
+bad = []
+def check(ok, what):
+    if not ok:
+        bad.append(what)
+
+r6 = lambda x: float("%.6g" % x)
+j4, j8 = json.load(open(f"{tmp}/q4.json")), json.load(open(f"{tmp}/q8.json"))
+H, T = j4["heads"], j4["tokens"]
+assert (H, T, j4["query"], j8["query"]) == (6, 10, 4, 8), (H, T, j4["query"], j8["query"])
+
+# (a) as loaded: query 4, the numbers are --json's.
+a = load("loaded")
+check(a.text.get("query") == "4 (patch 1, 0)", f"loaded: #query is {a.text.get('query')!r}")
+check(cells(a, "f", H, T) == j4["F"], "loaded: the F cells differ from --json's F")
+check(cells(a, "fhat", H, T) == j4["Fhat"], "loaded: the Fhat cells differ from --json's Fhat")
+for h in range(H):
+    for i in range(H):
+        check(float(a.text[f"alpha-{h}-{i}-value"]) == j4["alpha_prime"][h][i], f"loaded: alpha-{h}-{i}-value")
+check("data-driven" not in a.root, "loaded: the page drove itself without #drive=")
+
+# (b) a click on patch 8 (row 2, column 1): the query and the numbers are --query 8's.
+b = load("click")
+check(b.root.get("data-driven") == "done", f"click: data-driven is {b.root.get('data-driven')!r}")
+check(b.text.get("query") == "8 (patch 2, 1)", f"click: #query is {b.text.get('query')!r}")
+check(cells(b, "f", H, T) == j8["F"], "click: the F cells differ from --query 8 --json's F")
+check(cells(b, "fhat", H, T) == j8["Fhat"], "click: the Fhat cells differ from --query 8 --json's Fhat")
+check(j8["F"] != j4["F"], "click: queries 4 and 8 have the same F (the test shows nothing)")
+
+# (c) alpha'[0][1] moved to -0.5: F stays, Fhat_0 is recomputed from --json's F with that entry
+# changed (sum over i in order, in double, then 6 significant digits), the other heads stay.
+c = load("slider")
+check(c.root.get("data-driven") == "done", f"slider: data-driven is {c.root.get('data-driven')!r}")
+check(c.text.get("query") == "4 (patch 1, 0)", f"slider: #query is {c.text.get('query')!r}")
+check(float(c.text["alpha-0-1-value"]) == -0.5, f"slider: alpha-0-1-value is {c.text['alpha-0-1-value']!r}")
+A = [row[:] for row in j4["alpha_prime"]]
+check(A[0][1] != -0.5, "slider: alpha'[0][1] was -0.5 already")
+A[0][1] = -0.5
+F = j4["F"]
+want = [[r6(sum(A[h][i] * F[i][t] for i in range(H))) for t in range(T)] for h in range(H)]
+got = cells(c, "fhat", H, T)
+check(cells(c, "f", H, T) == F, "slider: the F cells changed")
+check(got != j4["Fhat"], "slider: the Fhat cells did not change")
+check(got[0] != j4["Fhat"][0], "slider: the Fhat_0 cells did not change")
+check(got[1:] == j4["Fhat"][1:], "slider: Fhat_1..5 changed, alpha' changed in row 0 only")
+check(got == want, f"slider: Fhat_0 is {got[0]}, sum_i alpha'[0][i] F_i is {want[0]}")
+for w in bad:
+    print("  " + w, file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY
+}
+
 t_tune_small() {
   run tune "${TUNE_SMALL[@]}" --methods linear_probe,coeff,lora --seeds 2 --out "$TMP/tune" --json
   expect_rc 0
@@ -563,14 +693,22 @@ t_tune_errors() {
 # ---- main -----------------------------------------------------------------------------------
 
 all=(help usage_errors inspect_file inspect_dir inspect_sharded inspect_errors predict_pixels predict_image
-  predict_top_clamp predict_errors filters filters_errors tune_small tune_resume tune_ablation tune_errors)
+  predict_top_clamp predict_errors filters filters_errors filters_html tune_small tune_resume tune_ablation tune_errors)
 [ -x "$BIN" ] || { echo "$0: $BIN is not an executable" >&2; exit 2; }
 command -v python3 >/dev/null || { echo "$0: python3 is needed for the JSON checks" >&2; exit 2; }
 [ $# -gt 0 ] && all=("$@")
 for scenario in "${all[@]}"; do
   declare -F "t_$scenario" >/dev/null || { echo "$0: no scenario '$scenario'" >&2; exit 2; }
   before=$failures
+  skipped_before=$skipped
   "t_$scenario"
-  [ "$failures" -eq "$before" ] && echo "ok   $scenario" || echo "FAIL $scenario ($((failures - before)) checks)"
+  if [ "$failures" -ne "$before" ]; then
+    echo "FAIL $scenario ($((failures - before)) checks)"
+  elif [ "$skipped" -ne "$skipped_before" ]; then
+    echo "skip $scenario"
+  else
+    echo "ok   $scenario"
+  fi
 done
-[ "$failures" -eq 0 ]
+[ "$failures" -eq 0 ] || exit 1
+[ "$skipped" -eq 0 ] || exit 77

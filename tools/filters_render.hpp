@@ -540,7 +540,10 @@ inline nlohmann::ordered_json filters_json(const FilterView& v) {
 // image or a heatmap picks the query (the "CLS" button picks token 0). Without an adapter alpha'
 // starts at I. The data is filters_json's object plus P: every row of every head, [heads][tokens]
 // [tokens], rounded the same way; the table shows numbers as JavaScript's String(Number(
-// x.toPrecision(6))), equal to the JSON's numbers when parsed.
+// x.toPrecision(6))), equal to the JSON's numbers when parsed. A moved slider sets its entry of
+// alpha' to the slider's value (0.01 steps) and Fhat is recomputed from it the JSON's way. A URL
+// fragment #drive=... makes the page click and move sliders by itself (see the script's end), so a
+// headless browser can test it: tests/cli_test.sh, scenario filters_html.
 inline std::string filters_html(const FilterView& v) {
     using detail::html_escape;
     using detail::round6;
@@ -647,8 +650,10 @@ const rowsF = () => D.P.map(p => p[Q]);
 function rowsFhat(F) {
   return A.map(a => { const out = []; for (let t = 0; t < T; ++t) { let s = 0; for (let i = 0; i < H; ++i) s += a[i] * F[i][t]; out.push(r6(s)); } return out; });
 }
+// The patch under a click: the canvas' content box (inside its 1 px border) is the grid.
 function pick(e, c) {
-  const b = c.getBoundingClientRect(), j = Math.floor((e.clientX - b.left) / b.width * GW), i = Math.floor((e.clientY - b.top) / b.height * GH);
+  const b = c.getBoundingClientRect(), x = e.clientX - b.left - c.clientLeft, y = e.clientY - b.top - c.clientTop;
+  const j = Math.floor(x / c.clientWidth * GW), i = Math.floor(y / c.clientHeight * GH);
   if (i >= 0 && i < GH && j >= 0 && j < GW) { Q = 1 + i * GW + j; draw(); }
 }
 function panels(id, prefix, n) {
@@ -718,6 +723,36 @@ document.getElementById("query-cls").onclick = () => { Q = 0; draw(); };
 imageCanvas.onclick = e => pick(e, imageCanvas);
 img.onload = drawImage;
 draw();
+// Scripted interaction, for tests in a headless browser (tests/cli_test.sh, filters_html); inert
+// unless the URL ends in #drive=STEP;STEP... On the window's load event it runs the steps in order
+// through the handlers a user triggers, by dispatching DOM events:
+//   click:T      T > 0: a click (MouseEvent) at the centre of patch T on the input image, sent to
+//                the element under that point; T = 0: a click on the "query CLS" button
+//   slider:H-I:V sets slider alpha-H-I to V (the browser clamps it to the range and snaps it to the
+//                0.01 steps, as a drag would) and sends it an input event
+// then sets data-driven="done" on <html> (or "error: ..." when a step could not run).
+if (location.hash.startsWith("#drive=")) addEventListener("load", () => {
+  const root = document.documentElement;
+  try {
+    for (const step of decodeURIComponent(location.hash.slice(7)).split(";").filter(s => s)) {
+      const [verb, arg, value] = step.split(":");
+      if (verb === "click" && Number(arg) === 0) document.getElementById("query-cls").click();
+      else if (verb === "click" && Number(arg) >= 1 && Number(arg) < T) {
+        const t = Number(arg) - 1, c = imageCanvas;
+        c.scrollIntoView({block: "center", inline: "center"});
+        const b = c.getBoundingClientRect();
+        const x = b.left + c.clientLeft + ((t % GW) + 0.5) * c.clientWidth / GW, y = b.top + c.clientTop + (Math.floor(t / GW) + 0.5) * c.clientHeight / GH;
+        const target = document.elementFromPoint(x, y);
+        if (target !== c) throw new Error(step + ": the patch is not visible at (" + x + ", " + y + ")");
+        target.dispatchEvent(new MouseEvent("click", {bubbles: true, cancelable: true, view: window, clientX: x, clientY: y}));
+      } else if (verb === "slider" && document.getElementById("alpha-" + arg) && value !== undefined && value.trim() !== "" && isFinite(value)) {
+        const s = document.getElementById("alpha-" + arg);
+        s.value = value; s.dispatchEvent(new Event("input", {bubbles: true}));
+      } else throw new Error("cannot run step '" + step + "'");
+    }
+    root.setAttribute("data-driven", "done");
+  } catch (e) { root.setAttribute("data-driven", "error: " + e.message); }
+});
 </script>
 </body></html>
 )JS";
