@@ -57,6 +57,7 @@
 #include <nlohmann/json.hpp>
 
 #include <coeffnet/core/error.hpp>
+#include <coeffnet/core/strings.hpp>
 #include <coeffnet/io/image.hpp>
 #include <coeffnet/io/png.hpp>
 
@@ -414,18 +415,6 @@ inline void paint(Painter& p, const FilterView& v, FilterLayout& lay) {
     lay.height = p.bottom + M;
 }
 
-inline std::string html_escape(const std::string& s) {
-    std::string out;
-    for (char c : s) {
-        if (c == '&') out += "&amp;";
-        else if (c == '<') out += "&lt;";
-        else if (c == '>') out += "&gt;";
-        else if (c == '"') out += "&quot;";
-        else out += c;
-    }
-    return out;
-}
-
 inline std::string base64(const std::vector<uint8_t>& b) {
     static constexpr char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     std::string out;
@@ -545,7 +534,6 @@ inline nlohmann::ordered_json filters_json(const FilterView& v) {
 // fragment #drive=... makes the page click and move sliders by itself (see the script's end), so a
 // headless browser can test it: tests/cli_test.sh, scenario filters_html.
 inline std::string filters_html(const FilterView& v) {
-    using detail::html_escape;
     using detail::round6;
     detail::check_view(v);
     const int64_t H = v.heads, T = v.tokens();
@@ -591,9 +579,9 @@ tr.q td{background:#fde7fd} .bar{width:240px;height:16px;border:1px solid #6e6e6
 .ends{display:flex;justify-content:space-between;width:242px;font-size:13px}
 </style></head><body>
 <h1>layer )" + std::to_string(v.layer) + " of " + std::to_string(v.layers) + R"(, query <span id="query"></span></h1>
-<div class="note">model )" + html_escape(v.model) + " &nbsp; adapter " +
+<div class="note">model )" + escape_markup(v.model) + " &nbsp; adapter " +
                     (v.alpha_prime.empty() ? std::string("none: plain attention (alpha' starts at I; move the sliders to mix)")
-                                           : html_escape(v.adapter)) + R"(</div>
+                                           : escape_markup(v.adapter)) + R"(</div>
 <div class="row">
 <div><h2>input</h2><canvas id="image" width=")" + std::to_string(v.grid_w * ic) + "\" height=\"" + std::to_string(v.grid_h * ic) +
                     R"("></canvas><button id="query-cls">query CLS</button> <span class="note">click a patch to pick the query</span></div>

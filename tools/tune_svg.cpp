@@ -10,24 +10,13 @@
 #include <cmath>
 #include <sstream>
 
+#include <coeffnet/core/strings.hpp>
+
 #include "tune.hpp"
 
 namespace coeffnet::tune {
 
 namespace {
-
-// Escapes text for SVG (variant and task names come from the user with --data or --methods).
-std::string xml(const std::string& s) {
-    std::string out;
-    for (char c : s) {
-        if (c == '&') out += "&amp;";
-        else if (c == '<') out += "&lt;";
-        else if (c == '>') out += "&gt;";
-        else if (c == '"') out += "&quot;";
-        else out += c;
-    }
-    return out;
-}
 
 // A width for `text` at `font_size` px in a sans-serif face: 0.6 em per character, about the
 // widest average of the common faces, so labels placed with it do not overlap.
@@ -99,7 +88,7 @@ std::string chart_svg(const Experiment& ex, const ojson& rows, const std::string
     std::ostringstream s;
     s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H
       << "\" font-family=\"sans-serif\" font-size=\"" << font << "\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-      << "<text x=\"" << W / 2 << "\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">" << xml(title) << "</text>\n";
+      << "<text x=\"" << W / 2 << "\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">" << escape_markup(title) << "</text>\n";
 
     // Gridlines every 10%, each labelled.
     for (int k = static_cast<int>(std::lround(lo * 10)); k <= static_cast<int>(std::lround(hi * 10)); ++k) {
@@ -117,8 +106,8 @@ std::string chart_svg(const Experiment& ex, const ojson& rows, const std::string
             const double m = mean_of(r, g), sd = sd_of(r, g);
             const double x = gx + bw * static_cast<double>(b), top = y_of(m);
             s << "<rect x=\"" << x << "\" y=\"" << top << "\" width=\"" << bw * 0.9 << "\" height=\"" << y0 + ph - top
-              << "\" fill=\"" << colors[b % colors.size()] << "\"><title>" << xml(r["variant"].get<std::string>()) << " "
-              << xml(name) << ": " << pct(m) << "%</title></rect>\n";
+              << "\" fill=\"" << colors[b % colors.size()] << "\"><title>" << escape_markup(r["variant"].get<std::string>()) << " "
+              << escape_markup(name) << ": " << pct(m) << "%</title></rect>\n";
             const double cx = x + bw * 0.45;
             if (sd > 0)
                 s << "<line x1=\"" << cx << "\" x2=\"" << cx << "\" y1=\"" << y_of(m + sd) << "\" y2=\"" << y_of(m - sd)
@@ -131,7 +120,7 @@ std::string chart_svg(const Experiment& ex, const ojson& rows, const std::string
         s << "<line x1=\"" << cx1 << "\" x2=\"" << cx2 << "\" y1=\"" << cy << "\" y2=\"" << cy
           << "\" stroke=\"black\" stroke-width=\"1.5\" stroke-dasharray=\"5,3\"/><text x=\"" << cx2 << "\" y=\"" << cy - 4
           << "\" text-anchor=\"end\" font-size=\"10\"" << halo << ">chance " << pct(chance[g]) << "%</text>\n";
-        s << "<text x=\"" << gx + gw * 0.4 << "\" y=\"" << y0 + ph + 20 << "\" text-anchor=\"middle\">" << xml(name)
+        s << "<text x=\"" << gx + gw * 0.4 << "\" y=\"" << y0 + ph + 20 << "\" text-anchor=\"middle\">" << escape_markup(name)
           << "</text>\n";
     }
 
@@ -152,11 +141,11 @@ std::string chart_svg(const Experiment& ex, const ojson& rows, const std::string
         if (b == bars) {
             s << "<line x1=\"" << e.x << "\" x2=\"" << e.x + 12 << "\" y1=\"" << e.y - 4 << "\" y2=\"" << e.y - 4
               << "\" stroke=\"black\" stroke-width=\"1.5\" stroke-dasharray=\"3,2\"/><text x=\"" << e.x + 16 << "\" y=\""
-              << e.y << "\">" << xml(e.label) << "</text>\n";
+              << e.y << "\">" << escape_markup(e.label) << "</text>\n";
             continue;
         }
         s << "<rect x=\"" << e.x << "\" y=\"" << e.y - 10 << "\" width=\"12\" height=\"12\" fill=\"" << colors[b % colors.size()]
-          << "\"/><text x=\"" << e.x + 16 << "\" y=\"" << e.y << "\">" << xml(e.label) << "</text>\n";
+          << "\"/><text x=\"" << e.x + 16 << "\" y=\"" << e.y << "\">" << escape_markup(e.label) << "</text>\n";
     }
     s << "</svg>\n";
     return s.str();

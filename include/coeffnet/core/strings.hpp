@@ -39,6 +39,20 @@ inline bool name_matches(std::string_view pattern, std::string_view name) {
            (name.size() > pattern.size() && name.substr(0, pattern.size()) == pattern && name[pattern.size()] == '.');
 }
 
+// Text made safe inside HTML, SVG or XML markup and attribute values: & < > " escaped.
+inline std::string escape_markup(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    for (char c : s) {
+        if (c == '&') out += "&amp;";
+        else if (c == '<') out += "&lt;";
+        else if (c == '>') out += "&gt;";
+        else if (c == '"') out += "&quot;";
+        else out += c;
+    }
+    return out;
+}
+
 // Concatenates strings by appending (`"literal" + std::string(...)` trips GCC 12's -Wrestrict).
 template <class... S>
 std::string cat(const S&... parts) {
