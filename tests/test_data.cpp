@@ -579,10 +579,10 @@ TEST_CASE("data: gather and subset pick rows") {
     CHECK_THROWS_WITH_AS(data::gather(x, Tensor<int64_t>::zeros({5}), idx), Contains("labels have shape [5]"), Error);
 }
 
-TEST_CASE("data: encode_png writes a well-formed PNG") {
+TEST_CASE("data: encode_png writes a well-formed PNG (level 0: stored)") {
     std::vector<uint8_t> px(7 * 5 * 3);
     for (size_t i = 0; i < px.size(); ++i) px[i] = static_cast<uint8_t>(i * 7);
-    const auto png = io::encode_png(px, 7, 5);
+    const auto png = io::encode_png(px, 7, 5, 3, {.level = 0});
     REQUIRE(png.size() > 8 + 25 + 12);
     CHECK(std::equal(png.begin(), png.begin() + 8, std::vector<uint8_t>{0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a}.begin()));
     // Walk the chunks: lengths, CRCs, IHDR first, IEND last.

@@ -8,9 +8,12 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <coeffnet/io/safetensors.hpp>
@@ -376,4 +379,194 @@ TEST_CASE("image: Image refuses impossible sizes") {
     CHECK_THROWS_AS(io::Image(0, 5, 3), Error);
     CHECK_THROWS_AS(io::Image(5, 5, 5), Error);
     CHECK(error_of([] { io::Image(1 << 20, 1 << 20, 3); }).find("over the limit of 178956970 pixels") != std::string::npos);
+}
+
+// io/deflate.hpp and io/png.hpp's encoder, read back by stb_image's inflater and PNG decoder.
+namespace {
+
+// The bytes stb_image's zlib decoder makes of a zlib stream (it skips the Adler-32: checked apart).
+std::vector<uint8_t> stb_inflate(const std::vector<uint8_t>& z) {
+    int len = -1;
+    char* p = stbi_zlib_decode_malloc(reinterpret_cast<const char*>(z.data()), static_cast<int>(z.size()), &len);
+    REQUIRE(p != nullptr);
+    REQUIRE(len >= 0);
+    std::vector<uint8_t> out(p, p + len);
+    stbi_image_free(p);
+    return out;
+}
+
+uint32_t zlib_trailer(const std::vector<uint8_t>& z) {
+    REQUIRE(z.size() >= 6);
+    const size_t e = z.size();
+    return (uint32_t{z[e - 4]} << 24) | (uint32_t{z[e - 3]} << 16) | (uint32_t{z[e - 2]} << 8) | z[e - 1];
+}
+
+// Compresses at `level`, checks the header and trailer, and that stb_image inflates it to `data`.
+void check_zlib_round_trip(const std::vector<uint8_t>& data, int level) {
+    CAPTURE(level);
+    CAPTURE(data.size());
+    const std::vector<uint8_t> z = io::zlib_compress(data, level);
+    REQUIRE(z.size() >= 6);
+    CHECK(z[0] == 0x78);
+    CHECK((z[0] * 256 + z[1]) % 31 == 0);
+    CHECK((z[1] & 0x20) == 0);  // no preset dictionary
+    CHECK(zlib_trailer(z) == io::adler32(data.data(), data.size()));
+    CHECK(stb_inflate(z) == data);
+}
+
+// Random bytes with structure: literals from a small or full alphabet, runs, and copies from up
+// to 32768 + 100 bytes back (some overlapping their source), the things LZ77 looks for.
+std::vector<uint8_t> structured_bytes(std::mt19937& rng, size_t n) {
+    std::vector<uint8_t> v;
+    v.reserve(n);
+    while (v.size() < n) {
+        const uint32_t kind = rng() % 5, len = 1 + rng() % 300;
+        if (kind == 0) {
+            for (uint32_t i = 0; i < len; ++i) v.push_back(static_cast<uint8_t>(rng()));
+        } else if (kind == 1) {
+            for (uint32_t i = 0; i < len; ++i) v.push_back(static_cast<uint8_t>('a' + rng() % 4));
+        } else if (kind == 2) {
+            v.insert(v.end(), len, static_cast<uint8_t>(rng()));
+        } else if (!v.empty()) {
+            const size_t far = kind == 4 ? 32768 + 100 : 64;
+            const size_t d = 1 + (kind == 4 && v.size() > 32000 ? 32000 + rng() % (far - 32000) : rng() % far) % v.size();
+            for (uint32_t i = 0; i < len; ++i) v.push_back(v[v.size() - d]);
+        }
+    }
+    v.resize(n);
+    return v;
+}
+
+}  // namespace
+
+TEST_CASE("image: adler32 gives the known checksums") {
+    const std::string wiki = "Wikipedia", abc = "abc";
+    CHECK(io::adler32(reinterpret_cast<const uint8_t*>(wiki.data()), wiki.size()) == 0x11E60398u);
+    CHECK(io::adler32(reinterpret_cast<const uint8_t*>(abc.data()), abc.size()) == 0x024d0127u);
+    CHECK(io::adler32(nullptr, 0) == 1u);
+    // Long input (past the 5552-byte deferral of the modulo), whole and continued in pieces.
+    std::vector<uint8_t> ff(100000, 0xff);
+    const uint32_t whole = io::adler32(ff.data(), ff.size());
+    CHECK(io::adler32(ff.data() + 7000, ff.size() - 7000, io::adler32(ff.data(), 7000)) == whole);
+    uint64_t a = 1, b = 0;
+    for (uint8_t v : ff) {
+        a = (a + v) % 65521;
+        b = (b + a) % 65521;
+    }
+    CHECK(whole == ((b << 16) | a));
+}
+
+TEST_CASE("image: deflate streams inflate with stb_image's zlib decoder, every level and edge length") {
+    std::mt19937 rng(7);
+    for (size_t n : {size_t{0}, size_t{1}, size_t{2}, size_t{3}, size_t{258}, size_t{259}, size_t{65535}, size_t{65536}, size_t{70000}}) {
+        const std::vector<uint8_t> structured = structured_bytes(rng, n);
+        std::vector<uint8_t> noise(n), run(n, 42);
+        for (auto& v : noise) v = static_cast<uint8_t>(rng());
+        for (int level = 0; level <= 9; ++level) {
+            check_zlib_round_trip(structured, level);
+            check_zlib_round_trip(noise, level);
+            check_zlib_round_trip(run, level);
+        }
+    }
+    // Copies from exactly 32768 back (the window's edge) and from just beyond it.
+    std::vector<uint8_t> far(40000);
+    for (auto& v : far) v = static_cast<uint8_t>(rng());
+    for (size_t d : {size_t{32768}, size_t{32769}, size_t{32767}, size_t{20000}})
+        for (int i = 0; i < 300; ++i) far.push_back(far[far.size() - d]);
+    for (int level = 0; level <= 9; ++level) check_zlib_round_trip(far, level);
+    const auto tokens = io::detail::deflate::lz77(far, 6);
+    bool at_edge = false;
+    size_t covered = 0;
+    for (const auto& t : tokens) {
+        if (t.dist > 0) {
+            CHECK(t.dist <= 32768);
+            CHECK(t.len_or_lit >= 3);
+            CHECK(t.len_or_lit <= 258);
+            at_edge = at_edge || t.dist == 32768;
+        }
+        covered += t.dist > 0 ? t.len_or_lit : 1;
+    }
+    CHECK(at_edge);
+    CHECK(covered == far.size());
+    CHECK_THROWS_AS(io::zlib_compress(far, 10), Error);
+}
+
+TEST_CASE("image: deflate then stb inflate of 200 random structured buffers gives them back") {
+    std::mt19937 rng(2024);
+    for (int i = 0; i < 200; ++i) {
+        CAPTURE(i);
+        const size_t n = rng() % 4 == 0 ? rng() % 100000 : rng() % 3000;
+        check_zlib_round_trip(structured_bytes(rng, n), static_cast<int>(rng() % 10));
+    }
+}
+
+TEST_CASE("image: deflate's Huffman code lengths stay within their limits and form complete codes") {
+    // Fibonacci frequencies make an unlimited Huffman code as deep as there are symbols.
+    for (int limit : {7, 15}) {
+        std::vector<uint32_t> freq(limit == 7 ? 19 : 30);
+        freq[0] = freq[1] = 1;
+        for (size_t i = 2; i < freq.size(); ++i) freq[i] = freq[i - 1] + freq[i - 2];
+        std::vector<uint8_t> len(freq.size());
+        io::detail::deflate::limited_code_lengths(freq.data(), static_cast<int>(freq.size()), limit, len.data());
+        double kraft = 0;
+        for (uint8_t l : len) {
+            CHECK(l >= 1);
+            CHECK(l <= limit);
+            kraft += std::ldexp(1.0, -l);
+        }
+        CHECK(kraft == 1.0);
+    }
+    // Without the limit biting, the lengths are Huffman's: 1, 2, 3, 3 for 8, 4, 2, 1.
+    const uint32_t f[] = {8, 4, 2, 1};
+    uint8_t l[4];
+    io::detail::deflate::limited_code_lengths(f, 4, 15, l);
+    CHECK(std::vector<uint8_t>(l, l + 4) == std::vector<uint8_t>{1, 2, 3, 3});
+}
+
+TEST_CASE("image: encode_png round trips through the PNG decoder at every level and filter") {
+    std::mt19937 rng(11);
+    const std::pair<int64_t, int64_t> sizes[] = {{1, 1}, {1, 9}, {9, 1}, {13, 7}, {101, 37}};
+    for (int64_t channels = 1; channels <= 4; ++channels) {
+        for (auto [w, h] : sizes) {
+            for (int pattern = 0; pattern < 3; ++pattern) {  // noise, long runs, a smooth ramp with noise
+                std::vector<uint8_t> px(static_cast<size_t>(w * h * channels));
+                for (size_t i = 0; i < px.size(); ++i) {
+                    const size_t pixel = i / static_cast<size_t>(channels);
+                    px[i] = pattern == 0   ? static_cast<uint8_t>(rng())
+                            : pattern == 1 ? static_cast<uint8_t>((pixel / 17) * 40 + i % static_cast<size_t>(channels))
+                                           : static_cast<uint8_t>(pixel % static_cast<size_t>(w) * 2 + rng() % 5);
+                }
+                for (int level = 0; level <= 9; ++level) {
+                    for (int filter = -1; filter <= 4; ++filter) {
+                        CAPTURE(channels);
+                        CAPTURE(w);
+                        CAPTURE(h);
+                        CAPTURE(pattern);
+                        CAPTURE(level);
+                        CAPTURE(filter);
+                        const io::Image img = io::decode_image(io::encode_png(px, w, h, channels, {level, filter}));
+                        CHECK(img.width == w);
+                        CHECK(img.height == h);
+                        CHECK(img.channels == channels);
+                        CHECK(img.pixels == px);
+                    }
+                }
+            }
+        }
+    }
+    CHECK_THROWS_AS(io::encode_png(std::vector<uint8_t>(3), 1, 1, 3, {10, -1}), Error);
+    CHECK_THROWS_AS(io::encode_png(std::vector<uint8_t>(3), 1, 1, 3, {6, 5}), Error);
+}
+
+TEST_CASE("image: a flat 500 x 500 PNG compresses to under 1% of its raw size, and level 0 stores it") {
+    const std::vector<uint8_t> px(500 * 500 * 3, 77);
+    const auto png = io::encode_png(px, 500, 500);
+    CHECK(png.size() * 100 < px.size());
+    CHECK(io::decode_image(png).pixels == px);
+    const auto stored = io::encode_png(px, 500, 500, 3, {0});
+    CHECK(stored.size() > px.size());
+    CHECK(io::decode_image(stored).pixels == px);
+    TempDir dir("png");
+    io::write_png(dir.path / "flat.png", px, 500, 500, 3, {9});
+    CHECK(io::read_image(dir.path / "flat.png").pixels == px);
 }
