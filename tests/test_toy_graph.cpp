@@ -1,10 +1,13 @@
 // The toy experiment (examples/toy_graph, paper Section 4.1): the convex-hull bound without
-// alpha, escaping it with alpha while W_v stays fixed, and the column-sum identity
-// O = sum_i c_i F_i X, c_i = (1/H) sum_h alpha'[h,i], that holds while W_v^h = I/H.
+// alpha, escaping it with alpha while W_v stays fixed, the column-sum identity
+// O = sum_i c_i F_i X, c_i = (1/H) sum_h alpha'[h,i], that holds while W_v^h = I/H, and the
+// values' hull R = sum_h hull(X W_v^h) that bounds every output node without alpha.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <numbers>
+#include <string>
 #include <vector>
 
 #include "test_util.hpp"
@@ -21,6 +24,7 @@ const toy::Run& trained(size_t setting) {
         std::vector<toy::Run> r;
         r.push_back(toy::train(toy::settings()[0], toy::Config{}));  // qk
         r.push_back(toy::train(toy::settings()[1], toy::Config{}));  // qk_alpha
+        r.push_back(toy::train(toy::settings()[2], toy::Config{}));  // qkv
         return r;
     }();
     return runs.at(setting);
@@ -196,4 +200,140 @@ TEST_CASE("toy graph: the picture has one panel per setting") {
     CHECK(s.find("</svg>") != std::string::npos);
     CHECK(s.find(">qk<") != std::string::npos);
     CHECK(s.find(">qk_alpha<") != std::string::npos);
+}
+
+namespace {
+
+// The polygon's area by the shoelace formula: positive when its vertices run counter-clockwise.
+double toy_signed_area(const std::vector<toy::Point>& p) {
+    double a = 0;
+    for (size_t i = 0; i < p.size(); ++i) a += p[i].x * p[(i + 1) % p.size()].y - p[(i + 1) % p.size()].x * p[i].y;
+    return a / 2;
+}
+
+bool toy_has_vertex(const std::vector<toy::Point>& p, double x, double y) {
+    return std::any_of(p.begin(), p.end(), [&](toy::Point v) { return std::abs(v.x - x) < 1e-12 && std::abs(v.y - y) < 1e-12; });
+}
+
+}  // namespace
+
+TEST_CASE("toy graph: the values' hull of two square heads is the bigger square") {
+    // W_v^1 = I, W_v^2 = 2I: hull(X) = [-1,1]^2 and hull(2X) = [-2,2]^2, so R = [-3,3]^2.
+    const std::vector<toy::Point> r = toy::value_region(Tensor<double>::from({1, 0, 0, 1, 2, 0, 0, 2}, {2, 2, 2}));
+    REQUIRE(r.size() == 4);
+    CHECK(toy_signed_area(r) == doctest::Approx(36.0).epsilon(1e-14));
+    for (double x : {-3.0, 3.0})
+        for (double y : {-3.0, 3.0}) CHECK(toy_has_vertex(r, x, y));
+    // Two segments: W_v^1 keeps x only, W_v^2 keeps y only: [-1,1] x {0} + {0} x [-1,1] = [-1,1]^2.
+    const std::vector<toy::Point> seg = toy::value_region(Tensor<double>::from({1, 0, 0, 0, 0, 0, 0, 1}, {2, 2, 2}));
+    REQUIRE(seg.size() == 4);
+    CHECK(toy_signed_area(seg) == doctest::Approx(4.0).epsilon(1e-14));
+    // One head, W_v = I: the hull of the ring itself, its four corners (the midpoints are not vertices).
+    const std::vector<toy::Point> one = toy::value_region(Tensor<double>::from({1, 0, 0, 1}, {1, 2, 2}));
+    REQUIRE(one.size() == 4);
+    CHECK(toy_signed_area(one) == doctest::Approx(4.0).epsilon(1e-14));
+    // W_v^h = I/H for H = 4 (every setting's start): R is hull(X) again.
+    const std::vector<toy::Point> start = toy::value_region(toy::init_params(toy::Config{}).wv);
+    REQUIRE(start.size() == 4);
+    CHECK(toy_signed_area(start) == doctest::Approx(4.0).epsilon(1e-14));
+    // A single value (W_v = 0) gives a single point.
+    CHECK(toy::value_region(Tensor<double>::zeros({2, 2, 2})).size() == 1);
+}
+
+TEST_CASE("toy graph: point in the values' hull, inside, outside and on the edge") {
+    const std::vector<toy::Point> sq = toy::convex_hull({{-1, -1}, {1, -1}, {1, 1}, {-1, 1}, {0, 1}, {0.2, 0.3}});
+    REQUIRE(sq.size() == 4);
+    CHECK(toy_signed_area(sq) > 0);  // counter-clockwise
+    CHECK(toy::inside(sq, {0, 0}));
+    CHECK(toy::inside(sq, {0.5, -0.9}));
+    CHECK(toy::inside(sq, {1, 0}));   // on an edge
+    CHECK(toy::inside(sq, {0, -1}));  // on an edge
+    CHECK(toy::inside(sq, {1, 1}));   // a vertex
+    CHECK(toy::inside(sq, {0, 1 + 1e-12}));  // within the tolerance
+    CHECK_FALSE(toy::inside(sq, {0, 1 + 1e-6}));
+    CHECK_FALSE(toy::inside(sq, {0, 2}));
+    CHECK_FALSE(toy::inside(sq, {1.5, 1.5}));
+    CHECK_FALSE(toy::inside(sq, {-1.01, 0}));
+    // A diamond, where the square's corner (1, 1) lies outside and (0.5, 0.5) on the edge.
+    const std::vector<toy::Point> dia = toy::convex_hull({{0, 1}, {1, 0}, {0, -1}, {-1, 0}});
+    CHECK(toy::inside(dia, {0.5, 0.5}));
+    CHECK(toy::inside(dia, {0.2, -0.3}));
+    CHECK_FALSE(toy::inside(dia, {1, 1}));
+    CHECK_FALSE(toy::inside(dia, {0.5, 0.5 + 1e-6}));
+    // Degenerate regions: a segment and a point.
+    const std::vector<toy::Point> seg = toy::convex_hull({{-1, 0}, {1, 0}, {0, 0}});
+    REQUIRE(seg.size() == 2);
+    CHECK(toy::inside(seg, {0.3, 0}));
+    CHECK_FALSE(toy::inside(seg, {0.3, 0.1}));
+    CHECK_FALSE(toy::inside(seg, {1.1, 0}));
+    CHECK(toy::inside({{2, 3}}, {2, 3}));
+    CHECK_FALSE(toy::inside({{2, 3}}, {2, 3.1}));
+}
+
+TEST_CASE("toy graph: the values' hull agrees with its support function at the trained W_v") {
+    // The Minkowski sum's support function is the sum of the heads': max over R of u . p equals
+    // sum_h max_m u . (X W_v^h)[m] in every direction u. And every one of the 8^H sums of one
+    // value per head lies in R. Checked at qkv's trained W_v, where R is not a square.
+    const Tensor<double> wv = trained(2).params.wv;
+    const std::vector<toy::Point> r = toy::value_region(wv);
+    const std::vector<double> x = toy::input_graph().to_vector(), w = wv.to_vector();
+    const size_t H = static_cast<size_t>(wv.shape()[0]), N = static_cast<size_t>(toy::kNodes);
+    auto value = [&](size_t h, size_t m) {
+        return toy::Point{x[2 * m] * w[h * 4 + 0] + x[2 * m + 1] * w[h * 4 + 2], x[2 * m] * w[h * 4 + 1] + x[2 * m + 1] * w[h * 4 + 3]};
+    };
+    CHECK(toy_signed_area(r) > 0);
+    for (int k = 0; k < 72; ++k) {
+        const double ux = std::cos(k * std::numbers::pi / 36), uy = std::sin(k * std::numbers::pi / 36);
+        double want = 0, got = -1e300;
+        for (size_t h = 0; h < H; ++h) {
+            double best = -1e300;
+            for (size_t m = 0; m < N; ++m) best = std::max(best, ux * value(h, m).x + uy * value(h, m).y);
+            want += best;
+        }
+        for (toy::Point p : r) got = std::max(got, ux * p.x + uy * p.y);
+        CHECK(got == doctest::Approx(want).epsilon(1e-12));
+    }
+    size_t outside = 0;
+    for (size_t i = 0; i < static_cast<size_t>(std::pow(N, H)); ++i) {
+        toy::Point p{0, 0};
+        for (size_t h = 0, j = i; h < H; ++h, j /= N) {
+            p.x += value(h, j % N).x;
+            p.y += value(h, j % N).y;
+        }
+        if (!toy::inside(r, p)) ++outside;
+    }
+    CHECK(outside == 0);
+}
+
+TEST_CASE("toy graph: the query node is a target furthest outside the input's hull") {
+    const std::vector<double> t = toy::target_graph().to_vector();
+    auto gap = [&](size_t n) {  // distance from target n to the square [-1,1]^2
+        return std::hypot(t[2 * n] - std::clamp(t[2 * n], -1.0, 1.0), t[2 * n + 1] - std::clamp(t[2 * n + 1], -1.0, 1.0));
+    };
+    const size_t q = static_cast<size_t>(toy::kQueryNode);
+    CHECK(gap(q) == doctest::Approx(1.0));
+    for (size_t n = 0; n < static_cast<size_t>(toy::kNodes); ++n) CHECK(gap(n) <= gap(q));
+}
+
+TEST_CASE("toy graph: without alpha the query node stays in the values' hull, with alpha it leaves") {
+    // qk and qkv: every row of F_h is a convex combination, so O[n] lies in R (the theorem; the
+    // tolerance only absorbs rounding). qk_alpha fits, so its node sits at the target (0, 2),
+    // outside R = hull(X) = [-1,1]^2.
+    const toy::Run &qk = trained(0), &qa = trained(1), &qkv = trained(2);
+    CHECK(toy::inside(toy::value_region(qk.params.wv), toy::output_point(qk)));
+    CHECK(toy::inside(toy::value_region(qkv.params.wv), toy::output_point(qkv)));
+    REQUIRE(qa.final_mse <= toy::kFitThreshold);
+    CHECK_FALSE(toy::inside(toy::value_region(qa.params.wv), toy::output_point(qa)));
+    CHECK(toy::output_point(qa).y > 1.9);
+    // And for every node, not only the query node, without alpha.
+    for (const toy::Run* r : {&qk, &qkv})
+        for (int64_t n = 0; n < toy::kNodes; ++n) CHECK(toy::inside(toy::value_region(r->params.wv), toy::output_point(*r, n)));
+}
+
+TEST_CASE("toy graph: the picture draws the values' hull and the query node's verdict per panel") {
+    const std::string s = toy::svg({trained(0), trained(1), trained(2)}, toy::Config{});
+    CHECK(s.find("node 1: output (0.00, 1.00) inside R") != std::string::npos);   // qk
+    CHECK(s.find("node 1: output (0.00, 2.00) outside R") != std::string::npos);  // qk_alpha
+    CHECK(s.find("node 1: output (0.00, 2.00) inside R") != std::string::npos);   // qkv
+    CHECK(s.find("R = sum_h hull(X W_v^h)") != std::string::npos);
 }

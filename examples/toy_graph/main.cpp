@@ -28,6 +28,14 @@
 // matter). And it does not show the paper's claim (ii), that tuning W_v too "still misses the
 // target": here qkv fits as well, because W_v^h can scale each head's values outward (2 X is
 // outside the hull of X). The hull bound is on O relative to the values X W_v, not to X.
+//
+// The values' hull, drawn in every panel. Without alpha, node n's output is
+//     O[n] = sum_h sum_m F_h[n,m] (X W_v^h)[m],   each row F_h[n,:] a convex combination,
+// so it lies in R = hull(X W_v^1) + ... + hull(X W_v^H) (a Minkowski sum; toy::value_region).
+// With W_v^h = I/H, R is hull(X); tuning W_v reshapes R. Each panel outlines R at the setting's
+// final W_v and marks node 1 ((0, 1) -> (0, 2), an edge midpoint whose target is furthest outside
+// hull(X)): qk's and qkv's outputs must stay inside R; qk_alpha's leaves it. The table's last
+// column and the JSON's "values_hull" (R's vertices, node 1's output, inside or not) say the same.
 #include <charconv>
 #include <cstdio>
 #include <filesystem>
@@ -150,12 +158,22 @@ int main(int argc, char** argv) {
     // 4. The report. c_i (alpha's column sums / H) is only meaningful while W_v = I/H.
     const toy::Run& qk_alpha = runs[1];  // settings() order: qk, qk_alpha, qkv, qkv_alpha
     const std::vector<double> c = toy::filter_coeffs(qk_alpha.params);
+    std::vector<bool> in_region;  // is the query node's output inside R = sum_h hull(X W_v^h)?
+    for (const toy::Run& r : runs) in_region.push_back(toy::inside(toy::value_region(r.params.wv), toy::output_point(r)));
     if (args.json) {
         nlohmann::ordered_json j;  // keys in the order written: settings first
-        for (size_t s = 0; s < runs.size(); ++s)
+        for (size_t s = 0; s < runs.size(); ++s) {
+            nlohmann::ordered_json region = nlohmann::json::array();
+            for (toy::Point p : toy::value_region(runs[s].params.wv)) region.push_back({p.x, p.y});
+            const toy::Point o = toy::output_point(runs[s]);
             j["settings"].push_back({{"name", runs[s].setting.name}, {"tunes", runs[s].setting.tunes},
                                      {"final_mse", runs[s].final_mse}, {"max_abs_coord", runs[s].max_abs_coord},
-                                     {"output", runs[s].out}});
+                                     {"output", runs[s].out},
+                                     {"values_hull", {{"node", toy::kQueryNode},
+                                                      {"vertices", region},
+                                                      {"output", {o.x, o.y}},
+                                                      {"output_inside", in_region[s]}}}});
+        }
         j["config"] = {{"heads", cfg.heads}, {"head_dim", cfg.head_dim}, {"scale", cfg.scale},
                        {"init", "W_q, W_k ~ N(0, 1); W_v^h = I/H; alpha = 0"},
                        {"optimizer", "Adam (AdamW, weight_decay 0, betas 0.9/0.999, eps 1e-8)"},
@@ -174,10 +192,11 @@ int main(int argc, char** argv) {
                 static_cast<long long>(cfg.heads), static_cast<long long>(cfg.head_dim), cfg.scale);
     std::printf("Adam lr %g, %lld steps, float64, seed %llu. Loss: MSE over the 8x2 coordinates.\n\n", cfg.lr,
                 static_cast<long long>(cfg.steps), static_cast<unsigned long long>(cfg.seed));
-    std::printf("%-10s %-22s %12s %14s %18s\n", "setting", "tunes", "final MSE", "max |coord|", "fits, 10 seeds");
+    std::printf("%-10s %-22s %12s %14s %18s %10s\n", "setting", "tunes", "final MSE", "max |coord|", "fits, 10 seeds",
+                ("node " + std::to_string(toy::kQueryNode) + " in R").c_str());
     for (size_t s = 0; s < runs.size(); ++s)
-        std::printf("%-10s %-22s %12.4e %14.5f %15d/%d\n", runs[s].setting.name, runs[s].setting.tunes,
-                    runs[s].final_mse, runs[s].max_abs_coord, fits[s], kSweepSeeds);
+        std::printf("%-10s %-22s %12.4e %14.5f %15d/%d %10s\n", runs[s].setting.name, runs[s].setting.tunes,
+                    runs[s].final_mse, runs[s].max_abs_coord, fits[s], kSweepSeeds, in_region[s] ? "yes" : "no");
     std::printf("\n(fits: final MSE <= %g on seeds %llu..%llu)\n", toy::kFitThreshold,
                 static_cast<unsigned long long>(cfg.seed), static_cast<unsigned long long>(cfg.seed + kSweepSeeds - 1));
     std::printf("qk_alpha's filter coefficients c_i = (1/H) sum_h alpha'[h,i]:");
@@ -190,8 +209,11 @@ int main(int argc, char** argv) {
         "so only alpha's column sums (c above) matter. c need not be positive or sum to 1, so the\n"
         "mixed filter extrapolates instead of averaging and O leaves the hull with W_v untouched.\n"
         "The paper says tuning W_v as well still misses the target; here qkv fitted on %d/%d seeds:\n"
-        "W_v scales the values themselves outward, and the hull bound is on the values, not on X.\n\n"
+        "W_v scales the values themselves outward, and the hull bound is on the values, not on X.\n"
+        "'node %lld in R': is that node's output inside R = sum_h hull(X W_v^h), the region any\n"
+        "softmax filter confines it to without alpha (R = hull(X) while W_v = I/H)?\n\n"
         "picture: %s\n",
-        toy::hull_floor_mse(), fits[2] /* qkv */, kSweepSeeds, args.svg_path.c_str());
+        toy::hull_floor_mse(), fits[2] /* qkv */, kSweepSeeds, static_cast<long long>(toy::kQueryNode),
+        args.svg_path.c_str());
     return 0;
 }

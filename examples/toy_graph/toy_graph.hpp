@@ -12,6 +12,8 @@
 // The layer, for H heads:   O = sum_h Fhat_h X W_v^h.
 // With W_v^h = I/H fixed this is O = sum_i c_i F_i X with c_i = (1/H) sum_h alpha'[h,i]:
 // only alpha's column sums matter, and without alpha c_i = 1/H (a plain average of filters).
+// In general (any W_v) the bound without alpha is the values' hull R = sum_h hull(X W_v^h),
+// computed by value_region() below; the figure outlines it per setting.
 #pragma once
 
 #include <algorithm>
@@ -158,6 +160,82 @@ inline std::vector<double> filter_coeffs(const Params& p) {
     return c;
 }
 
+// ---- the values' hull: where a softmax filter can put a node ------------------------------
+//
+// Without alpha, row n of F_h is a convex combination, so (F_h X W_v^h)[n] lies in hull(V_h),
+// V_h = X W_v^h (the head's 8 value vectors), and O[n] = sum_h (F_h X W_v^h)[n] lies in the
+// Minkowski sum R = hull(V_1) + ... + hull(V_H): the hull of all sums of one value per head.
+// R is the same for every node. With W_v^h = I/H it is hull(X) itself; a tuned W_v moves it.
+// With alpha the rows of Fhat_h are not convex combinations, and O[n] can leave R.
+
+struct Point {
+    double x, y;
+};
+
+// The query node drawn in the figure: node 1, (0, 1) -> (0, 2), the first of the four edge
+// midpoints, whose targets tie as furthest outside hull(X) (distance 1).
+constexpr int64_t kQueryNode = 1;
+
+// (b - a) x (c - a): > 0 when a, b, c turn counter-clockwise.
+inline double cross(Point a, Point b, Point c) { return (b.x - a.x) * (c.y - a.y) - (b.y - a.y) * (c.x - a.x); }
+
+// The convex hull (Andrew's monotone chain): vertices counter-clockwise, collinear points dropped.
+inline std::vector<Point> convex_hull(std::vector<Point> p) {
+    std::sort(p.begin(), p.end(), [](Point a, Point b) { return a.x < b.x || (a.x == b.x && a.y < b.y); });
+    p.erase(std::unique(p.begin(), p.end(), [](Point a, Point b) { return a.x == b.x && a.y == b.y; }), p.end());
+    if (p.size() < 3) return p;
+    std::vector<Point> h(2 * p.size());
+    size_t k = 0;
+    for (size_t i = 0; i < p.size(); ++i) {  // lower chain
+        while (k >= 2 && cross(h[k - 2], h[k - 1], p[i]) <= 0) --k;
+        h[k++] = p[i];
+    }
+    for (size_t i = p.size() - 1, lo = k + 1; i-- > 0;) {  // upper chain
+        while (k >= lo && cross(h[k - 2], h[k - 1], p[i]) <= 0) --k;
+        h[k++] = p[i];
+    }
+    h.resize(k - 1);  // the last point is the first
+    return h;
+}
+
+// R = sum_h hull(X W_v^h) for the given W_v ([H, 2, 2]), counter-clockwise. Built head by head,
+// hull(A + B) = hull(hull(A) + B), which gives the same polygon as hulling all 8^H sums at once.
+inline std::vector<Point> value_region(const Tensor<double>& wv) {
+    const std::vector<double> x = input_graph().to_vector(), w = wv.to_vector();
+    std::vector<Point> r{{0.0, 0.0}};
+    for (size_t h = 0; h < static_cast<size_t>(wv.shape()[0]); ++h) {
+        const double* m = &w[h * 4];  // W_v^h, row-major 2x2; a value is the row X[n] W_v^h
+        std::vector<Point> sums;
+        for (Point a : r)
+            for (size_t n = 0; n < static_cast<size_t>(kNodes); ++n)
+                sums.push_back({a.x + x[2 * n] * m[0] + x[2 * n + 1] * m[2], a.y + x[2 * n] * m[1] + x[2 * n + 1] * m[3]});
+        r = convex_hull(std::move(sums));
+    }
+    return r;
+}
+
+// Whether q lies in the convex polygon (counter-clockwise, as convex_hull returns it), allowing
+// q to be up to `tol` outside. A polygon of 1 or 2 points is a point or a segment.
+inline bool inside(const std::vector<Point>& poly, Point q, double tol = 1e-9) {
+    if (poly.empty()) return false;
+    auto dist_to_segment = [&](Point a, Point b) {
+        const double len2 = (b.x - a.x) * (b.x - a.x) + (b.y - a.y) * (b.y - a.y);
+        const double u = len2 > 0 ? std::clamp(((q.x - a.x) * (b.x - a.x) + (q.y - a.y) * (b.y - a.y)) / len2, 0.0, 1.0) : 0.0;
+        return std::hypot(q.x - a.x - u * (b.x - a.x), q.y - a.y - u * (b.y - a.y));
+    };
+    if (poly.size() < 3) return dist_to_segment(poly.front(), poly.back()) <= tol;
+    for (size_t i = 0; i < poly.size(); ++i) {
+        const Point a = poly[i], b = poly[(i + 1) % poly.size()];
+        if (cross(a, b, q) < -tol * std::hypot(b.x - a.x, b.y - a.y)) return false;  // signed distance < -tol
+    }
+    return true;
+}
+
+// Node n's output O[n] of a run, as a point.
+inline Point output_point(const Run& r, int64_t n = kQueryNode) {
+    return {r.out[static_cast<size_t>(2 * n)], r.out[static_cast<size_t>(2 * n + 1)]};
+}
+
 // ---- the picture: one panel per setting, like the paper's Figure 3 ------------------------
 
 namespace detail {
@@ -188,18 +266,35 @@ inline std::string ring(const std::vector<double>& g, double ox, double oy, doub
            fmt("%.1f", stroke_width) + "\" stroke-dasharray=\"" + dash + "\"/>\n" + dots;
 }
 
+// A polygon's vertices as an SVG points list, in pixel coordinates as ring() draws them.
+inline std::string polygon_points(const std::vector<Point>& poly, double ox, double oy, double unit) {
+    std::string pts;
+    for (Point p : poly) pts += fmt("%.2f", ox + unit * p.x) + "," + fmt("%.2f", oy - unit * p.y) + " ";
+    return pts;
+}
+
 }  // namespace detail
 
-// Four panels side by side. In each: the input ring (grey) over its convex hull (shaded),
-// the setting's output (coloured), and the target (dashed, drawn on top so a perfect fit
-// shows as dashes along the coloured ring).
+// Four panels side by side. In each: the input ring (grey) over its convex hull (shaded), the
+// values' hull R = sum_h hull(X W_v^h) at the setting's final W_v (dashed outline, light fill),
+// the setting's output (coloured), the target (dashed, drawn on top so a perfect fit shows as
+// dashes along the coloured ring), and the query node's output (dot) and target (ring).
 inline std::string svg(const std::vector<Run>& runs, const Config& c) {
     using detail::fmt;
     using detail::text;
-    const double panel = 320, unit = 55, top = 78;  // unit: pixels per coordinate
+    const double panel = 360, half = 170, top = 78;  // half: pixels from a panel's centre to its plot's edge
     const char* colours[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd"};
-    const double width = panel * static_cast<double>(runs.size()), height = top + panel + 76;
+    const double width = panel * static_cast<double>(runs.size()), height = top + 2 * half + 100 + 93;
     const std::vector<double> x = input_graph().to_vector(), t = target_graph().to_vector();
+    const size_t q = static_cast<size_t>(kQueryNode);
+    // One scale for every panel: the largest of the target (2) and the regions must fit.
+    std::vector<std::vector<Point>> regions;
+    double extent = 2.2;
+    for (const Run& r : runs) {
+        regions.push_back(value_region(r.params.wv));
+        for (Point p : regions.back()) extent = std::max({extent, std::abs(p.x) * 1.05, std::abs(p.y) * 1.05});
+    }
+    const double unit = std::min(60.0, half / extent);  // pixels per coordinate
     const char* mid = "text-anchor=\"middle\"";
     std::string s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + fmt("%.0f", width) + "\" height=\"" +
                     fmt("%.0f", height) + "\" font-family=\"sans-serif\">\n";
@@ -212,21 +307,33 @@ inline std::string svg(const std::vector<Run>& runs, const Config& c) {
                   "W_v^h = I/H and alpha = 0.",
               "text-anchor=\"middle\" fill=\"#555\"");
     // Legend.
-    const double ly = 62, lx = width / 2 - 250;
+    const double ly = 62, lx = width / 2 - 530;
+    auto line = [&](double x0, const char* colour, const char* extra) {
+        return "<line x1=\"" + fmt("%.1f", x0) + "\" y1=\"" + fmt("%.1f", ly - 3) + "\" x2=\"" + fmt("%.1f", x0 + 26) +
+               "\" y2=\"" + fmt("%.1f", ly - 3) + "\" stroke=\"" + colour + "\" " + extra + "/>\n";
+    };
     s += "<rect x=\"" + fmt("%.1f", lx) + "\" y=\"" + fmt("%.1f", ly - 9) +
          "\" width=\"22\" height=\"12\" fill=\"#eee\" stroke=\"#999\"/>\n";
     s += text(lx + 28, ly + 1, 12, "input X (ring) and its convex hull");
-    s += "<line x1=\"" + fmt("%.1f", lx + 230) + "\" y1=\"" + fmt("%.1f", ly - 3) + "\" x2=\"" + fmt("%.1f", lx + 256) +
-         "\" y2=\"" + fmt("%.1f", ly - 3) + "\" stroke=\"black\" stroke-dasharray=\"5,4\"/>\n";
+    s += line(lx + 230, "black", "stroke-dasharray=\"5,4\"");
     s += text(lx + 262, ly + 1, 12, "target O");
-    s += "<line x1=\"" + fmt("%.1f", lx + 340) + "\" y1=\"" + fmt("%.1f", ly - 3) + "\" x2=\"" + fmt("%.1f", lx + 366) +
-         "\" y2=\"" + fmt("%.1f", ly - 3) + "\" stroke=\"#d62728\" stroke-width=\"2.2\"/>\n";
+    s += line(lx + 340, "#d62728", "stroke-width=\"2.2\"");
     s += text(lx + 372, ly + 1, 12, "the setting's output");
+    s += "<rect x=\"" + fmt("%.1f", lx + 510) + "\" y=\"" + fmt("%.1f", ly - 9) +
+         "\" width=\"22\" height=\"12\" fill=\"#d62728\" fill-opacity=\"0.08\" stroke=\"#d62728\" "
+         "stroke-dasharray=\"4,3\"/>\n";
+    s += text(lx + 538, ly + 1, 12, "R = sum_h hull(X W_v^h), the values' hull");
+    s += "<circle cx=\"" + fmt("%.1f", lx + 840) + "\" cy=\"" + fmt("%.1f", ly - 3) +
+         "\" r=\"8\" fill=\"none\" stroke=\"black\" stroke-width=\"1.5\"/>\n";
+    s += "<circle cx=\"" + fmt("%.1f", lx + 840) + "\" cy=\"" + fmt("%.1f", ly - 3) +
+         "\" r=\"4.5\" fill=\"#d62728\" stroke=\"black\"/>\n";
+    s += text(lx + 854, ly + 1, 12, "node " + std::to_string(kQueryNode) + ": output (dot), target (ring)");
     for (size_t k = 0; k < runs.size(); ++k) {
         const Run& r = runs[k];
-        const double ox = panel * (static_cast<double>(k) + 0.5), oy = top + 70 + 2.3 * unit;
+        const char* colour = colours[k % 4];
+        const double ox = panel * (static_cast<double>(k) + 0.5), oy = top + 70 + half;
         s += "<rect x=\"" + fmt("%.1f", ox - panel / 2 + 5) + "\" y=\"" + fmt("%.1f", top) + "\" width=\"" +
-             fmt("%.1f", panel - 10) + "\" height=\"" + fmt("%.1f", panel + 10) +
+             fmt("%.1f", panel - 10) + "\" height=\"" + fmt("%.1f", 2 * half + 100) +
              "\" fill=\"none\" stroke=\"#ccc\"/>\n";
         s += text(ox, top + 20, 15, r.setting.name, "text-anchor=\"middle\" font-weight=\"bold\"");
         s += text(ox, top + 37, 12, std::string("tunes ") + r.setting.tunes, mid);
@@ -235,27 +342,53 @@ inline std::string svg(const std::vector<Run>& runs, const Config& c) {
         s += "<rect x=\"" + fmt("%.2f", ox - unit) + "\" y=\"" + fmt("%.2f", oy - unit) + "\" width=\"" +
              fmt("%.2f", 2 * unit) + "\" height=\"" + fmt("%.2f", 2 * unit) + "\" fill=\"#eee\"/>\n";
         s += detail::ring(x, ox, oy, unit, "#999", 1.5, "none", "#999", 3);
-        s += detail::ring(r.out, ox, oy, unit, colours[k % 4], 2.5, "none", colours[k % 4], 3.5);
+        s += "<polygon points=\"" + detail::polygon_points(regions[k], ox, oy, unit) + "\" fill=\"" + colour +
+             "\" fill-opacity=\"0.08\" stroke=\"" + colour + "\" stroke-width=\"1.3\" stroke-dasharray=\"6,4\"/>\n";
+        s += detail::ring(r.out, ox, oy, unit, colour, 2.5, "none", colour, 3.5);
         s += detail::ring(t, ox, oy, unit, "black", 1.1, "5,4", "none", 6);
+        const Point o = output_point(r);
+        s += "<circle cx=\"" + fmt("%.2f", ox + unit * t[2 * q]) + "\" cy=\"" + fmt("%.2f", oy - unit * t[2 * q + 1]) +
+             "\" r=\"9\" fill=\"none\" stroke=\"black\" stroke-width=\"1.5\"/>\n";
+        s += "<circle cx=\"" + fmt("%.2f", ox + unit * o.x) + "\" cy=\"" + fmt("%.2f", oy - unit * o.y) + "\" r=\"5\" fill=\"" +
+             colour + "\" stroke=\"black\"/>\n";
+        s += text(ox + unit * t[2 * q] + 12, oy - unit * t[2 * q + 1] - 8, 11, "node " + std::to_string(kQueryNode));
+        const bool in = inside(regions[k], o);
+        s += text(ox, oy + half + 22, 13,
+                  "node " + std::to_string(kQueryNode) + ": output (" + fmt("%.2f", o.x) + ", " + fmt("%.2f", o.y) +
+                      ") " + (in ? "inside" : "outside") + " R",
+                  (std::string(mid) + " font-weight=\"bold\" fill=\"" + (in ? "#333" : colour) + "\"").c_str());
     }
     const char* grey = "fill=\"#444\"";
+    const std::string node = "node " + std::to_string(kQueryNode);
+    auto find = [&](const char* name) {
+        return std::find_if(runs.begin(), runs.end(), [&](const Run& r) { return std::string(r.setting.name) == name; });
+    };
+    const auto qkv = find("qkv"), qkv_alpha = find("qkv_alpha");
+    s += text(12, height - 80, 12,
+              "Dashed outline: R = sum_h hull(X W_v^h), the sum over heads of the hulls of the values at the final W_v "
+              "(R is the shaded hull of X while W_v^h = I/H). Node " + std::to_string(kQueryNode) + ": the edge midpoint (0, 1), target (0, 2).",
+              grey);
+    s += text(12, height - 63, 12,
+              "Without alpha each filter row is a convex combination, so every output node lies in R: qk (R = hull X) "
+              "cannot pass the MSE floor " + fmt("%.2f", hull_floor_mse()) + ", and its best is to copy X.",
+              grey);
     s += text(12, height - 46, 12,
-              "Each attention map is a graph filter whose rows average the input nodes, so tuning W_q, W_k alone "
-              "keeps O in the shaded hull (MSE floor " + fmt("%.2f", hull_floor_mse()) + "); qk's best is to copy X.",
-              grey);
-    s += text(12, height - 29, 12,
               "alpha mixes the heads' filters with unconstrained coefficients, so the mixed rows can extrapolate and O "
-              "leaves the hull while W_v stays I/H (qk_alpha).",
+              "leaves R while W_v stays I/H (qk_alpha).",
               grey);
-    const bool qkv_fits = std::any_of(runs.begin(), runs.end(), [](const Run& r) {
-        return std::string(r.setting.name) == "qkv" && r.final_mse <= kFitThreshold;
-    });
-    s += text(12, height - 12, 12,
-              std::string(qkv_fits ? "Unlike the paper's claim (ii), qkv fits here too: "
-                                   : "qkv did not reach MSE <= 1e-3 in this run, but note: ") +
-                  "W_v^h can scale the values X W_v^h outward, and the hull bound is on the values, not on X. "
-                  "One seed shown; the program reports ten.",
-              grey);
+    if (qkv != runs.end())
+        s += text(12, height - 29, 12,
+                  std::string(qkv->final_mse <= kFitThreshold ? "Unlike the paper's claim (ii), qkv fits here too: "
+                                                              : "qkv did not reach MSE <= 1e-3 in this run, but note: ") +
+                      "W_v^h scales the values X W_v^h outward, so R grows past the target and O can reach it from "
+                      "inside R. One seed shown; the program reports ten.",
+                  grey);
+    if (qkv_alpha != runs.end())
+        s += text(12, height - 12, 12,
+                  "With alpha, R is no bound, but O need not leave it: in qkv_alpha, where W_v grows R too, " + node +
+                      "'s output is " + (inside(value_region(qkv_alpha->params.wv), output_point(*qkv_alpha)) ? "inside" : "outside") +
+                      " R.",
+                  grey);
     s += "</svg>\n";
     return s;
 }
