@@ -435,12 +435,13 @@ for h in range(6):
     assert abs(sum(row) - 1) < 1e-5
     assert all(abs(a - b) <= 1e-6 * max(1.0, abs(b)) for a, b in zip(j["F"][h], row)), h
 PY
-  # --query-xy: the point (30, 25) of the 45 x 37 image lands at (20, 20.3) of the 30 x 30 input:
-  # patch (2, 2) of the 3 x 3 patches of 8 pixels, token 9. (40, 30) lands past the patches.
-  run vit filters --model "$DATA/vit_cls" --image "$img" --query-xy 30,25 --layer 0 --out "$TMP/f2.png" --json
+  # --query-xy: the point (30, 12) of the 45 x 37 image lands at (20, 9.7) of the 30 x 30 input:
+  # row 1, column 2 of the 3 x 3 patches of 8 pixels, token 1 + 1 * 3 + 2 = 6 (row and column
+  # swapped would give 8). (40, 30) lands past the patches.
+  run vit filters --model "$DATA/vit_cls" --image "$img" --query-xy 30,12 --layer 0 --out "$TMP/f2.png" --json
   expect_rc 0
-  python3 -c 'import json, sys; j = json.load(open(sys.argv[1])); assert j["query"] == 9 and j["layer"] == 0, j' "$TMP/out" ||
-    fail "$last: --query-xy 30,25 should pick token 9"
+  python3 -c 'import json, sys; j = json.load(open(sys.argv[1])); assert j["query"] == 6 and j["query_patch"] == [1, 2] and j["layer"] == 0, j' "$TMP/out" ||
+    fail "$last: --query-xy 30,12 should pick token 6, patch (1, 2)"
   expect_error "outside its 3 x 3 patches of 8 x 8 pixels (they cover 24 x 24)" \
     vit filters --model "$DATA/vit_cls" --image "$img" --query-xy 40,30 --out "$TMP/f2.png"
   # An adapter with alpha: the mixed filters are alpha' F, alpha' = I + alpha (read back from the dump).
