@@ -47,8 +47,9 @@ inline PreparedImage prepare_image(const std::string& file, const std::filesyste
     check(h == H && w == W, file, ": the preprocessing (", std::filesystem::exists(pre) ? pre.string() : "ViT defaults",
           ") makes a ", rgb.width, " x ", rgb.height, " image ", w, " x ", h, ", but the model takes ", W, " x ", H);
     PreparedImage p;
-    p.pixels = io::preprocess_image<float>(rgb, proc);
-    p.seen = proc.geometry(rgb);
+    proc.validate();
+    p.seen = proc.geometry(rgb);  // resized once: the picture shows what the model takes
+    p.pixels = io::normalize_image<float>(p.seen, proc);
     p.width = rgb.width;
     p.height = rgb.height;
     p.processor = proc;

@@ -29,8 +29,9 @@
 //       grows with the downscale factor (so downscaling antialiases), fixed-point weights, a
 //       horizontal then a vertical pass, each rounded to 8 bits; all six PIL filters.
 //   preprocess_image   transformers' image processors on the PIL path: resize to size
-//       {height, width} or {shortest_edge}, center crop, rescale, normalise, with float32
-//       arithmetic as NumPy does it, so the values are transformers' to within float rounding.
+//       {height, width} or {shortest_edge} and center crop (ImageProcessorConfig::geometry), then
+//       rescale and normalise (normalize_image) with float32 arithmetic as NumPy does it, so the
+//       values are transformers' to within float rounding.
 //
 // Every failure throws coeffnet::Error naming the file (or the function) and what is wrong.
 #pragma once
@@ -654,14 +655,14 @@ struct ImageProcessorConfig {
     }
 };
 
-// An RGB image through the processor: [3, H, W]. Rescale and normalise compute in float32 as
-// transformers' NumPy code does (x = float32(u8 * factor); (x - mean) / std), then convert to T.
+// The pixel steps alone on an image that already went through c.geometry: [3, H, W]. Rescale and
+// normalise compute in float32 as transformers' NumPy code does (x = float32(u8 * factor);
+// (x - mean) / std), then convert to T.
 template <class T>
-Tensor<T> preprocess_image(const Image& rgb, const ImageProcessorConfig& c) {
-    check(rgb.channels == 3 && !rgb.empty(), "preprocess_image: expected an RGB image (use to_rgb), got ", rgb.channels,
+Tensor<T> normalize_image(const Image& img, const ImageProcessorConfig& c) {
+    check(img.channels == 3 && !img.empty(), "normalize_image: expected an RGB image (use to_rgb), got ", img.channels,
           " channels");
     c.validate();
-    const Image img = c.geometry(rgb);
     const int64_t H = img.height, W = img.width;
     Tensor<T> out = Tensor<T>::empty({3, H, W});
     T* o = out.data();
@@ -678,6 +679,15 @@ Tensor<T> preprocess_image(const Image& rgb, const ImageProcessorConfig& c) {
             o[ch * H * W + i] = static_cast<T>(lut[img.pixels[static_cast<size_t>(i * 3 + ch)]]);
     }
     return out;
+}
+
+// An RGB image through the processor: geometry (resize, crop), then normalize_image: [3, H, W].
+template <class T>
+Tensor<T> preprocess_image(const Image& rgb, const ImageProcessorConfig& c) {
+    check(rgb.channels == 3 && !rgb.empty(), "preprocess_image: expected an RGB image (use to_rgb), got ", rgb.channels,
+          " channels");
+    c.validate();
+    return normalize_image<T>(c.geometry(rgb), c);
 }
 
 }  // namespace coeffnet::io
