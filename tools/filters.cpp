@@ -58,7 +58,7 @@ int cmd_vit_filters(const cli::Args& a) {
     const int64_t layer = a.has("layer") ? a.integer("layer") : layers - 1;
     check(layer >= 0 && layer < layers, "--layer ", layer, " is out of range: ", dir.string(), " has ", layers,
           " layers (0 to ", layers - 1, ")");
-    const PreparedImage img = prepare_image(a.str("image"), dir, cfg);
+    const PreparedImage img = prepare_image(a.str("image"), image_processor(dir, cfg), cfg);
     int64_t query = 0;
     if (a.has("query")) {
         query = a.integer("query");
