@@ -84,11 +84,9 @@
 //   ldmatrix), cp.async double-buffered K/V tiles, the H x G mix as an MMA, Bq = 64 with more
 //   warps, wgmma on sm_90a.
 // Both variants are written as "block functions" over a Block (tid, nthreads, warp, nwarps,
-// sync, atomic_add), so the host emulation (emulate_forward / emulate_backward below, run by
-// tests/cuda/test_attention_cuda.cpp without a GPU) executes the very same code one CTA at a
-// time with one thread, and a host stand-in for the 16x16 MMA that checks wmma's alignment
-// rules: that verifies tile loops, tails, masks, dropout words, layouts and the backward
-// identities, not races, barriers or the device's MMA.
+// sync, atomic_add). Without a GPU they run under the block emulator (src/emulator/), launched
+// by the real launchers of src/cuda/attention.cu with their real thread counts, barriers, warp
+// collectives (the wmma calls) and shadow-checked shared memory (tests/cuda, ctest "emulated/").
 //
 // ptxas, per kernel template (ranges over its instantiations), before -> after the CUDA fixes of
 // issue 10: registers, stack frame bytes, spill store/load bytes; sm_90a, then sm_80 (nvcc 13.0,
@@ -125,11 +123,12 @@
 #endif
 
 #include "coeff_attention_plan.cuh"
+#include "launch.cuh"
 #include "coeffnet/core/dtype.hpp"
 #include "coeffnet/core/rng.hpp"
 #include "coeffnet/ops/coeff_spec.hpp"
 
-#if defined(__CUDACC__)
+#if COEFFNET_DEVICE_CODE
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <mma.h>
@@ -146,7 +145,7 @@ namespace coeffnet::cuda::attn {
 
 // ---- element conversion (fp32 compute for every storage type) ------------------------------
 COEFFNET_ATTN_FN float to_f(float x) { return x; }
-#if defined(__CUDACC__)
+#if COEFFNET_DEVICE_CODE
 COEFFNET_ATTN_FN float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
 COEFFNET_ATTN_FN float to_f(__half x) { return __half2float(x); }
 #else
@@ -156,7 +155,7 @@ inline float to_f(coeffnet::half_t x) { return static_cast<float>(x); }
 
 template <class T>
 COEFFNET_ATTN_FN T from_f(float x) {
-#if defined(__CUDACC__)
+#if COEFFNET_DEVICE_CODE
     if constexpr (std::is_same_v<T, __nv_bfloat16>) return __float2bfloat16(x);
     else if constexpr (std::is_same_v<T, __half>) return __float2half(x);
     else return x;
@@ -692,21 +691,11 @@ COEFFNET_HD inline TcLayout tc_layout(const Params<T>& p, int64_t elem_bytes) {
     return L;
 }
 
-#if !defined(__CUDACC__)
-// Host stand-in for one warp's 16x16 tile product, with the device's preconditions checked
-// (32-byte aligned pointers, ldm a multiple of 8 for 16-bit operands and of 4 for fp32).
-inline void tc_check(const void* ptr, int64_t ld, int64_t mult, const char* what) {
-    if (reinterpret_cast<uintptr_t>(ptr) % 32 != 0 || ld % mult != 0)
-        throw std::runtime_error(std::string("coeff_attention emulation: wmma precondition broken for ") + what +
-                                 " (pointer % 32 = " + std::to_string(reinterpret_cast<uintptr_t>(ptr) % 32) +
-                                 ", ld = " + std::to_string(ld) + ")");
-}
-#endif
 
 // C[16 x 16] (fp32, row-major, ldc) = (accumulate ? C : 0) + sum over ksteps of
 // A[16 x 16k] (row-major, lda) * B[16k x 16] (row-major: B[k * ldb + n]; col-major: B[n * ldb + k]).
 // A col-major: A[m][k] at A[k * lda + m] (a transposed row-major tile, e.g. Phat^T).
-#if defined(__CUDACC__)
+#if COEFFNET_DEVICE_CODE
 template <class T, class LA, class LB>
 __device__ __forceinline__ void tile_mma_frag(const T* A, int64_t lda, const T* B, int64_t ldb, int64_t ksteps,
                                               int64_t a_step, int64_t b_step, nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float>& acc) {
@@ -719,13 +708,11 @@ __device__ __forceinline__ void tile_mma_frag(const T* A, int64_t lda, const T* 
         w::mma_sync(acc, a, b, acc);
     }
 }
-#endif
 template <class T, class Block>
 COEFFNET_ATTN_FN void tile_mma(Block& blk, const T* A, int64_t lda, const T* B, int64_t ldb, bool b_col_major,
                                int64_t ksteps, float* C, int64_t ldc, bool accumulate, bool a_col_major = false) {
     // The k-th 16-wide step: along a row of a row-major A / down a column-major B, or 16 rows on.
     const int64_t a_step = a_col_major ? 16 * lda : 16, b_step = b_col_major ? 16 : 16 * ldb;
-#if defined(__CUDACC__)
     (void)blk;
     namespace w = nvcuda::wmma;
     w::fragment<w::accumulator, 16, 16, 16, float> acc;
@@ -736,22 +723,8 @@ COEFFNET_ATTN_FN void tile_mma(Block& blk, const T* A, int64_t lda, const T* B, 
     else if (b_col_major) tile_mma_frag<T, w::col_major, w::col_major>(A, lda, B, ldb, ksteps, a_step, b_step, acc);
     else tile_mma_frag<T, w::col_major, w::row_major>(A, lda, B, ldb, ksteps, a_step, b_step, acc);
     w::store_matrix_sync(C, acc, static_cast<unsigned>(ldc), w::mem_row_major);
-#else
-    (void)blk;
-    tc_check(C, ldc, 4, "C");
-    for (int64_t k = 0; k < ksteps; ++k) {
-        tc_check(A + k * a_step, lda, 8, "A");
-        tc_check(B + k * b_step, ldb, 8, "B");
-    }
-    for (int64_t r = 0; r < 16; ++r)
-        for (int64_t c = 0; c < 16; ++c) {
-            float acc = accumulate ? C[r * ldc + c] : 0.0f;
-            for (int64_t k = 0; k < 16 * ksteps; ++k)
-                acc += to_f(a_col_major ? A[k * lda + r] : A[r * lda + k]) * to_f(b_col_major ? B[c * ldb + k] : B[k * ldb + c]);
-            C[r * ldc + c] = acc;
-        }
-#endif
 }
+#endif
 
 // rows [r0, r0 + rows) of x[bh] (width w) -> dst[r * ld + c] in T, zeros past `len` rows and `w` columns
 // (up to wp, the padded width).
@@ -1135,11 +1108,16 @@ COEFFNET_ATTN_FN void bwd_kv_tc_block(Block& blk, const Params<T>& p, int64_t ct
     }
 }
 
-#if defined(__CUDACC__)
+#if COEFFNET_DEVICE_CODE
 struct DeviceBlock {
     int64_t tid, nthreads, warp, nwarps;
     __device__ DeviceBlock() : tid(threadIdx.x), nthreads(blockDim.x), warp(threadIdx.x / 32), nwarps(blockDim.x / 32) {}
+#if defined(COEFFNET_EMULATED)
+    // The emulator names a barrier by its call site: the block function's line, not this one.
+    void sync(std::source_location where = std::source_location::current()) const { __syncthreads(where); }
+#else
     __device__ __forceinline__ void sync() const { __syncthreads(); }
+#endif
     __device__ __forceinline__ void atomic_add(float* a, float v) const { atomicAdd(a, v); }
 };
 
@@ -1151,7 +1129,11 @@ struct DeviceBlock {
 // tiles let more CTAs share an SM, so its register count stays ptxas's choice.
 template <class T, int Threads, int MinBlocks, class Smem, void (*Run)(DeviceBlock&, const Params<T>&, int64_t, Smem*)>
 __global__ void __launch_bounds__(Threads, MinBlocks) block_kernel(Params<T> p) {
+#if defined(COEFFNET_EMULATED)
+    unsigned char* smem_dynamic = ::coeffnet::emu::dynamic_shared();  // 128-byte aligned, poisoned per CTA
+#else
     extern __shared__ __align__(128) unsigned char smem_dynamic[];
+#endif
     DeviceBlock blk;
     Run(blk, p, static_cast<int64_t>(blockIdx.x), reinterpret_cast<Smem*>(smem_dynamic));
 }
@@ -1197,97 +1179,5 @@ COEFFNET_HD inline Params<T> with_plan(Params<T> p, const AttentionKernelPlan& k
     return p;
 }
 
-#if !defined(__CUDACC__)
-// ---- host emulation: the same block functions, one CTA at a time, one thread per CTA ------------
-// What a test without a GPU can check: tile loops and tails, masks, the dropout words, the
-// backward identities, the dalpha reduction, the launch plan's shared-memory sizes. What it
-// cannot: races, barrier placement, the device's rounding of expf.
-struct HostBlock {
-    int64_t tid = 0, nthreads = 1, warp = 0, nwarps = 1;
-    void sync() const {}
-    void atomic_add(float* a, float v) const { *a += v; }
-};
-
-template <class T, class F>
-void emulate_grid(int64_t ctas, int64_t smem_floats, int64_t plan_smem_bytes, F&& block_fn) {
-    if (smem_floats * 4 != plan_smem_bytes)
-        throw std::runtime_error("coeff_attention emulation: the plan's shared memory (" + std::to_string(plan_smem_bytes) +
-                                 " B) differs from the kernel layout (" + std::to_string(smem_floats * 4) + " B)");
-    std::vector<float> smem(static_cast<size_t>(smem_floats) + 1, std::numeric_limits<float>::quiet_NaN());
-    HostBlock blk;
-    for (int64_t c = 0; c < ctas; ++c) block_fn(blk, c, smem.data());
-}
-
-// A tensor-core kernel's grid: `bytes` of 128-byte aligned shared memory (filled with 0xff, so a
-// read of something never written shows up as NaN), one CTA at a time.
-template <class F>
-void emulate_grid_tc(int64_t ctas, int64_t bytes, F&& block_fn) {
-    std::vector<unsigned char> raw(static_cast<size_t>(bytes) + 128, 0xff);
-    unsigned char* smem = raw.data() + (128 - reinterpret_cast<uintptr_t>(raw.data()) % 128) % 128;
-    HostBlock blk;
-    for (int64_t c = 0; c < ctas; ++c) block_fn(blk, c, smem);
-}
-inline void emulate_expect(int64_t got, int64_t want, const char* what) {
-    if (got != want)
-        throw std::runtime_error(std::string("coeff_attention emulation: the plan's shared memory for ") + what +
-                                 " differs from the kernel's layout");
-}
-
-// Forward: p.q, p.k, p.v, p.alpha_p, p.key_mask (host) in; p.out, p.lse filled. tensor_cores:
-// the tensor-core kernels when the plan has them (16-bit T), as the launcher does.
-template <class T>
-void emulate_forward(const Params<T>& base, const AttentionPlan& plan, bool tensor_cores = true) {
-    if (tensor_cores && plan.use_tc && sizeof(T) == 2) {
-        const Params<T> a = with_plan(base, plan.fwd_lse_tc), t = with_plan(base, plan.fwd_out_tc);
-        emulate_expect(attention_plan::tc_lse_layout(a.bq, a.bk, a.d, 2).bytes, plan.fwd_lse_tc.smem_bytes, "fwd_lse_tc");
-        emulate_expect(tc_layout(t, 2).bytes, plan.fwd_out_tc.smem_bytes, "fwd_out_tc");
-        emulate_grid_tc(plan.fwd_lse_tc.grid, plan.fwd_lse_tc.smem_bytes,
-                        [&](HostBlock& blk, int64_t c, unsigned char* s) { fwd_lse_tc_block(blk, a, c, s); });
-        emulate_grid_tc(plan.fwd_out_tc.grid, plan.fwd_out_tc.smem_bytes,
-                        [&](HostBlock& blk, int64_t c, unsigned char* s) { fwd_out_tc_block(blk, t, c, s); });
-        return;
-    }
-    const Params<T> a = with_plan(base, plan.fwd_lse), b = with_plan(base, plan.fwd_out);
-    emulate_grid<T>(plan.fwd_lse.grid, smem_fwd_lse(a), plan.fwd_lse.smem_bytes,
-                    [&](HostBlock& blk, int64_t c, float* s) { fwd_lse_block(blk, a, c, s); });
-    emulate_grid<T>(plan.fwd_out.grid, smem_fwd_out(b), plan.fwd_out.smem_bytes,
-                    [&](HostBlock& blk, int64_t c, float* s) { fwd_out_block(blk, b, c, s); });
-}
-
-// Backward: base as the forward plus p.lse, p.dout; fills dq [B,H,N,d], p.dk, p.dvv and
-// dalpha [H*H] (dalpha' times alpha's dropout multipliers). The scratch (D, dalpha partials, fp32
-// dQ) lives here.
-template <class T>
-void emulate_backward(Params<T> base, const AttentionPlan& plan, const DropoutDraw<float>& alpha_draw, T* dq,
-                      float* dalpha, bool tensor_cores = true) {
-    const int64_t H = base.H;
-    const bool tc = tensor_cores && plan.use_tc && sizeof(T) == 2;
-    const AttentionKernelPlan& kp = tc ? plan.bwd_pre_tc : plan.bwd_pre;
-    const AttentionKernelPlan& kk = tc ? plan.bwd_kv_tc : plan.bwd_kv;
-    std::vector<float> D(static_cast<size_t>(base.B * H * base.N));
-    std::vector<float> part(static_cast<size_t>(kp.grid * H * H));
-    std::vector<float> dq_acc(static_cast<size_t>(base.B * H * base.N * base.d), 0.0f);
-    base.D = D.data();
-    base.dalpha_part = part.data();
-    base.dq_acc = dq_acc.data();
-    const Params<T> a = with_plan(base, kp), b = with_plan(base, kk);
-    if (tc) {
-        emulate_expect(attention_plan::tc_bwd_layout(false, a.bq, a.bk, 1, H, a.d, a.dv, 2).bytes, kp.smem_bytes, "bwd_pre_tc");
-        emulate_expect(attention_plan::tc_bwd_layout(true, b.bq, b.bk, b.group, H, b.d, b.dv, 2).bytes, kk.smem_bytes,
-                       "bwd_kv_tc");
-        emulate_grid_tc(kp.grid, kp.smem_bytes, [&](HostBlock& blk, int64_t c, unsigned char* s) { bwd_pre_tc_block(blk, a, c, s); });
-    } else {
-        emulate_grid<T>(kp.grid, smem_bwd_pre(a), kp.smem_bytes,
-                        [&](HostBlock& blk, int64_t c, float* s) { bwd_pre_block(blk, a, c, s); });
-    }
-    for (int64_t j = 0; j < H * H; ++j) dalpha_reduce_element(j, H * H, kp.grid, part.data(), alpha_draw, dalpha);
-    if (tc)
-        emulate_grid_tc(kk.grid, kk.smem_bytes, [&](HostBlock& blk, int64_t c, unsigned char* s) { bwd_kv_tc_block(blk, b, c, s); });
-    else
-        emulate_grid<T>(kk.grid, smem_bwd_kv(b), kk.smem_bytes,
-                        [&](HostBlock& blk, int64_t c, float* s) { bwd_kv_block(blk, b, c, s); });
-    for (size_t i = 0; i < dq_acc.size(); ++i) dq[i] = from_f<T>(dq_acc[i]);
-}
-#endif
 
 }  // namespace coeffnet::cuda::attn

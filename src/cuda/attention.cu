@@ -1,6 +1,7 @@
 // src/cuda/attention.cu: host launchers of the fused coefficient attention
 // (kernels/coeff_attention.cuh; API and semantics in include/coeffnet/cuda/attention.hpp).
 #include <cuda_runtime.h>
+#include <algorithm>
 
 #include <vector>
 
@@ -14,6 +15,13 @@
 #include "coeffnet/ops/attention_shapes.hpp"
 #include "coeffnet/ops/coeff_spec.hpp"
 #include "kernels/coeff_attention.cuh"
+
+#if defined(COEFFNET_EMULATED)
+// GCC does not instantiate a defaulted function template named only as a template argument
+// (launch<attn::dalpha_reduce_kernel<>>); nvcc's launch does. Instantiated by hand for the emulator.
+template void coeffnet::cuda::attn::dalpha_reduce_kernel<void>(int64_t, int64_t, const float*, coeffnet::DropoutDraw<float>,
+                                                              float*);
+#endif
 
 namespace coeffnet::cuda {
 
@@ -49,6 +57,8 @@ int64_t smem_limit() {
     COEFFNET_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev_id));
     return optin;
 }
+// The device's limit, or the caller's smaller cap (AttentionConfig::max_smem).
+int64_t capped_smem(int64_t cap) { return cap > 0 ? std::min(cap, smem_limit()) : smem_limit(); }
 
 struct Sizes {
     int64_t B, H, N, M, d, dv;
@@ -105,7 +115,7 @@ CoeffAttentionOutput<T> coeff_attention_forward(const DeviceTensor<T>& q, const 
         check(alpha.shape() == Shape{s.H, s.H}, op, ": alpha ", shape_str(alpha.shape()), " must be [heads, heads] = [",
               s.H, ", ", s.H, "]");
     const AttentionPlan plan =
-        plan_coeff_attention(s.B, s.H, s.N, s.M, s.d, s.dv, smem_limit(), static_cast<int64_t>(sizeof(T)));
+        plan_coeff_attention(s.B, s.H, s.N, s.M, s.d, s.dv, capped_smem(cfg.max_smem), static_cast<int64_t>(sizeof(T)));
     cudaStream_t stream = Context::get().stream();
     // The generator draws in the CPU op's order (ops/coeff_spec.hpp): alpha's H x H mask, then Phat's.
     const coeff::Draws<float> draws = coeff::reserve_draws<float>(cfg.coeff, mix, cfg.attn_dropout, cfg.training,
@@ -135,6 +145,7 @@ CoeffAttentionOutput<T> coeff_attention_forward(const DeviceTensor<T>& q, const 
     p.out = dptr_mut(r.out);
     p.lse = sv.lse.data();
     sv.tensor_cores = cfg.tensor_cores;
+    sv.max_smem = cfg.max_smem;
     if constexpr (sizeof(T) == 2) {
         if (plan.use_tc && cfg.tensor_cores) {
             if (plan.fwd_lse_tc.grid > 0) {
@@ -142,8 +153,8 @@ CoeffAttentionOutput<T> coeff_attention_forward(const DeviceTensor<T>& q, const 
                 check(attention_plan::tc_lse_layout(pa.bq, pa.bk, pa.d, 2).bytes == plan.fwd_lse_tc.smem_bytes, op,
                       ": plan/kernel shared-memory mismatch (fwd_lse_tc)");
                 allow_smem(attn::fwd_lse_tc_kernel<D>, plan.fwd_lse_tc.smem_bytes);
-                attn::fwd_lse_tc_kernel<D><<<static_cast<unsigned>(plan.fwd_lse_tc.grid), plan.tc_threads,
-                                             plan.fwd_lse_tc.smem_bytes, stream>>>(pa);
+                launch<attn::fwd_lse_tc_kernel<D>>(static_cast<unsigned>(plan.fwd_lse_tc.grid), plan.tc_threads,
+                                             plan.fwd_lse_tc.smem_bytes, stream)(pa);
                 COEFFNET_LAUNCH_CHECK("coeff_attention fwd_lse_tc_kernel");
             }
             if (plan.fwd_out_tc.grid > 0) {
@@ -151,8 +162,8 @@ CoeffAttentionOutput<T> coeff_attention_forward(const DeviceTensor<T>& q, const 
                 check(attn::tc_layout(pt, 2).bytes == plan.fwd_out_tc.smem_bytes, op,
                       ": plan/kernel shared-memory mismatch (fwd_out_tc)");
                 allow_smem(attn::fwd_out_tc_kernel<D>, plan.fwd_out_tc.smem_bytes);
-                attn::fwd_out_tc_kernel<D><<<static_cast<unsigned>(plan.fwd_out_tc.grid), plan.tc_threads,
-                                             plan.fwd_out_tc.smem_bytes, stream>>>(pt);
+                launch<attn::fwd_out_tc_kernel<D>>(static_cast<unsigned>(plan.fwd_out_tc.grid), plan.tc_threads,
+                                             plan.fwd_out_tc.smem_bytes, stream)(pt);
                 COEFFNET_LAUNCH_CHECK("coeff_attention fwd_out_tc_kernel");
             }
             return r;
@@ -162,14 +173,14 @@ CoeffAttentionOutput<T> coeff_attention_forward(const DeviceTensor<T>& q, const 
         const auto pa = attn::with_plan(p, plan.fwd_lse);
         check(attn::smem_fwd_lse(pa) * 4 == plan.fwd_lse.smem_bytes, op, ": plan/kernel shared-memory mismatch (fwd_lse)");
         allow_smem(attn::fwd_lse_kernel<D>, plan.fwd_lse.smem_bytes);
-        attn::fwd_lse_kernel<D><<<static_cast<unsigned>(plan.fwd_lse.grid), plan.threads, plan.fwd_lse.smem_bytes, stream>>>(pa);
+        launch<attn::fwd_lse_kernel<D>>(static_cast<unsigned>(plan.fwd_lse.grid), plan.threads, plan.fwd_lse.smem_bytes, stream)(pa);
         COEFFNET_LAUNCH_CHECK("coeff_attention fwd_lse_kernel");
     }
     if (plan.fwd_out.grid > 0) {
         const auto pb = attn::with_plan(p, plan.fwd_out);
         check(attn::smem_fwd_out(pb) * 4 == plan.fwd_out.smem_bytes, op, ": plan/kernel shared-memory mismatch (fwd_out)");
         allow_smem(attn::fwd_out_kernel<D>, plan.fwd_out.smem_bytes);
-        attn::fwd_out_kernel<D><<<static_cast<unsigned>(plan.fwd_out.grid), plan.threads, plan.fwd_out.smem_bytes, stream>>>(pb);
+        launch<attn::fwd_out_kernel<D>>(static_cast<unsigned>(plan.fwd_out.grid), plan.threads, plan.fwd_out.smem_bytes, stream)(pb);
         COEFFNET_LAUNCH_CHECK("coeff_attention fwd_out_kernel");
     }
     return r;
@@ -191,7 +202,7 @@ CoeffAttentionGrads<T> coeff_attention_backward(const DeviceTensor<T>& q, const 
           op, ": the saved state does not belong to these inputs (lse ",
           sv.lse.defined() ? shape_str(sv.lse.shape()) : std::string("undefined"), ")");
     const AttentionPlan plan =
-        plan_coeff_attention(s.B, s.H, s.N, s.M, s.d, s.dv, smem_limit(), static_cast<int64_t>(sizeof(T)));
+        plan_coeff_attention(s.B, s.H, s.N, s.M, s.d, s.dv, capped_smem(sv.max_smem), static_cast<int64_t>(sizeof(T)));
     const bool tc = sizeof(T) == 2 && plan.use_tc && sv.tensor_cores;
     const AttentionKernelPlan& kp = tc ? plan.bwd_pre_tc : plan.bwd_pre;
     const AttentionKernelPlan& kk = tc ? plan.bwd_kv_tc : plan.bwd_kv;
@@ -220,7 +231,7 @@ CoeffAttentionGrads<T> coeff_attention_backward(const DeviceTensor<T>& q, const 
             check(attention_plan::tc_bwd_layout(false, pa.bq, pa.bk, 1, s.H, s.d, s.dv, 2).bytes == kp.smem_bytes, op,
                   ": plan/kernel shared-memory mismatch (bwd_pre_tc)");
             allow_smem(attn::bwd_pre_tc_kernel<D>, kp.smem_bytes);
-            attn::bwd_pre_tc_kernel<D><<<static_cast<unsigned>(kp.grid), plan.tc_threads, kp.smem_bytes, stream>>>(pa);
+            launch<attn::bwd_pre_tc_kernel<D>>(static_cast<unsigned>(kp.grid), plan.tc_threads, kp.smem_bytes, stream)(pa);
             COEFFNET_LAUNCH_CHECK("coeff_attention bwd_pre_tc_kernel");
         }
         launched = tc;
@@ -229,11 +240,11 @@ CoeffAttentionGrads<T> coeff_attention_backward(const DeviceTensor<T>& q, const 
         const auto pa = attn::with_plan(p, plan.bwd_pre);
         check(attn::smem_bwd_pre(pa) * 4 == plan.bwd_pre.smem_bytes, op, ": plan/kernel shared-memory mismatch (bwd_pre)");
         allow_smem(attn::bwd_pre_kernel<D>, plan.bwd_pre.smem_bytes);
-        attn::bwd_pre_kernel<D><<<static_cast<unsigned>(plan.bwd_pre.grid), plan.threads, plan.bwd_pre.smem_bytes, stream>>>(pa);
+        launch<attn::bwd_pre_kernel<D>>(static_cast<unsigned>(plan.bwd_pre.grid), plan.threads, plan.bwd_pre.smem_bytes, stream)(pa);
         COEFFNET_LAUNCH_CHECK("coeff_attention bwd_pre_kernel");
     }
     if (sv.mix) {
-        attn::dalpha_reduce_kernel<><<<grid_1d(s.H * s.H, 256), 256, 0, stream>>>(s.H * s.H, kp.grid, part.data(),
+        launch<attn::dalpha_reduce_kernel<>>(grid_1d(s.H * s.H, 256), 256, 0, stream)(s.H * s.H, kp.grid, part.data(),
                                                                                     sv.alpha_draw, dalpha.data());
         COEFFNET_LAUNCH_CHECK("coeff_attention dalpha_reduce_kernel");
         g.dalpha = dalpha;
@@ -245,7 +256,7 @@ CoeffAttentionGrads<T> coeff_attention_backward(const DeviceTensor<T>& q, const 
             check(attention_plan::tc_bwd_layout(true, pb.bq, pb.bk, pb.group, s.H, s.d, s.dv, 2).bytes == kk.smem_bytes,
                   op, ": plan/kernel shared-memory mismatch (bwd_kv_tc)");
             allow_smem(attn::bwd_kv_tc_kernel<D>, kk.smem_bytes);
-            attn::bwd_kv_tc_kernel<D><<<static_cast<unsigned>(kk.grid), plan.tc_threads, kk.smem_bytes, stream>>>(pb);
+            launch<attn::bwd_kv_tc_kernel<D>>(static_cast<unsigned>(kk.grid), plan.tc_threads, kk.smem_bytes, stream)(pb);
             COEFFNET_LAUNCH_CHECK("coeff_attention bwd_kv_tc_kernel");
         }
         launched = tc;
@@ -254,7 +265,7 @@ CoeffAttentionGrads<T> coeff_attention_backward(const DeviceTensor<T>& q, const 
         const auto pb = attn::with_plan(p, plan.bwd_kv);
         check(attn::smem_bwd_kv(pb) * 4 == plan.bwd_kv.smem_bytes, op, ": plan/kernel shared-memory mismatch (bwd_kv)");
         allow_smem(attn::bwd_kv_kernel<D>, plan.bwd_kv.smem_bytes);
-        attn::bwd_kv_kernel<D><<<static_cast<unsigned>(plan.bwd_kv.grid), plan.threads, plan.bwd_kv.smem_bytes, stream>>>(pb);
+        launch<attn::bwd_kv_kernel<D>>(static_cast<unsigned>(plan.bwd_kv.grid), plan.threads, plan.bwd_kv.smem_bytes, stream)(pb);
         COEFFNET_LAUNCH_CHECK("coeff_attention bwd_kv_kernel");
     }
     if constexpr (std::is_same_v<T, float>) {
@@ -263,7 +274,7 @@ CoeffAttentionGrads<T> coeff_attention_backward(const DeviceTensor<T>& q, const 
         g.dq = DeviceTensor<T>::empty({s.B, s.H, s.N, s.d});
         const int64_t n = g.dq.numel();
         if (n > 0) {
-            attn::f32_to_kernel<D><<<grid_1d(n, 256), 256, 0, stream>>>(dq_acc.data(), dptr_mut(g.dq), n);
+            launch<attn::f32_to_kernel<D>>(grid_1d(n, 256), 256, 0, stream)(dq_acc.data(), dptr_mut(g.dq), n);
             COEFFNET_LAUNCH_CHECK("coeff_attention f32_to_kernel (dq)");
         }
     }

@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "coeffnet/cuda/gemm.hpp"
+#include "kernels/launch.cuh"
 
 namespace coeffnet::cuda {
 
@@ -120,7 +121,7 @@ void broadcast_rows(T* y, const T* bias, int64_t rows, int64_t n) {
     if (total == 0) return;
     constexpr int threads = 256;
     const int64_t blocks = std::min<int64_t>((total + threads - 1) / threads, int64_t{1} << 20);
-    broadcast_rows_kernel<W><<<static_cast<unsigned>(blocks), threads, 0, Context::get().stream()>>>(
+    launch<broadcast_rows_kernel<W>>(static_cast<unsigned>(blocks), threads, 0, Context::get().stream())(
         reinterpret_cast<W*>(y), reinterpret_cast<const W*>(bias), rows, n);
     COEFFNET_LAUNCH_CHECK("broadcast_rows_kernel");
 }

@@ -19,6 +19,7 @@
 #include "coeffnet/cuda/runtime.hpp"
 #include "coeffnet/cuda/tensor.hpp"
 #include "kernels/activations.cuh"
+#include "kernels/launch.cuh"
 #include "kernels/adamw.cuh"
 #include "kernels/common.cuh"
 #include "kernels/copy.cuh"
@@ -186,17 +187,17 @@ void column_sums(const DT* g, const DT* x, const float* mean, const float* rstd,
     if (chunks > 0) {
         const dim3 grid(static_cast<unsigned>(col_blocks), static_cast<unsigned>(chunks)), block(32, 8);
         if (with_x)
-            kern::colsum_partial<DT, true><<<grid, block, 0, s>>>(g, x, mean, rstd, pg.data(), px.data(), rows, cols, per_chunk);
+            launch<kern::colsum_partial<DT, true>>(grid, block, 0, s)(g, x, mean, rstd, pg.data(), px.data(), rows, cols, per_chunk);
         else
-            kern::colsum_partial<DT, false><<<grid, block, 0, s>>>(g, x, mean, rstd, pg.data(), nullptr, rows, cols, per_chunk);
+            launch<kern::colsum_partial<DT, false>>(grid, block, 0, s)(g, x, mean, rstd, pg.data(), nullptr, rows, cols, per_chunk);
         COEFFNET_LAUNCH_CHECK("colsum_partial");
     }
     if (d_g) {
-        kern::colsum_final<DT><<<flat_grid(cols), 256, 0, s>>>(pg.data(), chunks, cols, d_g);
+        launch<kern::colsum_final<DT>>(flat_grid(cols), 256, 0, s)(pg.data(), chunks, cols, d_g);
         COEFFNET_LAUNCH_CHECK("colsum_final");
     }
     if (d_gx) {
-        kern::colsum_final<DT><<<flat_grid(cols), 256, 0, s>>>(px.data(), chunks, cols, d_gx);
+        launch<kern::colsum_final<DT>>(flat_grid(cols), 256, 0, s)(px.data(), chunks, cols, d_gx);
         COEFFNET_LAUNCH_CHECK("colsum_final");
     }
 }
@@ -248,7 +249,7 @@ void run_copy(const char* op, const device_t<T>* src, device_t<T>* dst, const Sh
         constexpr int VEC = decltype(v)::value;
         d.shape[r] = p.shape[r] / VEC;
         const int64_t nvec = p.numel / VEC;
-        kern::strided_copy<DT, VEC><<<flat_grid(nvec), 256, 0, stream()>>>(src, dst, nvec, d);
+        launch<kern::strided_copy<DT, VEC>>(flat_grid(nvec), 256, 0, stream())(src, dst, nvec, d);
     });
     COEFFNET_LAUNCH_CHECK(op);
 }
@@ -263,7 +264,7 @@ void alpha_prime(const DeviceTensor<float>& alpha, DeviceTensor<float>& out, con
     check(s.size() == 2 && s[0] == s[1], "cuda::alpha_prime: alpha must be square [heads, heads], got ", shape_str(s));
     same_shape("cuda::alpha_prime", "alpha", s, "alpha_prime", out.shape());
     if (s[0] == 0) return;
-    kern::alpha_prime_fwd<<<flat_grid(s[0] * s[0]), 256, 0, stream()>>>(alpha.data(), out.data(), s[0], d, residual);
+    launch<kern::alpha_prime_fwd>(flat_grid(s[0] * s[0]), 256, 0, stream())(alpha.data(), out.data(), s[0], d, residual);
     COEFFNET_LAUNCH_CHECK("alpha_prime_fwd");
 }
 
@@ -273,7 +274,7 @@ void alpha_prime_backward(const DeviceTensor<float>& g, DeviceTensor<float>& d_a
     check(s.size() == 2 && s[0] == s[1], "cuda::alpha_prime_backward: gradient must be square, got ", shape_str(s));
     same_shape("cuda::alpha_prime_backward", "d_alpha_prime", s, "d_alpha", d_alpha.shape());
     if (s[0] == 0) return;
-    kern::alpha_prime_bwd<<<flat_grid(s[0] * s[0]), 256, 0, stream()>>>(g.data(), d_alpha.data(), s[0], d);
+    launch<kern::alpha_prime_bwd>(flat_grid(s[0] * s[0]), 256, 0, stream())(g.data(), d_alpha.data(), s[0], d);
     COEFFNET_LAUNCH_CHECK("alpha_prime_bwd");
 }
 
@@ -298,11 +299,11 @@ void launch_mix(const DT* in, const float* ap, DT* out, const MixDims& m, bool t
     if (m.B * m.NM == 0 || m.H == 0) return;
     cudaStream_t s = stream();
     if (m.H <= 16 && m.NM % 4 == 0 && aligned16({in, out}) && (sizeof(DT) == 4 || (reinterpret_cast<uintptr_t>(in) % 8 == 0))) {
-        kern::mix_fwd<DT, 16, 4><<<flat_grid(m.B * m.NM / 4), 256, 0, s>>>(in, ap, out, m.B, m.H, m.NM, transpose);
+        launch<kern::mix_fwd<DT, 16, 4>>(flat_grid(m.B * m.NM / 4), 256, 0, s)(in, ap, out, m.B, m.H, m.NM, transpose);
     } else if (m.H <= 16) {
-        kern::mix_fwd<DT, 16, 1><<<flat_grid(m.B * m.NM), 256, 0, s>>>(in, ap, out, m.B, m.H, m.NM, transpose);
+        launch<kern::mix_fwd<DT, 16, 1>>(flat_grid(m.B * m.NM), 256, 0, s)(in, ap, out, m.B, m.H, m.NM, transpose);
     } else {
-        kern::mix_fwd<DT, 64, 1><<<flat_grid(m.B * m.NM), 256, 0, s>>>(in, ap, out, m.B, m.H, m.NM, transpose);
+        launch<kern::mix_fwd<DT, 64, 1>>(flat_grid(m.B * m.NM), 256, 0, s)(in, ap, out, m.B, m.H, m.NM, transpose);
     }
     COEFFNET_LAUNCH_CHECK("mix_fwd");
 }
@@ -336,13 +337,13 @@ void mix_heads_backward(const DeviceTensor<T>& d_mixed, const DeviceTensor<T>& m
         const int64_t grid = std::min<int64_t>(tiles, 1024);
         DeviceTensor<float> part = DeviceTensor<float>::empty({std::max<int64_t>(grid, 1), d_ap ? HH : 1});
         if (grid > 0) {
-            kern::mix_bwd<DT, MAXH><<<static_cast<unsigned>(grid), 256, 0, s>>>(
+            launch<kern::mix_bwd<DT, MAXH>>(static_cast<unsigned>(grid), 256, 0, s)(
                 dev(d_mixed), dev(maps), ap.data(), d_maps ? dev(*d_maps) : nullptr, d_ap ? part.data() : nullptr, m.B,
                 m.H, m.NM);
             COEFFNET_LAUNCH_CHECK("mix_bwd");
         }
         if (d_ap) {
-            kern::mix_reduce<<<flat_grid(HH), 256, 0, s>>>(part.data(), grid, HH, d_ap->data());
+            launch<kern::mix_reduce>(flat_grid(HH), 256, 0, s)(part.data(), grid, HH, d_ap->data());
             COEFFNET_LAUNCH_CHECK("mix_reduce");
         }
     };
@@ -367,12 +368,12 @@ void softmax_forward(const DeviceTensor<T>& x, DeviceTensor<T>& y, float scale, 
         constexpr bool PW = decltype(pw)::value;
         if constexpr (!PW) {
             if (L.kind == RowLaunch::block_streaming) {
-                kern::softmax_fwd_stream<DT, VEC><<<static_cast<unsigned>(L.grid), L.threads, 0, stream()>>>(
+                launch<kern::softmax_fwd_stream<DT, VEC>>(static_cast<unsigned>(L.grid), L.threads, 0, stream())(
                     dev(x), dev(y), r.rows, r.cols, scale, mv);
                 return;
             }
         }
-        kern::softmax_fwd_cached<DT, VEC, PW><<<static_cast<unsigned>(L.grid), row_block(L), 0, stream()>>>(
+        launch<kern::softmax_fwd_cached<DT, VEC, PW>>(static_cast<unsigned>(L.grid), row_block(L), 0, stream())(
             dev(x), dev(y), r.rows, static_cast<int>(r.cols), scale, mv);
     });
     COEFFNET_LAUNCH_CHECK("softmax_fwd");
@@ -393,12 +394,12 @@ void softmax_backward(const DeviceTensor<T>& y, const DeviceTensor<T>& dy, Devic
         constexpr bool PW = decltype(pw)::value;
         if constexpr (!PW) {
             if (L.kind == RowLaunch::block_streaming) {
-                kern::softmax_bwd_stream<DT, VEC><<<static_cast<unsigned>(L.grid), L.threads, 0, stream()>>>(
+                launch<kern::softmax_bwd_stream<DT, VEC>>(static_cast<unsigned>(L.grid), L.threads, 0, stream())(
                     dev(y), dev(dy), dev(dx), r.rows, r.cols, scale);
                 return;
             }
         }
-        kern::softmax_bwd_cached<DT, VEC, PW><<<static_cast<unsigned>(L.grid), row_block(L), 0, stream()>>>(
+        launch<kern::softmax_bwd_cached<DT, VEC, PW>>(static_cast<unsigned>(L.grid), row_block(L), 0, stream())(
             dev(y), dev(dy), dev(dx), r.rows, static_cast<int>(r.cols), scale);
     });
     COEFFNET_LAUNCH_CHECK("softmax_bwd");
@@ -427,12 +428,12 @@ void layernorm_forward(const DeviceTensor<T>& x, const DeviceTensor<T>* weight, 
         constexpr bool PW = decltype(pw)::value;
         if constexpr (!PW) {
             if (L.kind == RowLaunch::block_streaming) {
-                kern::layernorm_fwd_stream<DT, VEC><<<static_cast<unsigned>(L.grid), L.threads, 0, stream()>>>(
+                launch<kern::layernorm_fwd_stream<DT, VEC>>(static_cast<unsigned>(L.grid), L.threads, 0, stream())(
                     dev(x), w, b, dev(y), mean.data(), rstd.data(), r.rows, r.cols, eps);
                 return;
             }
         }
-        kern::layernorm_fwd_cached<DT, VEC, PW><<<static_cast<unsigned>(L.grid), row_block(L), 0, stream()>>>(
+        launch<kern::layernorm_fwd_cached<DT, VEC, PW>>(static_cast<unsigned>(L.grid), row_block(L), 0, stream())(
             dev(x), w, b, dev(y), mean.data(), rstd.data(), r.rows, static_cast<int>(r.cols), eps);
     });
     COEFFNET_LAUNCH_CHECK("layernorm_fwd");
@@ -461,12 +462,12 @@ void layernorm_backward(const DeviceTensor<T>& dy, const DeviceTensor<T>& x, con
             constexpr bool PW = decltype(pw)::value;
             if constexpr (!PW) {
                 if (L.kind == RowLaunch::block_streaming) {
-                    kern::layernorm_bwd_stream<DT, VEC><<<static_cast<unsigned>(L.grid), L.threads, 0, stream()>>>(
+                    launch<kern::layernorm_bwd_stream<DT, VEC>>(static_cast<unsigned>(L.grid), L.threads, 0, stream())(
                         dev(dy), dev(x), w, mean.data(), rstd.data(), dev(*dx), r.rows, r.cols);
                     return;
                 }
             }
-            kern::layernorm_bwd_cached<DT, VEC, PW><<<static_cast<unsigned>(L.grid), row_block(L), 0, stream()>>>(
+            launch<kern::layernorm_bwd_cached<DT, VEC, PW>>(static_cast<unsigned>(L.grid), row_block(L), 0, stream())(
                 dev(dy), dev(x), w, mean.data(), rstd.data(), dev(*dx), r.rows, static_cast<int>(r.cols));
         });
         COEFFNET_LAUNCH_CHECK("layernorm_bwd");
@@ -504,7 +505,7 @@ void activation_forward(Activation a, const DeviceTensor<T>& x, const DeviceTens
     const int kind = act_kind(a);
     with_vec<FULL>(vec_ok ? FULL : 1, [&](auto v) {
         constexpr int VEC = decltype(v)::value;
-        kern::activation_fwd<DT, VEC><<<flat_grid(n / VEC), 256, 0, stream()>>>(kind, dev(x), b, dev(y), n, r.cols);
+        launch<kern::activation_fwd<DT, VEC>>(flat_grid(n / VEC), 256, 0, stream())(kind, dev(x), b, dev(y), n, r.cols);
     });
     COEFFNET_LAUNCH_CHECK("activation_fwd");
 }
@@ -527,7 +528,7 @@ void activation_backward(Activation a, const DeviceTensor<T>& x, const DeviceTen
     const int kind = act_kind(a);
     with_vec<FULL>(vec_ok ? FULL : 1, [&](auto v) {
         constexpr int VEC = decltype(v)::value;
-        kern::activation_bwd<DT, VEC><<<flat_grid(n / VEC), 256, 0, stream()>>>(kind, dev(x), b, dev(dy), dev(dx), n, r.cols);
+        launch<kern::activation_bwd<DT, VEC>>(flat_grid(n / VEC), 256, 0, stream())(kind, dev(x), b, dev(dy), dev(dx), n, r.cols);
     });
     COEFFNET_LAUNCH_CHECK("activation_bwd");
 }
@@ -558,7 +559,7 @@ void residual_add(const DeviceTensor<T>& a, const DeviceTensor<T>& b, DeviceTens
     const bool vec_ok = n % FULL == 0 && aligned16({dev(a), dev(b), dev(y)});
     with_vec<FULL>(vec_ok ? FULL : 1, [&](auto v) {
         constexpr int VEC = decltype(v)::value;
-        kern::residual_add_kernel<DT, VEC><<<flat_grid(n / VEC), 256, 0, stream()>>>(dev(a), dev(b), dev(y), n);
+        launch<kern::residual_add_kernel<DT, VEC>>(flat_grid(n / VEC), 256, 0, stream())(dev(a), dev(b), dev(y), n);
     });
     COEFFNET_LAUNCH_CHECK("residual_add");
 }
@@ -587,7 +588,7 @@ void sum_last(const DeviceTensor<T>& x, DeviceTensor<T>& y, bool mean) {
     row_dispatch<kern::vec16<DT>>(L, [&](auto v, auto pw) {
         constexpr int VEC = decltype(v)::value;
         constexpr bool PW = decltype(pw)::value;
-        kern::sum_rows<DT, VEC, PW><<<static_cast<unsigned>(L.grid), row_block(L), 0, stream()>>>(dev(x), dev(y), r.rows,
+        launch<kern::sum_rows<DT, VEC, PW>>(static_cast<unsigned>(L.grid), row_block(L), 0, stream())(dev(x), dev(y), r.rows,
                                                                                                    r.cols, factor);
     });
     COEFFNET_LAUNCH_CHECK("sum_rows");
@@ -603,7 +604,7 @@ void sum_last_backward(const DeviceTensor<T>& dy, DeviceTensor<T>& dx, bool mean
     same_shape(op, "dy", dy.shape(), "dx without its last axis", lead);
     if (r.rows * r.cols == 0) return;
     const float factor = mean ? static_cast<float>(1.0 / static_cast<double>(r.cols)) : 1.f;
-    kern::sum_bwd<DT><<<flat_grid(r.rows * r.cols), 256, 0, stream()>>>(dev(dy), dev(dx), r.rows, r.cols, factor);
+    launch<kern::sum_bwd<DT>>(flat_grid(r.rows * r.cols), 256, 0, stream())(dev(dy), dev(dx), r.rows, r.cols, factor);
     COEFFNET_LAUNCH_CHECK("sum_bwd");
 }
 
@@ -631,12 +632,12 @@ void cross_entropy_forward(const DeviceTensor<T>& logits, const DeviceTensor<int
         row_dispatch<kern::vec16<DT>>(L, [&](auto v, auto pw) {
             constexpr int VEC = decltype(v)::value;
             constexpr bool PW = decltype(pw)::value;
-            kern::ce_fwd_rows<DT, VEC, PW><<<static_cast<unsigned>(L.grid), row_block(L), 0, s>>>(
+            launch<kern::ce_fwd_rows<DT, VEC, PW>>(static_cast<unsigned>(L.grid), row_block(L), 0, s)(
                 dev(logits), targets.data(), ignore_index, lse.data(), row_loss.data(), row_valid.data(), rows, r.cols);
         });
         COEFFNET_LAUNCH_CHECK("ce_fwd_rows");
     }
-    kern::ce_reduce<<<1, 1024, 0, s>>>(row_loss.data(), row_valid.data(), rows, loss.data());
+    launch<kern::ce_reduce>(1, 1024, 0, s)(row_loss.data(), row_valid.data(), rows, loss.data());
     COEFFNET_LAUNCH_CHECK("ce_reduce");
 }
 
@@ -661,7 +662,7 @@ void cross_entropy_backward(const DeviceTensor<T>& logits, const DeviceTensor<in
     row_dispatch<kern::vec16<DT>>(L, [&](auto v, auto pw) {
         constexpr int VEC = decltype(v)::value;
         constexpr bool PW = decltype(pw)::value;
-        kern::ce_bwd<DT, VEC, PW><<<static_cast<unsigned>(L.grid), row_block(L), 0, stream()>>>(
+        launch<kern::ce_bwd<DT, VEC, PW>>(static_cast<unsigned>(L.grid), row_block(L), 0, stream())(
             dev(logits), targets.data(), ignore_index, lse.data(), loss.data(), d_loss ? d_loss->data() : nullptr,
             dev(d_logits), rows, r.cols);
     });
@@ -703,7 +704,7 @@ void adamw_step(DeviceTensor<float>& master, const DeviceTensor<T>& grad, Device
                                              (!copy || reinterpret_cast<uintptr_t>(copy) % 8 == 0)));
     with_vec<4>(vec_ok ? 4 : 1, [&](auto vv) {
         constexpr int VEC = decltype(vv)::value;
-        kern::adamw_kernel<DT, VEC><<<flat_grid(n / VEC), 256, 0, stream()>>>(master.data(), dev(grad), m.data(), v.data(),
+        launch<kern::adamw_kernel<DT, VEC>>(flat_grid(n / VEC), 256, 0, stream())(master.data(), dev(grad), m.data(), v.data(),
                                                                              copy, n, c);
     });
     COEFFNET_LAUNCH_CHECK("adamw");
@@ -737,7 +738,7 @@ void convert(const DeviceTensor<From>& x, DeviceTensor<To>& y) {
     same_shape("cuda::convert", "x", x.shape(), "y", y.shape());
     const int64_t n = x.numel();
     if (n == 0) return;
-    kern::convert_kernel<device_t<From>, device_t<To>><<<flat_grid(n), 256, 0, stream()>>>(dev(x), dev(y), n);
+    launch<kern::convert_kernel<device_t<From>, device_t<To>>>(flat_grid(n), 256, 0, stream())(dev(x), dev(y), n);
     COEFFNET_LAUNCH_CHECK("convert");
 }
 
@@ -865,7 +866,7 @@ void embedding_forward(const DeviceTensor<int64_t>& indices, const DeviceTensor<
     with_vec<FULL>(vec_ok ? FULL : 1, [&](auto v) {
         constexpr int VEC = decltype(v)::value;
         const unsigned grid = static_cast<unsigned>(std::clamp<int64_t>(ceil_div(rows, 8), 1, max_row_grid));
-        kern::embedding_fwd<DT, VEC><<<grid, dim3(32, 8), 0, stream()>>>(indices.data(), dev(weight), dev(out), rows, V, D);
+        launch<kern::embedding_fwd<DT, VEC>>(grid, dim3(32, 8), 0, stream())(indices.data(), dev(weight), dev(out), rows, V, D);
     });
     COEFFNET_LAUNCH_CHECK("embedding_fwd");
 }
@@ -886,7 +887,7 @@ void embedding_backward(const DeviceTensor<int64_t>& indices, const DeviceTensor
     with_vec<FULL>(vec_ok ? FULL : 1, [&](auto v) {
         constexpr int VEC = decltype(v)::value;
         const unsigned grid = static_cast<unsigned>(std::clamp<int64_t>(ceil_div(rows, 8), 1, max_row_grid));
-        kern::embedding_bwd<DT, VEC><<<grid, dim3(32, 8), 0, stream()>>>(indices.data(), dev(d_out), d_weight.data(), rows,
+        launch<kern::embedding_bwd<DT, VEC>>(grid, dim3(32, 8), 0, stream())(indices.data(), dev(d_out), d_weight.data(), rows,
                                                                           V, D);
     });
     COEFFNET_LAUNCH_CHECK("embedding_bwd");

@@ -1,15 +1,13 @@
 // Fused coefficient attention on the GPU (kernels/coeff_attention.cuh, src/cuda/attention.cu).
 //
-// Two kinds of test:
-//   - host emulation (runs everywhere): the kernel file's block functions run on the CPU, one
-//     CTA at a time with one "thread" (attn::emulate_forward / emulate_backward), against the
-//     CPU coeff_attention (materialised): values and gradients for q, k, v and alpha, masks,
-//     tails, dropout words and generator offsets, head groups forced by a small shared-memory
-//     limit, bf16 storage. This checks the algorithm (two-pass forward, the D_i / dalpha' pass,
-//     the key-major dK/dV pass) without a GPU; it cannot check races or barriers.
-//   - device tests (COEFFNET_REQUIRE_GPU, SKIPPED without a GPU): the launchers against the CPU
-//     on N = 1, 7, 197, 1025; d = 40, 64, 80; H = 1, 8, 12; fp32 tight, bf16 against the CPU's
-//     bf16 rounding error.
+// Every test runs the real launchers (src/cuda/attention.cu) and kernels: on a GPU, or under the
+// block emulator (src/emulator/, ctest "emulated/..."; real thread counts, barriers, wmma warp
+// collectives and shadow-checked shared memory), against the CPU coeff_attention (materialised):
+//   - "plans": values and gradients for q, k, v and alpha, masks, tails, dropout words and
+//     generator offsets, head groups and small tiles forced by a shared-memory cap
+//     (AttentionConfig::max_smem), bf16 and fp16 storage, SIMT and tensor-core kernels;
+//   - the device cases (N = 1, 7, 197, 1025; d = 40, 64, 80; H = 1, 8, 12): fp32 tight, bf16
+//     against the CPU's bf16 rounding error. Without a GPU or the emulator, they report skipped.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -130,49 +128,17 @@ std::vector<float> floats(const std::vector<T>& x) {
     return r;
 }
 
-// The launchers' sequence on the host: the generator's draws and alpha' by ops/coeff_spec.hpp's
-// functions, then the emulated kernels of the plan for `smem_limit`.
 template <class T>
-Result emulate(const Inputs& in, const Case& c, int64_t smem_limit, cuda::AttentionPlan* plan_out = nullptr,
-               bool tensor_cores = true) {
-    const int64_t B = c.B, H = c.H, N = c.N, M = c.M;
-    Generator gen(99, 7);
-    AttentionOptions o;  // the CPU reference's options, drawn as the launcher draws them
-    if (c.dropout) {
-        o.training = true;
-        o.coeff.alpha_dropout = kAlphaDrop;
-        o.attn_dropout = kAttnDrop;
-    }
-    const coeff::Draws<float> draws = coeff::reserve_draws<float>(o.coeff, !c.plain, o.attn_dropout, o.training, &gen,
-                                                                  B, H, N, M, "emulate", "a generator");
-    std::vector<float> alpha = c.plain ? std::vector<float>(static_cast<size_t>(H * H), 0.0f) : in.alpha.to_vector();
-    std::vector<float> ap(static_cast<size_t>(H * H));
-    for (int64_t j = 0; j < H * H; ++j)
-        ap[static_cast<size_t>(j)] = coeff::alpha_prime_element(draws.alpha, H, j / H, j % H, alpha[static_cast<size_t>(j)],
-                                                                o.coeff.alpha_residual);
-    attn::Params<T> p;
-    p.B = B, p.H = H, p.N = N, p.M = M, p.d = c.d, p.dv = c.dv;
-    p.scale = static_cast<float>(coeff::score_scale(o.scale, c.d));
-    p.causal = c.causal;
-    p.drop = draws.phat;
-    const std::vector<T> q = storage<T>(in.q), k = storage<T>(in.k), v = storage<T>(in.v), dout = storage<T>(in.dout);
-    std::vector<uint8_t> km;
-    if (in.key_mask.defined())
-        for (float x : in.key_mask.to_vector()) km.push_back(x != 0.0f ? 1 : 0);
-    std::vector<T> out(static_cast<size_t>(B * H * N * c.dv)), dq(q.size()), dk(k.size()), dv(v.size());
-    std::vector<float> lse(static_cast<size_t>(B * H * N)), dalpha(static_cast<size_t>(H * H));
-    p.q = q.data(), p.k = k.data(), p.v = v.data(), p.out = out.data(), p.dout = dout.data(), p.lse = lse.data();
-    p.alpha_p = ap.data();
-    p.key_mask = km.empty() ? nullptr : km.data();
-    p.dk = dk.data();
-    p.dvv = dv.data();
-    const cuda::AttentionPlan plan =
-        cuda::plan_coeff_attention(B, H, N, M, c.d, c.dv, smem_limit, static_cast<int64_t>(sizeof(T)));
-    if (plan_out) *plan_out = plan;
-    attn::emulate_forward(p, plan, tensor_cores);
-    attn::emulate_backward(p, plan, draws.alpha, dq.data(), dalpha.data(), tensor_cores);
-    Result r{floats(out), floats(dq), floats(dk), floats(dv), c.plain ? std::vector<float>{} : dalpha, gen.offset};
-    return r;
+Result run_device(const Inputs& in, const Case& c, bool tensor_cores = true, int64_t max_smem = 0);
+
+// The launchers with their plan for `smem_limit` bytes of shared memory per block (below the
+// device's limit: smaller tiles and head groups). On a GPU or under the block emulator.
+template <class T>
+Result run_plan(const Inputs& in, const Case& c, int64_t smem_limit, cuda::AttentionPlan* plan_out = nullptr,
+                bool tensor_cores = true) {
+    if (plan_out)
+        *plan_out = cuda::plan_coeff_attention(c.B, c.H, c.N, c.M, c.d, c.dv, smem_limit, static_cast<int64_t>(sizeof(T)));
+    return run_device<T>(in, c, tensor_cores, smem_limit);
 }
 
 // max |a - b| / max |b| (0 when both are zero); NaN anywhere fails.
@@ -329,18 +295,19 @@ const Case kEmuCases[] = {
 
 }  // namespace
 
-TEST_CASE("cuda attention emulation: the kernels' block functions equal the CPU coeff_attention (fp32)") {
+TEST_CASE("cuda attention plans: the kernels' block functions equal the CPU coeff_attention (fp32)") {
+    COEFFNET_REQUIRE_GPU();
     for (const Case& c : kEmuCases) {
         INFO(describe(c));
         const Inputs in = make_inputs(c, 1234 + static_cast<uint64_t>(c.N * 31 + c.M));
         const Result want = cpu_reference(in, c);
-        const Result got = emulate<float>(in, c, kH200Smem);
+        const Result got = run_plan<float>(in, c, kH200Smem);
         check_close(got, want, 2e-5, "H200 plan");
         CHECK(got.offset == want.offset);
     }
 }
 
-TEST_CASE("cuda attention emulation: drop_mult4 and for_each_tile_element give DropoutDraw::multiplier's values") {
+TEST_CASE("cuda attention plans: drop_mult4 and for_each_tile_element give DropoutDraw::multiplier's values") {
     // M = 197 and M = 64: rows whose first word is and is not a multiple of 4 (1 and 2 Philox blocks).
     Generator gen(2024);
     for (int64_t M : {int64_t{197}, int64_t{64}, int64_t{5}}) {
@@ -385,14 +352,16 @@ TEST_CASE("cuda attention emulation: drop_mult4 and for_each_tile_element give D
     }
 }
 
-TEST_CASE("cuda attention emulation: long rows (N = M = 1025), causal, dropout across tiles") {
+TEST_CASE("cuda attention plans: long rows (N = M = 1025), causal, dropout across tiles") {
+    COEFFNET_REQUIRE_GPU();
     const Case c{1, 2, 1025, 1025, 40, 40, true, 0, true};
     const Inputs in = make_inputs(c, 77);
     const Result want = cpu_reference(in, c);
-    check_close(emulate<float>(in, c, kH200Smem), want, 5e-5, "H200 plan");
+    check_close(run_plan<float>(in, c, kH200Smem), want, 5e-5, "H200 plan");
 }
 
-TEST_CASE("cuda attention emulation: head groups and small tiles (forced by a small shared-memory limit)") {
+TEST_CASE("cuda attention plans: head groups and small tiles (forced by a small shared-memory limit)") {
+    COEFFNET_REQUIRE_GPU();
     for (const Case& c : {kEmuCases[3], kEmuCases[5], kEmuCases[6]}) {
         INFO(describe(c));
         const Inputs in = make_inputs(c, 99 + static_cast<uint64_t>(c.N));
@@ -400,14 +369,15 @@ TEST_CASE("cuda attention emulation: head groups and small tiles (forced by a sm
         for (int64_t limit : {int64_t{48 * 1024}, int64_t{64 * 1024}, kA100Smem}) {
             INFO("smem limit " << limit);
             cuda::AttentionPlan plan;
-            const Result got = emulate<float>(in, c, limit, &plan);
+            const Result got = run_plan<float>(in, c, limit, &plan);
             if (limit == 48 * 1024) CHECK((plan.fwd_out.groups > 1 || plan.bwd_kv.groups > 1));
             check_close(got, want, 2e-5, "small limit");
         }
     }
 }
 
-TEST_CASE("cuda attention emulation: bf16 storage within the bf16 error of the materialised op (SIMT and tensor-core kernels)") {
+TEST_CASE("cuda attention plans: bf16 storage within the bf16 error of the materialised op (SIMT and tensor-core kernels)") {
+    COEFFNET_REQUIRE_GPU();
     for (const Case& c : {kEmuCases[0], kEmuCases[2], kEmuCases[3], kEmuCases[4], kEmuCases[5], kEmuCases[6], kEmuCases[7],
                           kEmuCases[8]}) {
         INFO(describe(c));
@@ -416,7 +386,7 @@ TEST_CASE("cuda attention emulation: bf16 storage within the bf16 error of the m
         for (bool tc : {false, true}) {
             INFO("tensor cores " << tc);
             cuda::AttentionPlan plan;
-            const Result got = emulate<bfloat16_t>(in, c, kH200Smem, &plan, tc);
+            const Result got = run_plan<bfloat16_t>(in, c, kH200Smem, &plan, tc);
             CHECK(plan.use_tc);
             check_bf16(got, want, bf16_materialised(in, c));
             CHECK(got.offset == want.offset);
@@ -424,14 +394,15 @@ TEST_CASE("cuda attention emulation: bf16 storage within the bf16 error of the m
     }
 }
 
-TEST_CASE("cuda attention emulation: tensor-core kernels with head groups (small shared-memory limit), fp16") {
+TEST_CASE("cuda attention plans: tensor-core kernels with head groups (small shared-memory limit), fp16") {
+    COEFFNET_REQUIRE_GPU();
     const Case c = kEmuCases[5];
     const Inputs in = make_inputs(c, 17);
     Inputs h = in;
     for (Tensor<float>* t : {&h.q, &h.k, &h.v, &h.dout}) *t = t->cast<half_t>().cast<float>();
     const Result want = cpu_reference(h, c);
     cuda::AttentionPlan plan;
-    const Result got = emulate<half_t>(h, c, 48 * 1024, &plan, true);
+    const Result got = run_plan<half_t>(h, c, 48 * 1024, &plan, true);
     CHECK(plan.use_tc);
     CHECK(plan.fwd_out_tc.groups > 1);
     CHECK(rel_err(got.out, want.out) <= 2e-3);
@@ -505,11 +476,12 @@ TEST_CASE("cuda attention: without a usable GPU the launchers throw a clear Erro
 namespace {
 
 template <class T>
-Result run_device(const Inputs& in, const Case& c, bool tensor_cores = true) {
+Result run_device(const Inputs& in, const Case& c, bool tensor_cores, int64_t max_smem) {
     Generator gen(99, 7);
     cuda::AttentionConfig cfg;
     cfg.causal = c.causal;
     cfg.tensor_cores = tensor_cores;
+    cfg.max_smem = max_smem;
     if (c.dropout) {
         cfg.training = true;
         cfg.coeff.alpha_dropout = kAlphaDrop;
@@ -596,21 +568,3 @@ TEST_CASE("cuda coeff_attention fp16 within the CPU's rounding error") {
     CHECK(rel_err(got.dalpha, want.dalpha) <= 1e-4);
 }
 
-TEST_CASE("cuda coeff_attention equals its own host emulation (same block functions)") {
-    COEFFNET_REQUIRE_GPU();
-    const Case c{2, 12, 97, 131, 80, 80, true, 1, true};
-    const Inputs in = make_inputs(c, 8);
-    const int64_t limit = [] {
-        int v = 0;
-        cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0);
-        return static_cast<int64_t>(v);
-    }();
-    check_close(run_device<float>(in, c), emulate<float>(in, c, limit), 2e-5, "fp32 (SIMT): device vs emulation");
-    // bf16: the device's MMAs and the host stand-in sum in different orders, and a Phat or dS
-    // element near a rounding boundary can round the other way: a bf16 ulp, not more.
-    const Inputs b16 = bf16_inputs(in);
-    check_close(run_device<bfloat16_t>(b16, c, true), emulate<bfloat16_t>(b16, c, limit, nullptr, true), 1e-2,
-                "bf16 tensor cores: device vs emulation");
-    check_close(run_device<bfloat16_t>(b16, c, false), emulate<bfloat16_t>(b16, c, limit, nullptr, false), 1e-2,
-                "bf16 SIMT: device vs emulation");
-}

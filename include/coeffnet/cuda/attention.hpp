@@ -42,6 +42,8 @@ struct AttentionConfig {
     bool training = false;
     Generator* generator = nullptr;  // required when training with a dropout p > 0
     bool tensor_cores = true;      // bf16 / half: the tensor-core kernels (false: the SIMT ones)
+    int64_t max_smem = 0;          // 0: plan for the device's opt-in shared memory per block; else at
+                                   // most this many bytes (smaller tiles and head groups; the tests use it)
 };
 
 // Everything the backward needs besides q, k, v, dout and the key mask.
@@ -54,6 +56,7 @@ struct CoeffAttentionSaved {
     bool causal = false;
     DropoutDraw<float> drop;          // Phat's dropout
     bool tensor_cores = true;         // the backward uses the forward's choice
+    int64_t max_smem = 0;             // and its shared-memory cap (AttentionConfig::max_smem)
 };
 
 template <class T>

@@ -29,7 +29,7 @@ template <class T>
 class Tensor;
 }  // namespace coeffnet
 
-#if !defined(__CUDACC__)
+#if !defined(__CUDACC__) && !defined(COEFFNET_EMULATED)
 #include "../tensor/tensor.hpp"
 #endif
 
@@ -138,7 +138,7 @@ private:
 
 };
 
-#if !defined(__CUDACC__)
+#if !defined(__CUDACC__) && !defined(COEFFNET_EMULATED)
 template <class T>
 Tensor<float> DeviceTensor<T>::to_host_float() const {
     return to_host().template cast<float>();
