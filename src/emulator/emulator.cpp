@@ -78,10 +78,67 @@ Stack make_stack() {
     return {static_cast<char*>(p) + page, kStackBytes};
 }
 
+// A fiber's saved context. On x86-64 (without ASan) a switch saves the callee-saved registers on
+// the old stack and loads the new stack pointer: 8 instructions, no system call (ucontext's
+// swapcontext also saves the signal mask, a system call per switch, which made the emulator
+// spend a third of its time in the kernel). Elsewhere, and under ASan (whose fiber annotations
+// are written for ucontext), ucontext.
+#if defined(__x86_64__) && !COEFFNET_EMU_ASAN
+#define COEFFNET_EMU_FAST_SWITCH 1
+struct Context {
+    void* sp = nullptr;
+};
+extern "C" void coeffnet_emu_switch(void** save_sp, void* load_sp);
+asm(R"(
+    .text
+    .globl coeffnet_emu_switch
+    .type coeffnet_emu_switch, @function
+coeffnet_emu_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size coeffnet_emu_switch, .-coeffnet_emu_switch
+)");
+void ctx_switch(Context& from, Context& to) { coeffnet_emu_switch(&from.sp, to.sp); }
+// The first switch to a fresh context "returns" into entry with a 16-byte aligned frame.
+void ctx_init(Context& c, void* base, size_t size, void (*entry)()) {
+    auto* top = reinterpret_cast<void**>((reinterpret_cast<uintptr_t>(base) + size) & ~uintptr_t{15});
+    top[-1] = nullptr;                                  // entry's return address: it never returns
+    top[-2] = reinterpret_cast<void*>(entry);           // popped by ret
+    for (int i = 3; i <= 8; ++i) top[-i] = nullptr;     // rbp, rbx, r12-r15
+    c.sp = top - 8;
+}
+#else
+#define COEFFNET_EMU_FAST_SWITCH 0
+struct Context {
+    ucontext_t uc{};
+};
+void ctx_switch(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
+void ctx_init(Context& c, void* base, size_t size, void (*entry)()) {
+    getcontext(&c.uc);
+    c.uc.uc_stack.ss_sp = base;
+    c.uc.uc_stack.ss_size = size;
+    c.uc.uc_link = nullptr;
+    makecontext(&c.uc, entry, 0);
+}
+#endif
+
 enum class State { runnable, at_barrier, at_collective, done };
 
 struct Thread {
-    ucontext_t ctx{};
+    Context ctx;
     Builtins b;
     int tid = 0;
     State state = State::runnable;
@@ -90,7 +147,7 @@ struct Thread {
 };
 
 struct Warp {
-    unsigned arrived = 0, mask = 0;
+    unsigned arrived = 0, mask = 0, exited = 0;
     const char* kind = nullptr;
     CollectiveFn complete = nullptr;
     void* ctx = nullptr;
@@ -124,7 +181,7 @@ struct Emulator {
     std::vector<int> runnable;
     std::vector<Stack> stacks;
     Thread* current = nullptr;
-    ucontext_t sched{};
+    Context sched;
     const std::function<void()>* body = nullptr;
     int alive = 0, at_barrier = 0;
     std::source_location barrier_site;
@@ -139,7 +196,21 @@ struct Emulator {
     unsigned char* dyn = nullptr;
     size_t dyn_bytes = 0;
     std::vector<Shadow> dyn_shadow;
-    std::unordered_map<uintptr_t, Shadow> static_shadow;
+    // Static shared memory: shadow pages made on first touch (a kernel touches a few arrays).
+    std::unordered_map<uintptr_t, std::unique_ptr<Shadow[]>> static_pages;
+    uintptr_t last_page = ~uintptr_t{0};
+    Shadow* last_shadow = nullptr;
+    Shadow& static_shadow(uintptr_t a) {
+        const uintptr_t page = a >> 12;
+        if (page != last_page) {
+            auto& p = static_pages[page];
+            if (!p) p = std::make_unique<Shadow[]>(4096);
+            last_page = page;
+            last_shadow = p.get();
+        }
+        return last_shadow[a & 4095];
+    }
+    std::vector<uintptr_t> static_touched;  // poisoned at every CTA start
     uintptr_t bss_lo = reinterpret_cast<uintptr_t>(__bss_start), bss_hi = reinterpret_cast<uintptr_t>(_end);
 
     // Device arena (allocations may come from several OS threads; kernels run one at a time).
@@ -155,16 +226,19 @@ struct Emulator {
 };
 
 void write_barrier_log();
-Emulator& E() {
-    // Never destroyed (a kernel may run from another static's destructor); the barrier log is
-    // written at exit.
+// Never destroyed (a kernel may run from another static's destructor); the barrier log is
+// written at exit. A plain pointer: E() is on every hook's path.
+Emulator* g_emulator = nullptr;
+Emulator& make_emulator() {
     static Emulator* e = [] {
         auto* p = new Emulator();
         std::atexit(&write_barrier_log);
         return p;
     }();
+    g_emulator = e;
     return *e;
 }
+inline Emulator& E() { return g_emulator != nullptr ? *g_emulator : make_emulator(); }
 void write_barrier_log() {
     if (const char* f = std::getenv("COEFFNET_EMU_BARRIER_LOG")) {
         if (FILE* out = std::fopen(f, "a")) {
@@ -304,7 +378,11 @@ void on_access(const void* p, size_t n, bool write, bool atomic, int tid, const 
         for (size_t i = 0; i < n; ++i) check_shadow(e.dyn_shadow[off + i], a + i, write, atomic, tid, pc, "dynamic shared");
     } else if (a >= e.bss_lo && a < e.bss_hi) {
         ++e.stats.shared_checks;
-        for (size_t i = 0; i < n; ++i) check_shadow(e.static_shadow[a + i], a + i, write, atomic, tid, pc, "static shared");
+        for (size_t i = 0; i < n; ++i) {
+            Shadow& sh = e.static_shadow(a + i);
+            if (sh.w_epoch == 0 && sh.r_epoch == 0) e.static_touched.push_back(a + i);
+            check_shadow(sh, a + i, write, atomic, tid, pc, "static shared");
+        }
     } else if (e.arena != nullptr && a - reinterpret_cast<uintptr_t>(e.arena) < e.arena_bytes) {
         check_device(a, n, tid, pc);
     }
@@ -323,10 +401,10 @@ void switch_to_scheduler(Thread& t) {
 #if COEFFNET_EMU_ASAN
     void* fake = nullptr;
     __sanitizer_start_switch_fiber(&fake, e.main_bottom, e.main_size);
-    swapcontext(&t.ctx, &e.sched);
+    ctx_switch(t.ctx, e.sched);
     __sanitizer_finish_switch_fiber(fake, &e.main_bottom, &e.main_size);
 #else
-    swapcontext(&t.ctx, &e.sched);
+    ctx_switch(t.ctx, e.sched);
 #endif
 }
 
@@ -392,6 +470,7 @@ void thread_entry() {
         if (e.error.empty()) e.error = "emulated kernel " + e.spec->name + ": exception in " + thread_str(t->tid) + ": " + ex.what();
     }
     t->state = State::done;
+    e.warps[static_cast<size_t>(t->tid / 32)].exited |= 1u << (t->tid % 32);
     --e.alive;
     if (e.at_barrier > 0 && e.at_barrier == e.alive) release_barrier();
     check_pending_collectives();
@@ -399,7 +478,8 @@ void thread_entry() {
 #if COEFFNET_EMU_ASAN
     __sanitizer_start_switch_fiber(nullptr, e.main_bottom, e.main_size);  // this fiber ends
 #endif
-    setcontext(&e.sched);
+    Context dead;  // this fiber is never resumed
+    ctx_switch(dead, e.sched);
 }
 
 void deadlock() {
@@ -435,7 +515,7 @@ void run_cta(const LaunchSpec& spec, Dim3 cta) {
     e.barrier_origin = "the start of the CTA";
     e.cta_epoch0 = e.epoch = e.epoch + 1;
     if (e.dyn_bytes > 0) std::memset(e.dyn, 0xff, e.dyn_bytes);  // poison: NaN as floats
-    for (auto& [addr, s] : e.static_shadow) *reinterpret_cast<unsigned char*>(addr) = 0xff;
+    for (uintptr_t addr : e.static_touched) *reinterpret_cast<unsigned char*>(addr) = 0xff;
     for (int i = 0; i < n; ++i) {
         Thread& t = e.threads[static_cast<size_t>(i)];
         t.tid = i;
@@ -444,15 +524,11 @@ void run_cta(const LaunchSpec& spec, Dim3 cta) {
         t.b.block_idx = cta;
         t.b.block_dim = spec.block;
         t.b.grid_dim = spec.grid;
-        getcontext(&t.ctx);
         Stack& st = e.stacks[static_cast<size_t>(i)];
 #if COEFFNET_EMU_ASAN
         __asan_unpoison_memory_region(st.base, st.size);
 #endif
-        t.ctx.uc_stack.ss_sp = st.base;
-        t.ctx.uc_stack.ss_size = st.size;
-        t.ctx.uc_link = &e.sched;
-        makecontext(&t.ctx, &thread_entry, 0);
+        ctx_init(t.ctx, st.base, st.size, &thread_entry);
         e.runnable.push_back(i);
     }
     e.stats.threads += n;
@@ -475,10 +551,10 @@ void run_cta(const LaunchSpec& spec, Dim3 cta) {
         void* fake = nullptr;
         Stack& st = e.stacks[static_cast<size_t>(tid)];
         __sanitizer_start_switch_fiber(&fake, st.base, st.size);
-        swapcontext(&e.sched, &t.ctx);
+        ctx_switch(e.sched, t.ctx);
         __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
 #else
-        swapcontext(&e.sched, &t.ctx);
+        ctx_switch(e.sched, t.ctx);
 #endif
         e.current = nullptr;
     }
@@ -537,7 +613,7 @@ void warp_collective(const char* kind, unsigned mask, void* payload, CollectiveF
     if (!(mask >> lane & 1u))
         fault(thread_str(t->tid) + " calls " + kind + " at " + site_str(where) + " with mask " + hex(mask) +
               ", which leaves out the calling lane");
-    if (w.arrived != 0 && (w.mask != mask || std::strcmp(w.kind, kind) != 0))
+    if (w.arrived != 0 && (w.mask != mask || (w.kind != kind && std::strcmp(w.kind, kind) != 0)))
         fault(thread_str(t->tid) + " calls " + kind + " at " + site_str(where) + " (mask " + hex(mask) +
               ") while lanes of its warp wait in " + w.kind + " at " + site_str(w.site) + " (mask " + hex(w.mask) + ")");
     if (w.arrived == 0) {
@@ -546,7 +622,6 @@ void warp_collective(const char* kind, unsigned mask, void* payload, CollectiveF
         w.complete = complete;
         w.ctx = ctx;
         w.site = where;
-        w.payloads.fill(nullptr);
     }
     w.payloads[static_cast<size_t>(lane)] = payload;
     w.arrived |= 1u << lane;
@@ -557,17 +632,19 @@ void warp_collective(const char* kind, unsigned mask, void* payload, CollectiveF
         w.complete(w.payloads.data(), mask, w.ctx);
         e.suppress = false;
         w.arrived = 0;
+        w.payloads.fill(nullptr);
         for (int l = 0; l < 32; ++l)
             if ((mask >> l & 1u) && base + l != t->tid) make_runnable(base + l);
         if (!e.error.empty()) fault("");
         return;
     }
-    // A lane in the mask that has already exited can never arrive.
-    for (int l = 0; l < 32; ++l) {
-        const size_t tid = static_cast<size_t>(t->tid / 32 * 32 + l);
-        if ((mask >> l & 1u) && !(w.arrived >> l & 1u) && (tid >= e.threads.size() || e.threads[tid].state == State::done))
-            fault(std::string(kind) + " at " + site_str(where) + ": mask " + hex(mask) + " names lane " +
-                  std::to_string(l) + (tid >= e.threads.size() ? ", which does not exist" : ", which has exited"));
+    // A lane in the mask that has already exited, or does not exist, can never arrive.
+    const int base = t->tid / 32 * 32, present = std::min(32, static_cast<int>(e.threads.size()) - base);
+    const unsigned missing = (present < 32 ? ~((1u << present) - 1u) : 0u) | w.exited;
+    if (const unsigned gone = mask & missing & ~w.arrived) {
+        const int l = __builtin_ctz(gone);
+        fault(std::string(kind) + " at " + site_str(where) + ": mask " + hex(mask) + " names lane " + std::to_string(l) +
+              (l >= present ? ", which does not exist" : ", which has exited"));
     }
     block(State::at_collective);
 }
