@@ -1,9 +1,10 @@
 // coeffnet/instantiations.hpp: the templates that the compiled companion library (CMake target
-// coeffnet::compiled, built from src/compiled.cpp) instantiates for float and double. Written once:
+// coeffnet::compiled, built from src/compiled_{float,double}.cpp) instantiates for float and double.
+// Written once:
 //   - with COEFFNET_COMPILED defined (coeffnet::compiled sets it for its users), <coeffnet/coeffnet.hpp>
 //     declares each entry `extern template`, so a program does not instantiate, optimise and
 //     compile these functions again: it calls the library's copies;
-//   - src/compiled.cpp defines each entry (`template ...;`) for float and double.
+//   - src/compiled.hpp defines each entry (`template ...;`), once for float and once for double.
 //
 // COEFFNET_TEMPLATES(X, T) calls X(declaration) once per entry, T being the element type. An entry
 // is a class template (all its members that are not templates themselves) or one function
