@@ -35,3 +35,19 @@
 #include "nn/layers.hpp"
 #include "train/optim.hpp"
 #include "train/clip.hpp"
+
+// With COEFFNET_COMPILED (set by the CMake target coeffnet::compiled for the programs that link it),
+// the float and double instantiations of instantiations.hpp's templates are declared extern: the
+// program calls the compiled companion library's copies instead of compiling its own.
+#ifdef COEFFNET_COMPILED
+#ifdef _OPENMP
+#error "coeffnet::compiled is built without OpenMP: link coeffnet::openmp with the header-only target instead"
+#endif
+#include "instantiations.hpp"
+#define COEFFNET_EXTERN_TEMPLATE_(...) extern template __VA_ARGS__;
+namespace coeffnet {
+COEFFNET_TEMPLATES(COEFFNET_EXTERN_TEMPLATE_, float)
+COEFFNET_TEMPLATES(COEFFNET_EXTERN_TEMPLATE_, double)
+}  // namespace coeffnet
+#undef COEFFNET_EXTERN_TEMPLATE_
+#endif
