@@ -36,8 +36,7 @@ namespace coeffnet::cuda {
 // The kernel's name as the compiler spells the template argument (for the emulator's messages).
 template <auto Kernel>
 const char* kernel_name() {
-    static const std::string name = [] {
-        const std::string_view f = __PRETTY_FUNCTION__;
+    static const std::string name = [](std::string_view f) {
         const size_t a = f.find("Kernel = ");
         if (a == std::string_view::npos) return std::string(f);
         size_t b = f.find_first_of(";]", a);
@@ -45,7 +44,7 @@ const char* kernel_name() {
         for (const char* strip : {"coeffnet::cuda::kern::", "coeffnet::cuda::attn::", "coeffnet::cuda::", "(& ", "& "})
             for (size_t p; (p = s.find(strip)) != std::string::npos;) s.erase(p, std::string_view(strip).size());
         return s;
-    }();
+    }(__PRETTY_FUNCTION__);
     return name.c_str();
 }
 

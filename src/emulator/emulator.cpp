@@ -629,8 +629,14 @@ void warp_collective(const char* kind, unsigned mask, void* payload, CollectiveF
     if (w.arrived == mask) {
         const int base = t->tid / 32 * 32;
         e.suppress = true;
-        w.complete(w.payloads.data(), mask, w.ctx);
+        std::string failed;
+        try {
+            w.complete(w.payloads.data(), mask, w.ctx);
+        } catch (const std::exception& ex) {
+            failed = ex.what();
+        }
         e.suppress = false;
+        if (!failed.empty()) fault(std::string(kind) + " at " + site_str(where) + ": " + failed);
         w.arrived = 0;
         w.payloads.fill(nullptr);
         for (int l = 0; l < 32; ++l)
@@ -695,6 +701,7 @@ int launch(const LaunchSpec& spec, const std::function<void()>& body) {
     e.spec = &spec;
     e.body = &body;
     e.error.clear();
+    e.suppress = false;
     e.rng = e.opts.seed * 0x2545f4914f6cdd1dull + static_cast<uint64_t>(e.stats.launches);
     e.dyn_bytes = spec.smem;
     e.dyn_raw.assign(spec.smem + 128, 0xff);
