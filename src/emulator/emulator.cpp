@@ -169,12 +169,15 @@ struct Emulator {
     Options opts = make_options();
     Stats stats;
     std::set<std::string> barrier_sites;
+    std::set<std::pair<const char*, unsigned>> seen_sites;  // (file, line) pointers: no string per barrier
     std::map<std::string, int64_t> launch_counts;
     std::map<const void*, int64_t> max_dyn_smem;
 
     // The running CTA.
     bool active = false;      // a CTA is running: the hooks check accesses
     bool suppress = false;    // the emulator itself is touching memory for a lane (collectives)
+    bool aborting = false;    // a fault ended the CTA: the remaining threads unwind
+    bool in_hook = false;     // on_access runs for an instrumentation hook (see fault())
     const LaunchSpec* spec = nullptr;
     std::vector<Thread> threads;
     std::vector<Warp> warps;
@@ -297,6 +300,10 @@ std::string thread_str(int tid) {
 void switch_to_scheduler(Thread& t);
 
 // Records a fault of the running CTA and leaves the faulting thread for good.
+// Thrown on a fiber to end its thread after a fault: its frames unwind (nothing leaks) and
+// thread_entry catches it.
+struct FiberAbort {};
+
 [[noreturn]] void fault(const std::string& what) {
     Emulator& e = E();
     if (e.error.empty()) {
@@ -305,7 +312,14 @@ void switch_to_scheduler(Thread& t);
           << e.cta.x << "," << e.cta.y << "," << e.cta.z << "): " << what;
         e.error = m.str();
     }
+    // Under ASan (leak checking) the faulting thread unwinds; the others are unwound in turn. In
+    // an instrumented build a fault may come from an access hook, which the kernel code calls as
+    // nothrow (no exception can pass it), so the thread is left for good instead (a few bytes of
+    // its frames leak; that build has no leak checker).
+    if (COEFFNET_EMU_ASAN && !e.in_hook) throw FiberAbort{};
+    e.in_hook = false;
     Thread* t = e.current;
+    t->state = State::done;
     e.current = nullptr;
     switch_to_scheduler(*t);
     std::abort();  // never resumed
@@ -392,7 +406,9 @@ inline void hook(const void* p, size_t n, bool write, const void* pc) {
     if (!t_in_cta) return;
     Emulator& e = E();
     if (!e.active || e.suppress || e.current == nullptr || !e.opts.shadow) return;
+    e.in_hook = true;
     on_access(p, n, write, false, e.current->tid, pc);
+    e.in_hook = false;
 }
 
 // ---- the scheduler ------------------------------------------------------------------------------
@@ -432,6 +448,7 @@ void block(State s) {
     e.current = nullptr;
     switch_to_scheduler(*t);
     e.current = t;  // resumed: the scheduler set state to runnable
+    if (e.aborting) throw FiberAbort{};
 }
 
 void check_pending_collectives() {
@@ -464,16 +481,22 @@ void thread_entry() {
     __sanitizer_finish_switch_fiber(nullptr, &e.main_bottom, &e.main_size);
 #endif
     Thread* t = e.current;
-    try {
-        (*e.body)();
-    } catch (const std::exception& ex) {
-        if (e.error.empty()) e.error = "emulated kernel " + e.spec->name + ": exception in " + thread_str(t->tid) + ": " + ex.what();
+    if (!e.aborting) {
+        try {
+            (*e.body)();
+        } catch (const FiberAbort&) {
+        } catch (const std::exception& ex) {
+            if (e.error.empty())
+                e.error = "emulated kernel " + e.spec->name + ": exception in " + thread_str(t->tid) + ": " + ex.what();
+        }
     }
     t->state = State::done;
     e.warps[static_cast<size_t>(t->tid / 32)].exited |= 1u << (t->tid % 32);
     --e.alive;
-    if (e.at_barrier > 0 && e.at_barrier == e.alive) release_barrier();
-    check_pending_collectives();
+    if (!e.aborting) {
+        if (e.at_barrier > 0 && e.at_barrier == e.alive) release_barrier();
+        check_pending_collectives();
+    }
     e.current = nullptr;
 #if COEFFNET_EMU_ASAN
     __sanitizer_start_switch_fiber(nullptr, e.main_bottom, e.main_size);  // this fiber ends
@@ -535,13 +558,21 @@ void run_cta(const LaunchSpec& spec, Dim3 cta) {
     ++e.stats.ctas;
     e.active = true;
     t_in_cta = true;
-    while (e.error.empty()) {
-        if (e.runnable.empty()) {
-            if (e.alive == 0) break;
-            deadlock();
-            break;
+    e.aborting = false;
+    while (true) {
+        if (!e.error.empty() && !e.aborting) {
+            // A fault: every thread that has not finished is resumed once and unwinds (FiberAbort).
+            e.aborting = true;
+            e.runnable.clear();
+            for (const Thread& t : e.threads)
+                if (t.state != State::done) e.runnable.push_back(t.tid);
         }
-        const size_t k = static_cast<size_t>(next_random(e.rng) % e.runnable.size());
+        if (e.runnable.empty()) {
+            if (e.alive == 0 || e.aborting) break;
+            deadlock();
+            continue;
+        }
+        const size_t k = e.aborting ? e.runnable.size() - 1 : static_cast<size_t>(next_random(e.rng) % e.runnable.size());
         const int tid = e.runnable[k];
         e.runnable[k] = e.runnable.back();
         e.runnable.pop_back();
@@ -583,15 +614,14 @@ int thread_linear_id() { return E().current->tid; }
 void syncthreads(const std::source_location& where) {
     Emulator& e = E();
     Thread* t = e.current;
-    const std::string site = site_str(where);
-    e.barrier_sites.insert(site);
-    if (!e.opts.skip_barrier.empty() && site == e.opts.skip_barrier) {
+    if (e.seen_sites.insert({where.file_name(), where.line()}).second) e.barrier_sites.insert(site_str(where));
+    if (!e.opts.skip_barrier.empty() && site_str(where) == e.opts.skip_barrier) {
         ++e.stats.skipped_barriers;
         return;
     }
     if (e.at_barrier > 0 && (std::strcmp(e.barrier_site.file_name(), where.file_name()) != 0 ||
                              e.barrier_site.line() != where.line()))
-        fault(thread_str(t->tid) + " waits at the barrier at " + site + " while other threads wait at " +
+        fault(thread_str(t->tid) + " waits at the barrier at " + site_str(where) + " while other threads wait at " +
               site_str(e.barrier_site) + " (divergent __syncthreads)");
     e.barrier_site = where;
     t->site = where;
@@ -792,6 +822,7 @@ void reset_launch_counts() { E().launch_counts.clear(); }
 
 }  // namespace coeffnet::emu
 
+#if !COEFFNET_EMU_ASAN  // under AddressSanitizer the kernels are not instrumented (emulator.hpp)
 // ---- the access instrumentation's entry points ------------------------------------------------
 // GCC's -fsanitize=thread turns every load and store of the kernel translation units into a call
 // to one of these (the ThreadSanitizer run time is not linked: these are the whole run time).
@@ -852,3 +883,4 @@ COEFFNET_EMU_ATOMIC(64, unsigned long long)
 void __tsan_atomic_thread_fence(int) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 void __tsan_atomic_signal_fence(int) { __atomic_signal_fence(__ATOMIC_SEQ_CST); }
 }
+#endif
