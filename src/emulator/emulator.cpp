@@ -687,7 +687,7 @@ void warp_collective(const char* kind, unsigned mask, void* payload, CollectiveF
 
 void check_access(const void* addr, size_t bytes, bool write, int tid, const char* what) {
     Emulator& e = E();
-    if (!e.active || !e.opts.shadow) return;
+    if (!e.active || !e.opts.shadow || !instrumented()) return;  // the shadow knows only instrumented writes
     (void)what;
     on_access(addr, bytes, write, false, tid, __builtin_return_address(0));
 }

@@ -528,7 +528,7 @@ std::vector<Case> device_cases() {
 }  // namespace
 
 TEST_CASE("cuda coeff_attention fp32 equals the CPU op: values and gradients (q, k, v, alpha), masks, dropout") {
-    COEFFNET_REQUIRE_GPU();
+    COEFFNET_REQUIRE_REAL_GPU();
     for (const Case& c : device_cases()) {
         INFO(describe(c));
         const Inputs in = make_inputs(c, 555 + static_cast<uint64_t>(c.N * 7 + c.d + c.H));
@@ -540,7 +540,7 @@ TEST_CASE("cuda coeff_attention fp32 equals the CPU op: values and gradients (q,
 }
 
 TEST_CASE("cuda coeff_attention bf16 within the bf16 error of the materialised op (tensor-core and SIMT kernels)") {
-    COEFFNET_REQUIRE_GPU();
+    COEFFNET_REQUIRE_REAL_GPU();
     for (const Case& c : device_cases()) {
         INFO(describe(c));
         const Inputs in = bf16_inputs(make_inputs(c, 777 + static_cast<uint64_t>(c.N * 7 + c.d + c.H)));
@@ -555,7 +555,7 @@ TEST_CASE("cuda coeff_attention bf16 within the bf16 error of the materialised o
 }
 
 TEST_CASE("cuda coeff_attention fp16 within the CPU's rounding error") {
-    COEFFNET_REQUIRE_GPU();
+    COEFFNET_REQUIRE_REAL_GPU();
     const Case c{2, 8, 197, 197, 64, 64, true, 1};
     Inputs in = make_inputs(c, 31);
     for (Tensor<float>* t : {&in.q, &in.k, &in.v, &in.dout}) *t = t->cast<half_t>().cast<float>();

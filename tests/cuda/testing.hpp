@@ -50,6 +50,19 @@ inline bool no_gpu_or_skip() {
         if (!::coeffnet::cuda::testing::gpu_or_skip()) return;    \
     } while (0)
 
+// A GPU, not the block emulator: for device-scale cases that the emulator would take minutes over
+// (their kernels are covered at emulator scale by other tests).
+#if defined(COEFFNET_TEST_EMULATED)
+#define COEFFNET_REQUIRE_REAL_GPU()                                                                         \
+    do {                                                                                                   \
+        ::coeffnet::test::skip("device-scale shapes: run on a GPU; the emulated tests cover these kernels " \
+                               "at smaller shapes");                                                        \
+        return;                                                                                             \
+    } while (0)
+#else
+#define COEFFNET_REQUIRE_REAL_GPU() COEFFNET_REQUIRE_GPU()
+#endif
+
 #define COEFFNET_REQUIRE_NO_GPU()                                   \
     do {                                                            \
         if (!::coeffnet::cuda::testing::no_gpu_or_skip()) return;  \
