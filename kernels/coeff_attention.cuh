@@ -116,11 +116,6 @@
 #include <cstdint>
 #include <limits>
 #include <type_traits>
-#if !defined(__CUDACC__)
-#include <stdexcept>
-#include <string>
-#include <vector>
-#endif
 
 #include "coeff_attention_plan.cuh"
 #include "launch.cuh"

@@ -143,7 +143,6 @@ struct Thread {
     int tid = 0;
     State state = State::runnable;
     std::source_location site;
-    void* payload = nullptr;
 };
 
 struct Warp {
@@ -299,19 +298,22 @@ std::string thread_str(int tid) {
 
 void switch_to_scheduler(Thread& t);
 
-// Records a fault of the running CTA and leaves the faulting thread for good.
+// The first error of the running CTA wins: "emulated kernel NAME (launched at SITE), block (x,y,z): what".
+void record_error(const std::string& what) {
+    Emulator& e = E();
+    if (!e.error.empty()) return;
+    e.error = "emulated kernel " + e.spec->name + " (launched at " + site_str(e.spec->where) + "), block (" +
+              std::to_string(e.cta.x) + "," + std::to_string(e.cta.y) + "," + std::to_string(e.cta.z) + "): " + what;
+}
+
 // Thrown on a fiber to end its thread after a fault: its frames unwind (nothing leaks) and
 // thread_entry catches it.
 struct FiberAbort {};
 
+// Records a fault of the running CTA and ends the faulting thread.
 [[noreturn]] void fault(const std::string& what) {
     Emulator& e = E();
-    if (e.error.empty()) {
-        std::ostringstream m;
-        m << "emulated kernel " << e.spec->name << " (launched at " << site_str(e.spec->where) << "), block ("
-          << e.cta.x << "," << e.cta.y << "," << e.cta.z << "): " << what;
-        e.error = m.str();
-    }
+    record_error(what);
     // Under ASan (leak checking) the faulting thread unwinds; the others are unwound in turn. In
     // an instrumented build a fault may come from an access hook, which the kernel code calls as
     // nothrow (no exception can pass it), so the thread is left for good instead (a few bytes of
@@ -465,10 +467,7 @@ void check_pending_collectives() {
                   << (tid >= e.threads.size() ? ", which does not exist (the block has " + std::to_string(e.threads.size()) + " threads)"
                                               : ", which has exited")
                   << " (mask " << hex(wp.mask) << ")";
-                if (e.error.empty())
-                    e.error = "emulated kernel " + e.spec->name + " (launched at " + site_str(e.spec->where) + "), block (" +
-                              std::to_string(e.cta.x) + "," + std::to_string(e.cta.y) + "," + std::to_string(e.cta.z) +
-                              "): " + m.str();
+                record_error(m.str());
                 return;
             }
         }
@@ -486,8 +485,7 @@ void thread_entry() {
             (*e.body)();
         } catch (const FiberAbort&) {
         } catch (const std::exception& ex) {
-            if (e.error.empty())
-                e.error = "emulated kernel " + e.spec->name + ": exception in " + thread_str(t->tid) + ": " + ex.what();
+            record_error("exception in " + thread_str(t->tid) + ": " + ex.what());
         }
     }
     t->state = State::done;
@@ -520,9 +518,7 @@ void deadlock() {
     }
     m << " " << std::count_if(e.threads.begin(), e.threads.end(), [](const Thread& t) { return t.state == State::done; })
       << " have exited";
-    if (e.error.empty())
-        e.error = "emulated kernel " + e.spec->name + " (launched at " + site_str(e.spec->where) + "), block (" +
-                  std::to_string(e.cta.x) + "," + std::to_string(e.cta.y) + "," + std::to_string(e.cta.z) + "): " + m.str();
+    record_error(m.str());
 }
 
 void run_cta(const LaunchSpec& spec, Dim3 cta) {
@@ -608,7 +604,6 @@ const Builtins& builtins() {
     return t->b;
 }
 
-int lane_id() { return E().current->tid % 32; }
 int thread_linear_id() { return E().current->tid; }
 
 void syncthreads(const std::source_location& where) {
@@ -695,7 +690,7 @@ void check_access(const void* addr, size_t bytes, bool write, int tid, const cha
 template <class T>
 static T atomic_add_impl(T* a, T v, const void* pc) {
     Emulator& e = E();
-    if (e.active && e.current != nullptr && e.opts.shadow && g_instrumented && !COEFFNET_EMU_ASAN)
+    if (e.active && e.current != nullptr && e.opts.shadow && instrumented())
         on_access(a, sizeof(T), true, true, e.current->tid, pc);
     const T old = *a;
     *a = old + v;
@@ -734,7 +729,7 @@ int launch(const LaunchSpec& spec, const std::function<void()>& body) {
     e.suppress = false;
     e.rng = e.opts.seed * 0x2545f4914f6cdd1dull + static_cast<uint64_t>(e.stats.launches);
     e.dyn_bytes = spec.smem;
-    e.dyn_raw.assign(spec.smem + 128, 0xff);
+    e.dyn_raw.resize(spec.smem + 128);  // poisoned per CTA (run_cta)
     e.dyn = e.dyn_raw.data() + (128 - reinterpret_cast<uintptr_t>(e.dyn_raw.data()) % 128) % 128;
     e.dyn_shadow.assign(spec.smem, Shadow{});
     if (spec.smem == 0) e.dyn = nullptr;

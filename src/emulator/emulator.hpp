@@ -87,7 +87,6 @@ bool instrumented();
 int64_t max_shared_per_block(Target t);
 
 // ---- what the CUDA stand-in headers call (not for kernels or tests to call directly) ---------
-struct ThreadState;
 struct Builtins {
     Dim3 thread_idx, block_idx, block_dim, grid_dim;
 };
@@ -101,7 +100,6 @@ void syncthreads(const std::source_location& where);
 using CollectiveFn = void (*)(void** payloads, unsigned mask, void* ctx);
 void warp_collective(const char* kind, unsigned mask, void* payload, CollectiveFn complete, void* ctx,
                      const std::source_location& where);
-int lane_id();
 int thread_linear_id();
 
 // Checked accesses done on a thread's behalf by the emulator (wmma loads and stores).
