@@ -10,6 +10,16 @@
 #   bash tests/mutations.sh softmax-backward causal-off-by-one
 #   bash tests/mutations.sh --sources tests/test_vit.cpp --filter '*Coeff-Tuning ViT*' layernorm-backward
 #                                           # the same mutant against other tests
+#   bash tests/mutations.sh --barriers      # only the barrier sweep (below)
+#
+# The barrier sweep (run with every mutant unless mutants are named, or alone with --barriers):
+# mutants of the CUDA kernels without rebuilds. The block emulator (src/emulator/) can skip one
+# __syncthreads by its call site (COEFFNET_EMU_SKIP_BARRIER=file:line). The sweep runs each
+# emulated test case once to learn which barrier sites it reaches (COEFFNET_EMU_BARRIER_LOG),
+# then, for every site in kernels/ and src/cuda/, runs the cases that reach it with that barrier
+# skipped: "caught" when one fails (the first failing case is named), "SURVIVED" when all pass,
+# "not skipped" when the emulator reports it never skipped the site. It needs the emulated test
+# binary already built (EMULATED_TESTS, default build/tests/coeffnet_emulated_tests).
 #
 # Before any mutant, the unmutated sources are built and every selected filter must pass (so a
 # failure means the mutant, not the tree); --no-baseline skips that. A pattern that does not
@@ -93,12 +103,13 @@ mutant tiled-backend-unregistered include/coeffnet/ops/attention_tiled.hpp \
   tests/test_attention_tiled.cpp '*automatic*'
 
 # ---- options ----------------------------------------------------------------------------------
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
-list=0 baseline=1 only=() override_sources="" override_filter=""
+usage() { sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; }
+list=0 baseline=1 only=() override_sources="" override_filter="" barriers=auto
 while [ $# -gt 0 ]; do
   case $1 in
     --list) list=1 ;;
     --no-baseline) baseline=0 ;;
+    --barriers) barriers=only ;;
     --sources) override_sources=${2:?--sources needs a value}; shift ;;
     --filter) override_filter=${2:?--filter needs a value}; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -129,6 +140,81 @@ if [ $list -eq 1 ]; then
     printf '%-34s %-40s %s  -tc=%s\n' "${NAMES[$i]}" "${FILES[$i]}" "${SOURCES[$i]}" "${FILTERS[$i]}"
   done
   exit 0
+fi
+
+# ---- the barrier sweep --------------------------------------------------------------------------
+barrier_sweep() {
+  local bin=${EMULATED_TESTS:-$ROOT/build/tests/coeffnet_emulated_tests}
+  [ -x "$bin" ] || { echo "mutations.sh: no emulated test binary at $bin (cmake --build build --target coeffnet_emulated_tests, or set EMULATED_TESTS)" >&2; return 2; }
+  python3 - "$bin" "${MUTANT_TIMEOUT:-900}" <<'PYEOF'
+import os, subprocess, sys, tempfile, time
+
+binary, timeout = sys.argv[1], int(sys.argv[2])
+start = time.time()
+listing = subprocess.run([binary, "--list-test-cases", "--no-version"], capture_output=True, text=True).stdout
+cases = [l.strip() for l in listing.splitlines()
+         if l.strip() and not l.startswith("[doctest]") and not l.startswith("====")]
+
+def pattern(name):  # doctest's -tc splits on commas and treats * and ? as wildcards
+    return name.replace(",", "?")
+
+def run(name, env_extra):
+    env = dict(os.environ, **env_extra)
+    try:
+        p = subprocess.run([binary, "--test-case=" + pattern(name), "--no-version"], env=env,
+                           capture_output=True, text=True, timeout=timeout)
+        return p.returncode, p.stdout + p.stderr
+    except subprocess.TimeoutExpired:
+        return 124, "timed out"
+
+# 1. Which barrier sites each case reaches (unmutated; every case must pass).
+reach = {}
+with tempfile.TemporaryDirectory() as tmp:
+    for i, name in enumerate(cases):
+        log = os.path.join(tmp, f"{i}.log")
+        rc, out = run(name, {"COEFFNET_EMU_BARRIER_LOG": log})
+        if rc != 0:
+            print(f"mutations.sh: barrier sweep baseline: '{name}' fails unmutated:\n{out[-2000:]}", file=sys.stderr)
+            sys.exit(2)
+        sites = set(open(log).read().split()) if os.path.exists(log) else set()
+        for s in sites:
+            if s.startswith("kernels/") or s.startswith("src/cuda/"):
+                reach.setdefault(s, []).append(name)
+print(f"barrier sweep: {len(cases)} cases, {len(reach)} barrier sites in kernels/ and src/cuda/ "
+      f"({time.time() - start:.0f} s)", file=sys.stderr)
+
+# 2. Each site skipped in turn.
+def key(site):
+    f, line = site.rsplit(":", 1)
+    return (f, int(line))
+rows, survived = [], 0
+for site in sorted(reach, key=key):
+    t0 = time.time()
+    result, by, skipped_any = "SURVIVED", "", False
+    for name in reach[site]:
+        rc, out = run(name, {"COEFFNET_EMU_SKIP_BARRIER": site})
+        skipped_any |= f"barrier {site} skipped" in out and f"barrier {site} skipped 0 times" not in out
+        if rc != 0:
+            result, by = ("caught (timed out)" if rc == 124 else "caught"), name
+            break
+    if result == "SURVIVED" and not skipped_any:
+        result = "not skipped"
+    survived += not result.startswith("caught")
+    print(f"barrier {site}: {result} ({time.time() - t0:.0f} s)", file=sys.stderr)
+    rows.append(f"| `{site}` | {len(reach[site])} | {by or ', '.join(reach[site][:2])} | {result} | {time.time() - t0:.0f} |")
+print()
+print("| barrier skipped | cases reaching it | first failing case | result | s |")
+print("|---|---|---|---|---|")
+print("\n".join(rows))
+print()
+print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {len(rows)} barrier sites in {time.time() - start:.0f} s")
+sys.exit(1 if survived else 0)
+PYEOF
+}
+
+if [ "$barriers" = only ]; then
+  barrier_sweep
+  exit $?
 fi
 
 # Every selected pattern must occur exactly once before anything is built.
@@ -286,5 +372,10 @@ echo "|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
 echo
 echo "$(date -u '+%Y-%m-%d %H:%M UTC'): ${#selected[@]} mutants, $JOBS at a time, in $(($(date +%s) - start)) s"
-[ $broken -eq 0 ] || exit 2
-[ $survived -eq 0 ] || exit 1
+sweep_rc=0
+if [ ${#only[@]} -eq 0 ]; then
+  echo
+  barrier_sweep || sweep_rc=$?
+fi
+[ $broken -eq 0 ] && [ $sweep_rc -ne 2 ] || exit 2
+[ $survived -eq 0 ] && [ $sweep_rc -eq 0 ] || exit 1

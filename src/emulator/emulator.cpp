@@ -242,6 +242,11 @@ Emulator& make_emulator() {
 }
 inline Emulator& E() { return g_emulator != nullptr ? *g_emulator : make_emulator(); }
 void write_barrier_log() {
+    // A barrier sweep (tests/mutations.sh) needs to know the skip took effect: a site that no
+    // test reached would otherwise "survive" for nothing.
+    if (!E().opts.skip_barrier.empty())
+        std::fprintf(stderr, "coeffnet emulator: barrier %s skipped %lld times\n", E().opts.skip_barrier.c_str(),
+                     static_cast<long long>(E().stats.skipped_barriers));
     if (const char* f = std::getenv("COEFFNET_EMU_BARRIER_LOG")) {
         if (FILE* out = std::fopen(f, "a")) {
             for (const auto& s : E().barrier_sites) std::fprintf(out, "%s\n", s.c_str());
