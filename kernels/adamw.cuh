@@ -12,12 +12,15 @@
 // accesses) when n % 4 == 0 and all pointers are 16-byte aligned, else VEC = 1. Traffic per
 // element: read w, m, v, g; write w, m, v (+ the T copy).
 //
-// ptxas, per kernel template (ranges over its instantiations), before -> after the CUDA fixes of
-// issue 10: registers, stack frame bytes, spill store/load bytes; sm_90a, then sm_80 (nvcc 13.0,
-// -O3, 2026-12-06; nvcc -Xptxas -v on src/cuda/launchers.cu and src/cuda/attention.cu with the
-// CMake flags and --generate-code for both architectures):
+// ptxas, per kernel template (ranges over its instantiations), before (329d3b2) -> after the block
+// emulator change (launch<kernel>(...) for <<<...>>>, COEFFNET_DEVICE_CODE guards): registers, stack
+// frame bytes, spill store/load bytes; sm_90a, then sm_80 (nvcc 13.0, -O3, 2026-12-07; the command
+// in tools/ptxas_table.py: nvcc -Xptxas -v on src/cuda/launchers.cu, attention.cu and gemm.cu with
+// the CMake flags and --generate-code for both architectures). Every instantiation is identical,
+// static shared memory included:
 //   kernel (instantiations) | regs           | stack  | spill st/ld | sm_80 regs     | sm_80 stack | sm_80 spill st/ld
 //   adamw_kernel (6)        | 32-44 -> 32-44 | 0 -> 0 | 0/0 -> 0/0  | 27-42 -> 27-42 | 0 -> 0      | 0/0 -> 0/0
+//   Issue 10's CUDA fixes (2026-12-06) left these figures unchanged.
 //
 // Measured: not yet (no GPU lent, 2026-11-29); measure with: ./build-gpu/bench/cuda/kernels_bench --json out.json
 #pragma once

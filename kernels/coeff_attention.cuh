@@ -88,24 +88,28 @@
 // by the real launchers of src/cuda/attention.cu with their real thread counts, barriers, warp
 // collectives (the wmma calls) and shadow-checked shared memory (tests/cuda, ctest "emulated/").
 //
-// ptxas, per kernel template (ranges over its instantiations), before -> after the CUDA fixes of
-// issue 10: registers, stack frame bytes, spill store/load bytes; sm_90a, then sm_80 (nvcc 13.0,
-// -O3, 2026-12-06; nvcc -Xptxas -v on src/cuda/launchers.cu and src/cuda/attention.cu with the
-// CMake flags and --generate-code for both architectures):
-//   kernel (instantiations)  | regs               | stack      | spill st/ld      | sm_80 regs         | sm_80 stack | sm_80 spill st/ld
-//   bwd_kv_block (3)         | 127 -> 117-121     | 16 -> 0    | 0/0 -> 0/0       | 124 -> 116-117     | 16 -> 0     | 0/0 -> 0/0
-//   bwd_kv_tc_block (2)      | 161-220 -> 158-221 | 16 -> 0    | 0/0 -> 0/0       | 150-168 -> 144-204 | 16 -> 0     | 0/0 -> 0/0
-//   bwd_pre_block (3)        | 125 -> 111         | 16 -> 0    | 0/0 -> 0/0       | 100 -> 109         | 16 -> 0     | 0/0 -> 0/0
-//   bwd_pre_tc_block (2)     | 72-128 -> 106-152  | 16-40 -> 0 | 0-20/0-48 -> 0/0 | 64-128 -> 96-140   | 16-32 -> 0  | 0-16/0-56 -> 0/0
-//   dalpha_reduce_kernel (1) | 28 -> 28           | 0 -> 0     | 0/0 -> 0/0       | 24 -> 24           | 0 -> 0      | 0/0 -> 0/0
-//   f32_to_kernel (2)        | 13 -> 13           | 0 -> 0     | 0/0 -> 0/0       | 10 -> 10           | 0 -> 0      | 0/0 -> 0/0
-//   fwd_lse_block (3)        | 47-58 -> 47-58     | 0 -> 0     | 0/0 -> 0/0       | 40-48 -> 40-48     | 0 -> 0      | 0/0 -> 0/0
-//   fwd_lse_tc_block (2)     | 72-96 -> 72-96     | 0 -> 0     | 0/0 -> 0/0       | 72-96 -> 72-96     | 0 -> 0      | 0/0 -> 0/0
-//   fwd_out_block (3)        | 117-119 -> 112-114 | 16 -> 0    | 0/0 -> 0/0       | 118 -> 112-113     | 16 -> 0     | 0/0 -> 0/0
-//   fwd_out_tc_block (2)     | 128-168 -> 118-180 | 16 -> 0    | 0/0 -> 0/0       | 96-168 -> 108-168  | 16-32 -> 0  | 0-16/0-56 -> 0/0
-//   The 16-byte frames went with drop_mult (core/rng.hpp's draw_bits: philox_block(...)[i % 4], a
-//   run-time index into a 4-word array); drop_keep4 picks words by compares. block_kernel's MinBlocks
-//   = 1 is what keeps sm_80 from spilling after the change (see there).
+// ptxas, per kernel template (ranges over its instantiations), before (329d3b2) -> after the block
+// emulator change (launch<kernel>(...) for <<<...>>>, COEFFNET_DEVICE_CODE guards): registers, stack
+// frame bytes, spill store/load bytes; sm_90a, then sm_80 (nvcc 13.0, -O3, 2026-12-07; the command
+// in tools/ptxas_table.py: nvcc -Xptxas -v on src/cuda/launchers.cu, attention.cu and gemm.cu with
+// the CMake flags and --generate-code for both architectures). Every instantiation is identical,
+// static shared memory included:
+//   kernel (instantiations)  | regs               | stack  | spill st/ld | sm_80 regs         | sm_80 stack | sm_80 spill st/ld
+//   bwd_kv_block (3)         | 117-121 -> 117-121 | 0 -> 0 | 0/0 -> 0/0  | 116-117 -> 116-117 | 0 -> 0      | 0/0 -> 0/0
+//   bwd_kv_tc_block (2)      | 158-221 -> 158-221 | 0 -> 0 | 0/0 -> 0/0  | 144-204 -> 144-204 | 0 -> 0      | 0/0 -> 0/0
+//   bwd_pre_block (3)        | 111 -> 111         | 0 -> 0 | 0/0 -> 0/0  | 109 -> 109         | 0 -> 0      | 0/0 -> 0/0
+//   bwd_pre_tc_block (2)     | 106-152 -> 106-152 | 0 -> 0 | 0/0 -> 0/0  | 96-140 -> 96-140   | 0 -> 0      | 0/0 -> 0/0
+//   dalpha_reduce_kernel (1) | 28 -> 28           | 0 -> 0 | 0/0 -> 0/0  | 24 -> 24           | 0 -> 0      | 0/0 -> 0/0
+//   f32_to_kernel (2)        | 13 -> 13           | 0 -> 0 | 0/0 -> 0/0  | 10 -> 10           | 0 -> 0      | 0/0 -> 0/0
+//   fwd_lse_block (3)        | 47-58 -> 47-58     | 0 -> 0 | 0/0 -> 0/0  | 40-48 -> 40-48     | 0 -> 0      | 0/0 -> 0/0
+//   fwd_lse_tc_block (2)     | 72-96 -> 72-96     | 0 -> 0 | 0/0 -> 0/0  | 72-96 -> 72-96     | 0 -> 0      | 0/0 -> 0/0
+//   fwd_out_block (3)        | 112-114 -> 112-114 | 0 -> 0 | 0/0 -> 0/0  | 112-113 -> 112-113 | 0 -> 0      | 0/0 -> 0/0
+//   fwd_out_tc_block (2)     | 118-180 -> 118-180 | 0 -> 0 | 0/0 -> 0/0  | 108-168 -> 108-168 | 0 -> 0      | 0/0 -> 0/0
+//   Issue 10 (2026-12-06) cleared the fwd_out, bwd_pre and bwd_kv passes' 16-40-byte stack frames
+//   and the tc passes' sm_80 spills (up to 16/56 bytes). The 16-byte frames went with drop_mult
+//   (core/rng.hpp's draw_bits: philox_block(...)[i % 4], a run-time index into a 4-word array);
+//   drop_keep4 picks words by compares. block_kernel's MinBlocks = 1 is what keeps sm_80 from
+//   spilling after that change (see there).
 //
 // Measured: not yet (no GPU lent, 2026-11-29); measure with
 //     ./build/bench/cuda/attention_bench --json attention_bench.json   (bench/cuda/attention_bench.cpp)

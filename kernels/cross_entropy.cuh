@@ -14,19 +14,20 @@
 // is one read and one write. VEC 1 or 16 bytes. ce_reduce is one block of 1024 threads
 // adding the row losses in a fixed order (deterministic). Rows walk grid-stride (int64).
 //
-// ptxas, per kernel template (ranges over its instantiations), before -> after the CUDA fixes of
-// issue 10: registers, stack frame bytes, spill store/load bytes; sm_90a, then sm_80 (nvcc 13.0,
-// -O3, 2026-12-06; nvcc -Xptxas -v on src/cuda/launchers.cu and src/cuda/attention.cu with the
-// CMake flags and --generate-code for both architectures):
+// ptxas, per kernel template (ranges over its instantiations), before (329d3b2) -> after the block
+// emulator change (launch<kernel>(...) for <<<...>>>, COEFFNET_DEVICE_CODE guards): registers, stack
+// frame bytes, spill store/load bytes; sm_90a, then sm_80 (nvcc 13.0, -O3, 2026-12-07; the command
+// in tools/ptxas_table.py: nvcc -Xptxas -v on src/cuda/launchers.cu, attention.cu and gemm.cu with
+// the CMake flags and --generate-code for both architectures). Every instantiation is identical,
+// static shared memory included:
 //   kernel (instantiations) | regs           | stack      | spill st/ld        | sm_80 regs     | sm_80 stack | sm_80 spill st/ld
 //   ce_bwd (8)              | 21-40 -> 21-40 | 0 -> 0     | 0/0 -> 0/0         | 23-40 -> 23-40 | 0 -> 0      | 0/0 -> 0/0
 //   ce_fwd_rows (8)         | 20-32 -> 20-32 | 0 -> 0     | 0/0 -> 0/0         | 21-32 -> 21-32 | 0 -> 0      | 0/0 -> 0/0
 //   ce_reduce (1)           | 16 -> 16       | 0 -> 0     | 0/0 -> 0/0         | 15 -> 15       | 0 -> 0      | 0/0 -> 0/0
 //   sum_bwd (3)             | 20-26 -> 20-26 | 0 -> 0     | 0/0 -> 0/0         | 16-30 -> 16-30 | 0 -> 0      | 0/0 -> 0/0
 //   sum_rows (8)            | 20-32 -> 20-32 | 0-8 -> 0-8 | 0-8/0-8 -> 0-8/0-8 | 20-40 -> 20-40 | 0 -> 0      | 0/0 -> 0/0
-//   nonzero stack/spills only in sm_90a before: sum_rows<float, 4, true>
-//   nonzero stack/spills only in sm_90a after: sum_rows<float, 4, true>
-//   sum_rows<float, 4, true>'s 8-byte spill on sm_90a predates this change (not touched).
+//   The only nonzero stack/spill, sum_rows<float, 4, true>'s 8 bytes on sm_90a, predates issue 10
+//   (2026-12-06), whose CUDA fixes left this file's figures unchanged.
 //
 // Measured: not yet (no GPU lent, 2026-11-29); measure with: ./build-gpu/bench/cuda/kernels_bench --json out.json
 #pragma once

@@ -15,15 +15,18 @@
 // Variants not tried yet: fusing the column partial sums into the dx kernel (Apex does not
 // either); Welford single-pass statistics for the streaming variant.
 //
-// ptxas, per kernel template (ranges over its instantiations), before -> after the CUDA fixes of
-// issue 10: registers, stack frame bytes, spill store/load bytes; sm_90a, then sm_80 (nvcc 13.0,
-// -O3, 2026-12-06; nvcc -Xptxas -v on src/cuda/launchers.cu and src/cuda/attention.cu with the
-// CMake flags and --generate-code for both architectures):
+// ptxas, per kernel template (ranges over its instantiations), before (329d3b2) -> after the block
+// emulator change (launch<kernel>(...) for <<<...>>>, COEFFNET_DEVICE_CODE guards): registers, stack
+// frame bytes, spill store/load bytes; sm_90a, then sm_80 (nvcc 13.0, -O3, 2026-12-07; the command
+// in tools/ptxas_table.py: nvcc -Xptxas -v on src/cuda/launchers.cu, attention.cu and gemm.cu with
+// the CMake flags and --generate-code for both architectures). Every instantiation is identical,
+// static shared memory included:
 //   kernel (instantiations)  | regs             | stack  | spill st/ld | sm_80 regs       | sm_80 stack | sm_80 spill st/ld
 //   layernorm_bwd_cached (8) | 53-128 -> 53-128 | 0 -> 0 | 0/0 -> 0/0  | 55-128 -> 55-128 | 0 -> 0      | 0/0 -> 0/0
 //   layernorm_bwd_stream (4) | 27-32 -> 27-32   | 0 -> 0 | 0/0 -> 0/0  | 28-32 -> 28-32   | 0 -> 0      | 0/0 -> 0/0
 //   layernorm_fwd_cached (8) | 56-93 -> 56-93   | 0 -> 0 | 0/0 -> 0/0  | 55-93 -> 55-93   | 0 -> 0      | 0/0 -> 0/0
 //   layernorm_fwd_stream (4) | 24-40 -> 24-40   | 0 -> 0 | 0/0 -> 0/0  | 23-39 -> 23-39   | 0 -> 0      | 0/0 -> 0/0
+//   Issue 10's CUDA fixes (2026-12-06) left these figures unchanged.
 //
 // Measured: not yet (no GPU lent, 2026-11-29); measure with: ./build-gpu/bench/cuda/kernels_bench --json out.json
 #pragma once

@@ -26,20 +26,22 @@
 // Variants not tried yet: register-blocked (2x2 pairs per thread) dalpha' accumulation; the
 // fused attention kernel (kernels/coeff_attention.cuh) avoids materialising P at all.
 //
-// ptxas, per kernel template (ranges over its instantiations), before -> after the CUDA fixes of
-// issue 10: registers, stack frame bytes, spill store/load bytes; sm_90a, then sm_80 (nvcc 13.0,
-// -O3, 2026-12-06; nvcc -Xptxas -v on src/cuda/launchers.cu and src/cuda/attention.cu with the
-// CMake flags and --generate-code for both architectures):
+// ptxas, per kernel template (ranges over its instantiations), before (329d3b2) -> after the block
+// emulator change (launch<kernel>(...) for <<<...>>>, COEFFNET_DEVICE_CODE guards): registers, stack
+// frame bytes, spill store/load bytes; sm_90a, then sm_80 (nvcc 13.0, -O3, 2026-12-07; the command
+// in tools/ptxas_table.py: nvcc -Xptxas -v on src/cuda/launchers.cu, attention.cu and gemm.cu with
+// the CMake flags and --generate-code for both architectures). Every instantiation is identical,
+// static shared memory included:
 //   kernel (instantiations) | regs           | stack        | spill st/ld            | sm_80 regs     | sm_80 stack | sm_80 spill st/ld
 //   alpha_prime_bwd (1)     | 32 -> 32       | 0 -> 0       | 0/0 -> 0/0             | 32 -> 32       | 0 -> 0      | 0/0 -> 0/0
 //   alpha_prime_fwd (1)     | 32 -> 32       | 16 -> 16     | 0/0 -> 0/0             | 32 -> 32       | 16 -> 16    | 0/0 -> 0/0
 //   mix_bwd (4)             | 48-64 -> 48-64 | 0-24 -> 0-24 | 0-24/0-36 -> 0-24/0-36 | 64-76 -> 64-76 | 0 -> 0      | 0/0 -> 0/0
 //   mix_fwd (6)             | 59-96 -> 59-96 | 0 -> 0       | 0/0 -> 0/0             | 40-98 -> 40-98 | 0 -> 0      | 0/0 -> 0/0
 //   mix_reduce (1)          | 26 -> 26       | 0 -> 0       | 0/0 -> 0/0             | 24 -> 24       | 0 -> 0      | 0/0 -> 0/0
-//   nonzero stack/spills only in sm_90a before: mix_bwd<bf16, 64>, mix_bwd<float, 64>
-//   nonzero stack/spills only in sm_90a after: mix_bwd<bf16, 64>, mix_bwd<float, 64>
+//   Issue 10's CUDA fixes (2026-12-06) left these figures unchanged. mix_bwd's stack/spills are
+//   mix_bwd<bf16, 64> and mix_bwd<float, 64> on sm_90a only (they predate issue 10).
 //   alpha_prime_fwd's 16-byte frame is most likely core/rng.hpp's draw_bits (philox_block(...)[i % 4],
-//   the pattern whose removal cleared coeff_attention's frames), left as is: one tiny H x H launch. mix_bwd<*, 64>'s spills on sm_90a predate this change (not touched).
+//   the pattern whose removal cleared coeff_attention's frames), left as is: one tiny H x H launch.
 //   alpha' is rounded product then sum: the sm_90a PTX of alpha_prime_fwd has mul.rn.f32 then add.f32,
 //   no fma (checked 2026-12-06 with nvcc -ptx); mul.rn is never contracted.
 //

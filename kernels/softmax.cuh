@@ -19,16 +19,20 @@
 // pointers 16-byte aligned: one 16-byte load per access). The mask is read with scalar fp32
 // loads (it is broadcast over heads, so it mostly hits L2).
 //
-// ptxas, per kernel template (ranges over its instantiations), before -> after the CUDA fixes of
-// issue 10: registers, stack frame bytes, spill store/load bytes; sm_90a, then sm_80 (nvcc 13.0,
-// -O3, 2026-12-06; nvcc -Xptxas -v on src/cuda/launchers.cu and src/cuda/attention.cu with the
-// CMake flags and --generate-code for both architectures):
-//   kernel (instantiations) | regs             | stack    | spill st/ld | sm_80 regs        | sm_80 stack | sm_80 spill st/ld
-//   softmax_bwd_cached (8)  | 47-128 -> 47-128 | 0 -> 0   | 0/0 -> 0/0  | 47-91 -> 47-91    | 0 -> 0      | 0/0 -> 0/0
-//   softmax_bwd_stream (4)  | 18-28 -> 18-28   | 0 -> 0   | 0/0 -> 0/0  | 20-31 -> 20-31    | 0 -> 0      | 0/0 -> 0/0
-//   softmax_fwd_cached (8)  | 98-193 -> 90-168 | 120 -> 0 | 0/0 -> 0/0  | 100-168 -> 92-168 | 120 -> 0    | 0/0 -> 0/0
-//   softmax_fwd_stream (4)  | 30-32 -> 24-32   | 120 -> 0 | 0/0 -> 0/0  | 30-32 -> 26-32    | 120 -> 0    | 0/0 -> 0/0
-//   The 120-byte frames were MaskView copied to local memory (its arrays indexed by a run-time axis).
+// ptxas, per kernel template (ranges over its instantiations), before (329d3b2) -> after the block
+// emulator change (launch<kernel>(...) for <<<...>>>, COEFFNET_DEVICE_CODE guards): registers, stack
+// frame bytes, spill store/load bytes; sm_90a, then sm_80 (nvcc 13.0, -O3, 2026-12-07; the command
+// in tools/ptxas_table.py: nvcc -Xptxas -v on src/cuda/launchers.cu, attention.cu and gemm.cu with
+// the CMake flags and --generate-code for both architectures). Every instantiation is identical,
+// static shared memory included:
+//   kernel (instantiations) | regs             | stack  | spill st/ld | sm_80 regs       | sm_80 stack | sm_80 spill st/ld
+//   softmax_bwd_cached (8)  | 47-128 -> 47-128 | 0 -> 0 | 0/0 -> 0/0  | 47-91 -> 47-91   | 0 -> 0      | 0/0 -> 0/0
+//   softmax_bwd_stream (4)  | 18-28 -> 18-28   | 0 -> 0 | 0/0 -> 0/0  | 20-31 -> 20-31   | 0 -> 0      | 0/0 -> 0/0
+//   softmax_fwd_cached (8)  | 90-168 -> 90-168 | 0 -> 0 | 0/0 -> 0/0  | 92-168 -> 92-168 | 0 -> 0      | 0/0 -> 0/0
+//   softmax_fwd_stream (4)  | 24-32 -> 24-32   | 0 -> 0 | 0/0 -> 0/0  | 26-32 -> 26-32   | 0 -> 0      | 0/0 -> 0/0
+//   Issue 10 (2026-12-06) took softmax_fwd_* from 120-byte stack frames to 0 (sm_90a regs 98-193 ->
+//   90-168 and 30-32 -> 24-32): the frames were MaskView copied to local memory (its arrays indexed by
+//   a run-time axis).
 //
 // Measured: not yet (no GPU lent, 2026-11-29); measure with: ./build-gpu/bench/cuda/kernels_bench --json out.json
 #pragma once
