@@ -110,6 +110,13 @@
 //   (core/rng.hpp's draw_bits: philox_block(...)[i % 4], a run-time index into a 4-word array);
 //   drop_keep4 picks words by compares. block_kernel's MinBlocks = 1 is what keeps sm_80 from
 //   spilling after that change (see there).
+//   Then the barrier sweep (tests/mutations.sh, the block emulator) found 8 barriers no test needed,
+//   each shown unnecessary by where the shared data is last read (comments at fwd_lse_block,
+//   bwd_kv_block, bwd_tiles_tc), and they went: 2 per key tile in fwd_lse_block and
+//   fwd_lse_tc_block, 1 per source head and 1 per target head in bwd_tiles_tc, 1 per query tile in
+//   bwd_kv_block and bwd_kv_tc_block. ptxas on attention.cu before -> after (same command): every
+//   figure unchanged except sm_80 registers, fwd_lse_tc_block<__half> 72 -> 64 and bwd_kv_block<float>
+//   117 -> 114.
 //
 // Measured: not yet (no GPU lent, 2026-11-29); measure with
 //     ./build/bench/cuda/attention_bench --json attention_bench.json   (bench/cuda/attention_bench.cpp)
@@ -371,8 +378,11 @@ COEFFNET_ATTN_FN void fwd_lse_block(Block& blk, const Params<T>& p, int64_t cta,
     load_tile(blk, Qs, p.q, bh, p.N, n0, p.bq, p.d);
     for (int64_t r = blk.tid; r < p.bq; r += blk.nthreads) rmax[r] = kNegInf, rsum[r] = 0.0f;
     const int64_t kend = p.key_end(n0, rows);
+    // Barriers: the one after the S tile orders this tile's Ks reads before the next tile's load,
+    // the one after the load orders Qs, Ks and the previous tile's S reads before the S writes;
+    // each row's max / sum, and its lse below, belong to one thread (the block emulator's barrier
+    // sweep, tests/mutations.sh, found the two more this loop had unnecessary).
     for (int64_t m0 = 0; m0 < kend; m0 += p.bk) {
-        blk.sync();  // Qs loaded (first tile) / previous tile's S and Ks no longer read
         load_tile(blk, Ks, p.k, bh, p.M, m0, p.bk, p.d);
         blk.sync();
         for (int64_t e = blk.tid; e < p.bq * p.bk; e += blk.nthreads) {
@@ -397,7 +407,6 @@ COEFFNET_ATTN_FN void fwd_lse_block(Block& blk, const Params<T>& p, int64_t cta,
             rsum[r] = sum;
         }
     }
-    blk.sync();
     for (int64_t r = blk.tid; r < rows; r += blk.nthreads)
         p.lse[bh * p.N + n0 + r] = rmax[r] == kNegInf ? kNegInf : rmax[r] + log_f(rsum[r]);
 }
@@ -555,7 +564,8 @@ COEFFNET_ATTN_FN void bwd_kv_block(Block& blk, const Params<T>& p, int64_t cta, 
     for (int64_t e = blk.tid; e < hg * p.bk * p.dv; e += blk.nthreads) dVacc[e] = 0.0f;
     for (int64_t qt = p.query_begin(m0) / p.bq; qt < p.q_tiles(); ++qt) {
         const int64_t n0 = qt * p.bq, rows = p.N - n0 < p.bq ? p.N - n0 : p.bq;
-        blk.sync();  // the previous query tile's lse_s / D_s no longer read
+        // No barrier first: the previous tile read lse_s before its dPhat barriers and D_s before
+        // the barrier after its last dS tile (the barrier sweep of tests/mutations.sh checks it).
         for (int64_t e = blk.tid; e < H * p.bq; e += blk.nthreads) {
             const int64_t i = e / p.bq, r = e % p.bq;
             const bool in = r < rows;
@@ -883,8 +893,7 @@ COEFFNET_ATTN_FN void fwd_lse_tc_block(Block& blk, const Params<T>& p, int64_t c
     load_tile_t(blk, Qs, L.ldx, p.q, bh, p.N, n0, p.bq, p.d, Dp);
     for (int64_t r = blk.tid; r < p.bq; r += blk.nthreads) rmax[r] = kNegInf, rsum[r] = 0.0f;
     const int64_t kend = p.key_end(n0, rows);
-    for (int64_t m0 = 0; m0 < kend; m0 += p.bk) {
-        blk.sync();
+    for (int64_t m0 = 0; m0 < kend; m0 += p.bk) {  // barriers as in fwd_lse_block
         load_tile_t(blk, Ks, L.ldx, p.k, bh, p.M, m0, p.bk, p.d, Dp);
         blk.sync();
         for (int64_t t = blk.warp; t < tq * tk; t += blk.nwarps) {
@@ -906,20 +915,20 @@ COEFFNET_ATTN_FN void fwd_lse_tc_block(Block& blk, const Params<T>& p, int64_t c
             rsum[r] = sum;
         }
     }
-    blk.sync();
     for (int64_t r = blk.tid; r < rows; r += blk.nthreads)
         p.lse[bh * p.N + n0 + r] = rmax[r] == kNegInf ? kNegInf : rmax[r] + log_f(rsum[r]);
 }
 
 // The P_i (all source heads) and dPhat_h (all target heads) tiles of query rows [n0, n0 + bq) x
 // keys [m0, m0 + bk), fp32 in shared memory (ld L.ldp), by warp MMAs; shared by both backward
-// tensor-core kernels. Ends with a barrier.
+// tensor-core kernels. Ends with a barrier. Starts with none: every read of Xs and Ys (its own
+// MMAs, the callers') is followed by a barrier before the next load, and the first barrier below
+// orders the callers' reads of P and G before the MMAs rewrite them.
 template <class T, class Block>
 COEFFNET_ATTN_FN void bwd_tiles_tc(Block& blk, const Params<T>& p, const attention_plan::TcBwdLayout& L, int64_t b,
                                    int64_t n0, int64_t m0, T* Xs, T* Ys, const float* lse_s, float* P, float* G) {
     const int64_t H = p.H, tq = p.bq / 16, tk = p.bk / 16, tile = p.bq * L.ldp;
     for (int64_t i = 0; i < H; ++i) {
-        blk.sync();
         load_tile_t(blk, Xs, L.ldx, p.q, b * H + i, p.N, n0, p.bq, p.d, L.Dp);
         load_tile_t(blk, Ys, L.ldx, p.k, b * H + i, p.M, m0, p.bk, p.d, L.Dp);
         blk.sync();
@@ -937,7 +946,6 @@ COEFFNET_ATTN_FN void bwd_tiles_tc(Block& blk, const Params<T>& p, const attenti
         }
     }
     for (int64_t h = 0; h < H; ++h) {
-        blk.sync();
         load_tile_t(blk, Xs, L.ldx, p.dout, b * H + h, p.N, n0, p.bq, p.dv, L.Dvp);
         load_tile_t(blk, Ys, L.ldx, p.v, b * H + h, p.M, m0, p.bk, p.dv, L.Dvp);
         blk.sync();
@@ -1033,7 +1041,8 @@ COEFFNET_ATTN_FN void bwd_kv_tc_block(Block& blk, const Params<T>& p, int64_t ct
     for (int64_t e = blk.tid; e < hg * p.bk * L.ldv; e += blk.nthreads) dVacc[e] = 0.0f;
     for (int64_t qt = p.query_begin(m0) / p.bq; qt < p.q_tiles(); ++qt) {
         const int64_t n0 = qt * p.bq, rows = p.N - n0 < p.bq ? p.N - n0 : p.bq;
-        blk.sync();  // the previous query tile's lse_s / D_s / F no longer read
+        // No barrier first: the previous tile read lse_s before its dPhat barriers and D_s before
+        // the barrier after its last dS tile (the barrier sweep of tests/mutations.sh checks it).
         for (int64_t e = blk.tid; e < H * p.bq; e += blk.nthreads) {
             const int64_t i = e / p.bq, r = e % p.bq;
             const bool in = r < rows;
