@@ -111,10 +111,11 @@
 //   drop_keep4 picks words by compares. block_kernel's MinBlocks = 1 is what keeps sm_80 from
 //   spilling after that change (see there).
 //   Then the barrier sweep (tests/mutations.sh, the block emulator) found 8 barriers no test needed,
-//   each shown unnecessary by where the shared data is last read (comments at fwd_lse_block,
-//   bwd_kv_block, bwd_tiles_tc), and they went: 2 per key tile in fwd_lse_block and
-//   fwd_lse_tc_block, 1 per source head and 1 per target head in bwd_tiles_tc, 1 per query tile in
-//   bwd_kv_block and bwd_kv_tc_block. ptxas on attention.cu before -> after (same command): every
+//   and a ninth at the end of bwd_kv_tc_block, each shown unnecessary by where the shared data is
+//   last read (comments at fwd_lse_block, bwd_kv_block, bwd_tiles_tc, bwd_kv_tc_block), and they
+//   went: 2 per key tile in fwd_lse_block and fwd_lse_tc_block, 1 per source head and 1 per target
+//   head in bwd_tiles_tc, 1 per query tile in bwd_kv_block and bwd_kv_tc_block, 1 per CTA in
+//   bwd_kv_tc_block. ptxas on attention.cu before -> after (same command): every
 //   figure unchanged except sm_80 registers, fwd_lse_tc_block<__half> 72 -> 64 and bwd_kv_block<float>
 //   117 -> 114.
 //
@@ -1105,7 +1106,8 @@ COEFFNET_ATTN_FN void bwd_kv_tc_block(Block& blk, const Params<T>& p, int64_t ct
             }
         }
     }
-    blk.sync();
+    // No barrier here: the last MMAs into dKacc / dVacc are followed by the barrier before the F
+    // reads, and the query loop runs at least once (the last query row sees every key).
     for (int64_t e = blk.tid; e < hg * krows * p.d; e += blk.nthreads) {
         const int64_t j = e / (krows * p.d), c = (e / p.d) % krows, x = e % p.d;
         p.dk[((b * H + h0 + j) * p.M + m0 + c) * p.d + x] = from_f<T>(dKacc[(j * p.bk + c) * L.ldk + x]);

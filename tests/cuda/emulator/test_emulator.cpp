@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include <mma.h>
+
 #include "emulator.hpp"
 #include "kernels/launch.cuh"
 
@@ -76,6 +78,33 @@ __global__ void shared_counter(int* out) {
 __global__ void ticket_order(int* order, int* next) {
     const int k = atomicAdd(next, 1);
     order[k] = static_cast<int>(threadIdx.x);
+}
+
+// Warp 0 multiplies two 16 x 16 tiles into C with wmma; warp 1 reads C, after a barrier or not.
+template <bool with_barrier>
+__global__ void wmma_then_read(float* out) {
+    namespace w = nvcuda::wmma;
+    __shared__ __align__(32) __half A[256];
+    __shared__ __align__(32) __half B[256];
+    __shared__ __align__(32) float C[256];
+    for (int e = static_cast<int>(threadIdx.x); e < 256; e += static_cast<int>(blockDim.x)) {
+        A[e] = __float2half(e % 16 == e / 16 ? 1.0f : 0.0f);  // identity
+        B[e] = __float2half(static_cast<float>(e % 7));
+    }
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        w::fragment<w::matrix_a, 16, 16, 16, __half, w::row_major> a;
+        w::fragment<w::matrix_b, 16, 16, 16, __half, w::row_major> b;
+        w::fragment<w::accumulator, 16, 16, 16, float> c;
+        w::fill_fragment(c, 0.0f);
+        w::load_matrix_sync(a, A, 16);
+        w::load_matrix_sync(b, B, 16);
+        w::mma_sync(c, a, b, c);
+        w::store_matrix_sync(C, c, 16, w::mem_row_major);
+    }
+    if constexpr (with_barrier) __syncthreads();
+    if (threadIdx.x >= 32)
+        for (int e = static_cast<int>(threadIdx.x) - 32; e < 256; e += 32) out[e] = C[e];
 }
 
 __global__ void uses_dynamic_shared(float* out) {
@@ -171,6 +200,25 @@ TEST_CASE("emulator: warp shuffles are collectives among the lanes of the mask")
     const std::string msg = error_of([&] { launch<shuffle_outside_mask>(1, 32, 0, nullptr)(out.p); });
     INFO(msg);
     CHECK(msg.find("not in the mask") != std::string::npos);
+}
+
+TEST_CASE("emulator: a wmma store read by another warp without a barrier is a fault") {
+    if (!shadow_or_skip()) return;
+    Buffer<float> out(256);
+    launch<wmma_then_read<true>>(1, 64, 0, nullptr)(out.p);
+    const auto h = out.host();
+    for (int e = 0; e < 256; ++e) CHECK(h[static_cast<size_t>(e)] == static_cast<float>(e % 7));  // I * B = B
+    for (uint64_t seed : {1, 2, 3}) {
+        const uint64_t saved = emu::options().seed;
+        emu::options().seed = seed;
+        const std::string msg = error_of([&] { launch<wmma_then_read<false>>(1, 64, 0, nullptr)(out.p); });
+        emu::options().seed = saved;
+        INFO(msg);
+        // Warp 1 reads C before warp 0's store (nothing written yet: the first launch of this
+        // kernel) or after it (a race): both are faults.
+        CHECK((msg.find("shared-memory race") != std::string::npos ||
+               msg.find("no thread of this CTA has written") != std::string::npos));
+    }
 }
 
 TEST_CASE("emulator: an access past a device allocation names the allocation") {
