@@ -12,9 +12,11 @@
 # It configures a separate build with -DCOEFFNET_EMULATOR_COVERAGE=ON (cmake/CoeffnetEmulator.cmake:
 # coeffnet_emulated gets --coverage -O1 -fprofile-update=atomic), builds coeffnet_emulated_tests,
 # deletes old counters, runs the tests, runs gcov (JSON) on the objects of the generated wrapper
-# .cpp files (one per src/cuda/*.cu) and prints, per source file: executable lines, lines reached,
-# the percentage and the unreached line numbers (ranges). A line counts as reached when any
-# object (any template instantiation) executed it; as executable when any object has code for it.
+# .cpp files (one per src/cuda/*.cu) and of the emulated tests (which call the inline host
+# functions of kernels/*.cuh too, e.g. plan_coeff_attention), and prints, per source file under
+# kernels/ and src/cuda/: executable lines, lines reached, the percentage and the unreached line
+# numbers (ranges). A line counts as reached when any object (any template instantiation, any
+# inline copy) executed it; as executable when any object has code for it.
 # Header lines no object instantiates (a template nobody uses) are not executable to gcov and so
 # are not in the table. Environment: JOBS (parallel compiles, default 1), GCOV (default gcov).
 # Exit status: that of the test run (the report is printed either way).
@@ -37,17 +39,20 @@ if [[ -z "${NO_RUN:-}" ]]; then
   echo "emulated tests: exit status $rc, $(( $(date +%s) - start )) s"
 fi
 
-OBJDIR="$BUILD/CMakeFiles/coeffnet_emulated.dir/emulated"
-shopt -s nullglob
-gcdas=("$OBJDIR"/*.gcda)
+# The wrapper objects (src/cuda/*.cu) and the test objects: an inline host function of kernels/*.cuh
+# that both call runs in whichever copy the linker kept.
+mapfile -t gcdas < <(find "$BUILD/CMakeFiles/coeffnet_emulated.dir" "$BUILD/tests/CMakeFiles/coeffnet_emulated_tests.dir" \
+                       -name '*.gcda' 2>/dev/null | sort)
 if (( ${#gcdas[@]} == 0 )); then
-  echo "no coverage data in $OBJDIR (was it built with COEFFNET_EMULATOR_COVERAGE=ON and run?)" >&2
+  echo "no coverage data under $BUILD (was it built with COEFFNET_EMULATOR_COVERAGE=ON and run?)" >&2
   exit 2
 fi
 JSON=$(mktemp -d)
 trap 'rm -rf "$JSON"' EXIT
+i=0
 for g in "${gcdas[@]}"; do
-  "$GCOV" --json-format --stdout "$g" >"$JSON/$(basename "$g" .gcda).json" 2>/dev/null
+  i=$((i + 1))
+  (cd "$(dirname "$g")" && "$GCOV" --json-format --stdout "$g") >"$JSON/$i.json" 2>/dev/null
 done
 
 python3 - "$ROOT" "$JSON" <<'PY'
