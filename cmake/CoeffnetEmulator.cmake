@@ -43,3 +43,13 @@ if(NOT COEFFNET_SANITIZE MATCHES "address|thread")
   # Instrumentation only: the link does not get -fsanitize=thread, so no ThreadSanitizer run time.
   target_compile_options(coeffnet_emulated PRIVATE -fsanitize=thread)
 endif()
+# Line coverage of kernels/*.cuh and src/cuda/*.cu under the emulated tests (tests/emulator_coverage.sh;
+# not in CI). -O1 rather than -O0: -O0 instruments every stack access, which makes the emulated
+# run several times slower. -fprofile-update=atomic: the counter updates become atomics, which the
+# emulator's __tsan_atomic* entry points perform without shadow checks (plain counter stores in
+# .bss would look like static __shared__ traffic to the shadow checks).
+option(COEFFNET_EMULATOR_COVERAGE "Compile coeffnet_emulated with --coverage (tests/emulator_coverage.sh)" OFF)
+if(COEFFNET_EMULATOR_COVERAGE)
+  target_compile_options(coeffnet_emulated PRIVATE --coverage -O1 -fprofile-update=atomic)
+  target_link_options(coeffnet_emulated INTERFACE --coverage)
+endif()

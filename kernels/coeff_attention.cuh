@@ -1172,6 +1172,15 @@ __global__ void dalpha_reduce_kernel(int64_t HH, int64_t ctas, const float* part
     const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     if (j < HH) dalpha_reduce_element(j, HH, ctas, part, alpha_draw, dalpha);
 }
+// For tests (cuda::tile_mma_for_testing, src/cuda/attention.cu): one warp computes the 16 x 16 tile
+// C = A B with tile_mma, straight from global memory, in any of the four operand layouts (the
+// attention kernels use three: A column-major with B column-major is only reached here).
+template <class T>
+__global__ void tile_mma_test_kernel(const T* A, int64_t lda, bool a_col_major, const T* B, int64_t ldb,
+                                     bool b_col_major, int64_t ksteps, float* C) {
+    DeviceBlock blk;
+    tile_mma(blk, A, lda, B, ldb, b_col_major, ksteps, C, 16, false, a_col_major);
+}
 template <class T>
 __global__ void f32_to_kernel(const float* src, T* dst, int64_t n) {
     for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;

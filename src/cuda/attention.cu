@@ -97,7 +97,8 @@ attn::Params<D> base_params(const Sizes& s, const CoeffAttentionSaved& sv, const
 
 unsigned grid_1d(int64_t n, int threads) {
     const int64_t g = (n + threads - 1) / threads;
-    return static_cast<unsigned>(g < 65535 ? (g > 0 ? g : 1) : 65535);
+    const int64_t cap = max_grid_for_testing() > 0 ? std::min<int64_t>(65535, max_grid_for_testing()) : 65535;
+    return static_cast<unsigned>(g < cap ? (g > 0 ? g : 1) : cap);
 }
 
 }  // namespace
@@ -280,6 +281,27 @@ CoeffAttentionGrads<T> coeff_attention_backward(const DeviceTensor<T>& q, const 
     }
     return g;
 }
+
+template <class T>
+void tile_mma_for_testing(const DeviceTensor<T>& a, bool a_col_major, const DeviceTensor<T>& b, bool b_col_major,
+                          DeviceTensor<float>& c) {
+    const char* op = "cuda::tile_mma_for_testing";
+    require(op);
+    check(a.shape().size() == 2 && b.shape().size() == 2, op, ": a ", shape_str(a.shape()), " and b ",
+          shape_str(b.shape()), " must be matrices");
+    const int64_t K = a_col_major ? a.shape()[0] : a.shape()[1];
+    check(K > 0 && K % 16 == 0 && a.shape() == (a_col_major ? Shape{K, 16} : Shape{16, K}) &&
+              b.shape() == (b_col_major ? Shape{16, K} : Shape{K, 16}) && c.shape() == Shape{16, 16},
+          op, ": shapes a ", shape_str(a.shape()), ", b ", shape_str(b.shape()), ", c ", shape_str(c.shape()),
+          " do not make a [16, K] x [K, 16] product with K a multiple of 16");
+    launch<attn::tile_mma_test_kernel<dev_t<T>>>(1, 32, 0, Context::get().stream())(
+        dptr(a), a.shape()[1], a_col_major, dptr(b), b.shape()[1], b_col_major, K / 16, c.data());
+    COEFFNET_LAUNCH_CHECK("tile_mma_test_kernel");
+}
+template void tile_mma_for_testing<bfloat16_t>(const DeviceTensor<bfloat16_t>&, bool, const DeviceTensor<bfloat16_t>&,
+                                               bool, DeviceTensor<float>&);
+template void tile_mma_for_testing<half_t>(const DeviceTensor<half_t>&, bool, const DeviceTensor<half_t>&, bool,
+                                           DeviceTensor<float>&);
 
 #define COEFFNET_INSTANTIATE_ATTENTION(T)                                                                             \
     template CoeffAttentionOutput<T> coeff_attention_forward<T>(const DeviceTensor<T>&, const DeviceTensor<T>&,       \

@@ -7,6 +7,7 @@
 // -DCOEFFNET_CUDA_FULL_MATRIX (keeps the CI compile short).
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
@@ -42,10 +43,20 @@ const char* row_kind_name(RowLaunch::Kind k) {
 }
 
 namespace {
-constexpr int64_t max_row_grid = int64_t{1} << 20;  // rows beyond this are walked grid-stride
+std::atomic<int64_t> g_grid_cap_for_testing{0};  // set_max_grid_for_testing; 0: none
+// min(limit, the test cap)
+int64_t capped(int64_t limit) {
+    const int64_t cap = g_grid_cap_for_testing.load(std::memory_order_relaxed);
+    return cap > 0 ? std::min(limit, cap) : limit;
+}
+constexpr int64_t max_row_grid_default = int64_t{1} << 20;  // rows beyond this are walked grid-stride
+int64_t max_row_grid() { return capped(max_row_grid_default); }
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 }  // namespace
+
+void set_max_grid_for_testing(int64_t blocks) { g_grid_cap_for_testing.store(blocks > 0 ? blocks : 0); }
+int64_t max_grid_for_testing() { return g_grid_cap_for_testing.load(); }
 
 RowLaunch row_launch(int64_t rows, int64_t cols, int elem_bytes, bool aligned16) {
     check(rows >= 0 && cols >= 0, "cuda::row_launch: negative rows ", rows, " or cols ", cols);
@@ -59,18 +70,18 @@ RowLaunch row_launch(int64_t rows, int64_t cols, int elem_bytes, bool aligned16)
         L.kind = RowLaunch::warp_per_row;
         L.threads = 32;
         L.rows_per_block = 4;
-        L.grid = std::clamp<int64_t>(ceil_div(rows, L.rows_per_block), 1, max_row_grid);
+        L.grid = std::clamp<int64_t>(ceil_div(rows, L.rows_per_block), 1, max_row_grid());
     } else if (cols <= row_block_max_threads * int64_t{row_block_elems_per_thread}) {
         L.kind = RowLaunch::block_per_row;
         const int64_t maxv = row_block_elems_per_thread / L.vec;
         int64_t threads = std::min<int64_t>(row_block_max_threads, std::max<int64_t>(128, round_up(ceil_div(nvec, 4), 32)));
         if (threads * maxv < nvec) threads = round_up(ceil_div(nvec, maxv), 32);
         L.threads = static_cast<int>(threads);
-        L.grid = std::clamp<int64_t>(rows, 1, max_row_grid);
+        L.grid = std::clamp<int64_t>(rows, 1, max_row_grid());
     } else {
         L.kind = RowLaunch::block_streaming;
         L.threads = 512;
-        L.grid = std::clamp<int64_t>(rows, 1, max_row_grid);
+        L.grid = std::clamp<int64_t>(rows, 1, max_row_grid());
     }
     return L;
 }
@@ -134,7 +145,7 @@ bool aligned16(std::initializer_list<const void*> ps) {
 cudaStream_t stream() { return Context::get().stream(); }
 
 unsigned flat_grid(int64_t nthreads_needed, int threads = 256) {
-    return static_cast<unsigned>(std::clamp<int64_t>(ceil_div(nthreads_needed, threads), 1, 65535 * 16));
+    return static_cast<unsigned>(std::clamp<int64_t>(ceil_div(nthreads_needed, threads), 1, capped(65535 * 16)));
 }
 
 void same_shape(const char* op, const char* an, const Shape& a, const char* bn, const Shape& b) {
@@ -334,7 +345,7 @@ void mix_heads_backward(const DeviceTensor<T>& d_mixed, const DeviceTensor<T>& m
     auto run = [&](auto maxh) {
         constexpr int MAXH = decltype(maxh)::value;
         const int64_t tiles = m.B * ceil_div(m.NM, kern::MixBwdTile<MAXH>::tile);
-        const int64_t grid = std::min<int64_t>(tiles, 1024);
+        const int64_t grid = std::min<int64_t>(tiles, capped(1024));
         DeviceTensor<float> part = DeviceTensor<float>::empty({std::max<int64_t>(grid, 1), d_ap ? HH : 1});
         if (grid > 0) {
             launch<kern::mix_bwd<DT, MAXH>>(static_cast<unsigned>(grid), 256, 0, s)(
@@ -865,7 +876,7 @@ void embedding_forward(const DeviceTensor<int64_t>& indices, const DeviceTensor<
     const bool vec_ok = D % FULL == 0 && aligned16({dev(weight), dev(out)});
     with_vec<FULL>(vec_ok ? FULL : 1, [&](auto v) {
         constexpr int VEC = decltype(v)::value;
-        const unsigned grid = static_cast<unsigned>(std::clamp<int64_t>(ceil_div(rows, 8), 1, max_row_grid));
+        const unsigned grid = static_cast<unsigned>(std::clamp<int64_t>(ceil_div(rows, 8), 1, max_row_grid()));
         launch<kern::embedding_fwd<DT, VEC>>(grid, dim3(32, 8), 0, stream())(indices.data(), dev(weight), dev(out), rows, V, D);
     });
     COEFFNET_LAUNCH_CHECK("embedding_fwd");
@@ -886,7 +897,7 @@ void embedding_backward(const DeviceTensor<int64_t>& indices, const DeviceTensor
     const bool vec_ok = D % FULL == 0 && aligned16(dev(d_out));
     with_vec<FULL>(vec_ok ? FULL : 1, [&](auto v) {
         constexpr int VEC = decltype(v)::value;
-        const unsigned grid = static_cast<unsigned>(std::clamp<int64_t>(ceil_div(rows, 8), 1, max_row_grid));
+        const unsigned grid = static_cast<unsigned>(std::clamp<int64_t>(ceil_div(rows, 8), 1, max_row_grid()));
         launch<kern::embedding_bwd<DT, VEC>>(grid, dim3(32, 8), 0, stream())(indices.data(), dev(d_out), d_weight.data(), rows,
                                                                           V, D);
     });

@@ -19,6 +19,7 @@
 
 #include <coeffnet/coeffnet.hpp>
 #include <coeffnet/cuda/attention.hpp>
+#include <coeffnet/cuda/launchers.hpp>
 #include <coeffnet/cuda/runtime.hpp>
 
 #include "../../kernels/coeff_attention.cuh"
@@ -40,6 +41,7 @@ struct Case {
     int pad = 0;           // 1: trailing third of item 0's keys padded; 2: also every key of item B-1
     bool dropout = false;  // alpha dropout 0.3, Phat dropout 0.2, training
     bool plain = false;    // attention without alpha
+    bool no_residual = false;  // alpha' = Dropout(alpha), without the identity (coeff.alpha_residual = false)
 };
 
 std::string describe(const Case& c) {
@@ -94,6 +96,7 @@ Result cpu_reference(const Inputs& in, const Case& c) {
     AttentionOptions o;
     o.causal = c.causal;
     o.backend = AttentionBackend::materialised;
+    o.coeff.alpha_residual = !c.no_residual;
     if (c.dropout) {
         o.training = true;
         o.coeff.alpha_dropout = kAlphaDrop;
@@ -457,6 +460,88 @@ TEST_CASE("cuda attention plan: bench shapes fit H200 and A100, groups balanced,
     CHECK_THROWS_AS(cuda::plan_coeff_attention(1, 8, 8, 8, 64, 64, 4096), Error);
 }
 
+// ---- (coverage): branches only these shapes reach (tests/README.md, "Emulated CUDA kernels: line coverage")
+
+TEST_CASE("cuda attention plans (coverage): backward tiles with bq = 8, forward with bk = 16, alpha_residual = false") {
+    COEFFNET_REQUIRE_GPU();
+    // H = 3, d = 8, dv = 40 under a cap of 11.3 KiB: pass 1 keeps its 32 x 32 tiles, pass 2 falls back to
+    // bk = 16 (dv = 40 makes bk = 32 too big), both backward kernels to bq = 8, bk = 16 (their 2H
+    // score tiles do not fit with bq = 16). Item 0 part padding, causal, dropout: several query and
+    // key tiles with tails.
+    const Case c{2, 3, 20, 21, 8, 40, true, 1, true};
+    INFO(describe(c));
+    const Inputs in = make_inputs(c, 2468);
+    const Result want = cpu_reference(in, c);
+    cuda::AttentionPlan plan;
+    const Result got = run_plan<float>(in, c, 11584, &plan);
+    CHECK(plan.fwd_lse.bq == 32);
+    CHECK(plan.fwd_out.bq == 16);
+    CHECK(plan.fwd_out.bk == 16);
+    CHECK(plan.bwd_pre.bq == 8);
+    CHECK(plan.bwd_pre.bk == 16);
+    CHECK(plan.bwd_kv.bq == 8);
+    CHECK(plan.bwd_kv.bk == 16);
+    CHECK(!plan.use_tc);
+    check_close(got, want, 2e-5, "bq 8 / bk 16 plan");
+    CHECK(got.offset == want.offset);
+    // The fused launcher with alpha' = Dropout(alpha) (no identity): with and without dropout.
+    for (bool dropout : {false, true}) {
+        Case nr{1, 4, 9, 11, 16, 16, true, 0, dropout};
+        nr.no_residual = true;
+        INFO(describe(nr) << " alpha_residual=false");
+        const Inputs ni = make_inputs(nr, 1357);
+        const Result w = cpu_reference(ni, nr);
+        const Result g = run_plan<float>(ni, nr, kH200Smem);
+        check_close(g, w, 2e-5, "alpha_residual = false");
+        CHECK(g.offset == w.offset);
+        // The residual matters: with it the result differs.
+        Case with = nr;
+        with.no_residual = false;
+        CHECK(rel_err(g.out, cpu_reference(ni, with).out) > 1e-2);
+    }
+}
+
+TEST_CASE("cuda attention plans (coverage): bf16 with a one-block grid cap (the dq conversion's grid-stride loop)") {
+    COEFFNET_REQUIRE_GPU();
+    const Case c{1, 2, 9, 9, 16, 16, true};  // dq: 288 elements, 2 blocks of 256 without the cap
+    const Inputs in = bf16_inputs(make_inputs(c, 97531));
+    const Result want = cpu_reference(in, c);
+    cuda::set_max_grid_for_testing(1);
+    Result got;
+    try {
+        got = run_plan<bfloat16_t>(in, c, kH200Smem, nullptr, false);
+    } catch (...) {
+        cuda::set_max_grid_for_testing(0);
+        throw;
+    }
+    cuda::set_max_grid_for_testing(0);
+    check_bf16(got, want, bf16_materialised(in, c));
+}
+
+TEST_CASE_TEMPLATE("cuda attention (coverage): tile_mma in all four operand layouts equals the CPU matmul", T, bfloat16_t,
+                   half_t) {
+    COEFFNET_REQUIRE_GPU();
+    // The attention kernels use three layouts (A row-major with B row- or column-major, A
+    // column-major with B row-major); A and B both column-major is reached only here.
+    const int64_t K = 32;  // two 16-wide k steps
+    Generator g(8642);
+    const Tensor<float> a = Tensor<float>::randn({16, K}, g).template cast<T>().template cast<float>();
+    const Tensor<float> b = Tensor<float>::randn({K, 16}, g).template cast<T>().template cast<float>();
+    const Tensor<float> want = matmul(a, b);  // products of 16-bit values are exact in fp32
+    for (bool a_col : {false, true})
+        for (bool b_col : {false, true}) {
+            INFO("A col-major " << a_col << ", B col-major " << b_col);
+            const auto da = cuda::DeviceTensor<T>::from_host(a_col ? a.transpose(0, 1).contiguous() : a);
+            const auto db = cuda::DeviceTensor<T>::from_host(b_col ? b.transpose(0, 1).contiguous() : b);
+            auto c = cuda::DeviceTensor<float>::empty({16, 16});
+            cuda::tile_mma_for_testing(da, a_col, db, b_col, c);
+            CHECK(rel_err(c.to_host().to_vector(), want.to_vector()) <= 1e-6);
+        }
+    auto c = cuda::DeviceTensor<float>::empty({16, 16});
+    const auto bad = cuda::DeviceTensor<T>::from_host(Tensor<float>::zeros({16, 24}));
+    CHECK_THROWS_AS(cuda::tile_mma_for_testing(bad, false, bad, true, c), Error);  // K = 24: not a multiple of 16
+}
+
 TEST_CASE("cuda attention: without a usable GPU the launchers throw a clear Error") {
     COEFFNET_REQUIRE_NO_GPU();  // on a GPU the device tests cover the launchers
     cuda::DeviceTensor<float> none;
@@ -482,6 +567,7 @@ Result run_device(const Inputs& in, const Case& c, bool tensor_cores, int64_t ma
     cfg.causal = c.causal;
     cfg.tensor_cores = tensor_cores;
     cfg.max_smem = max_smem;
+    cfg.coeff.alpha_residual = !c.no_residual;
     if (c.dropout) {
         cfg.training = true;
         cfg.coeff.alpha_dropout = kAlphaDrop;

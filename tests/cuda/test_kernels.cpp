@@ -672,3 +672,242 @@ TEST_CASE_TEMPLATE("cuda kernels: embedding gather and scatter-add", D, F32, BF1
         expect_fp32("embedding backward D=" + std::to_string(Dm), dw.to_host(), wv.grad(), 1e-6, 1e-6);
     }
 }
+
+// ---- (coverage): branches only these shapes reach (tests/README.md, "Emulated CUDA kernels: line coverage")
+
+namespace {
+// Lowers every launcher's grid cap for the scope (cuda::set_max_grid_for_testing).
+struct GridCap {
+    explicit GridCap(int64_t blocks) { cu::set_max_grid_for_testing(blocks); }
+    ~GridCap() { cu::set_max_grid_for_testing(0); }
+    GridCap(const GridCap&) = delete;
+    GridCap& operator=(const GridCap&) = delete;
+};
+
+// Softmax and layer norm forward and backward on [rows, cols] against the CPU ops.
+template <class D>
+void softmax_layernorm_case(int64_t rows, int64_t cols) {
+    using T = typename D::T;
+    const std::string name = shape_name(rows, cols);
+    const Tensor<float> x = rnd({rows, cols}, 901 + static_cast<uint64_t>(rows * 7 + cols), 3.0);
+    const Tensor<float> g = rnd({rows, cols}, 902);
+    cu::DeviceTensor<T> y = cu::DeviceTensor<T>::empty({rows, cols});
+    cu::softmax_forward(dev<T>(x), y, 0.25f);
+    judge<D>("softmax " + name, y.to_host_float(), [&](bool r) { return softmax(scale(maybe_round(x, r), 0.25)); });
+    const Tensor<float> yref = softmax(x);
+    cu::DeviceTensor<T> dx = cu::DeviceTensor<T>::empty({rows, cols});
+    cu::softmax_backward(dev<T>(yref), dev<T>(g), dx, 1.0f);
+    judge<D>("softmax backward " + name, dx.to_host_float(),
+             [&](bool r) { return softmax_backward(maybe_round(yref, r), maybe_round(g, r)); });
+    const Tensor<float> w = rnd({cols}, 903, 0.5) + 1.0, b = rnd({cols}, 904, 0.5);
+    const auto dw = dev<T>(w), db = dev<T>(b), dxin = dev<T>(x);
+    auto mean = cu::DeviceTensor<float>::empty({rows}), rstd = cu::DeviceTensor<float>::empty({rows});
+    cu::layernorm_forward(dxin, &dw, &db, 1e-5f, y, mean, rstd);
+    auto cpu = [&](bool r, int which) {
+        Tensor<float> xr = maybe_round(x, r).detach().set_requires_grad(true);
+        Tensor<float> wr = maybe_round(w, r).detach().set_requires_grad(true);
+        Tensor<float> br = maybe_round(b, r).detach().set_requires_grad(true);
+        Tensor<float> out = layer_norm(xr, wr, br, 1e-5);
+        if (which == 0) return out.detach();
+        sum(out * maybe_round(g, r)).backward();
+        return which == 1 ? xr.grad() : which == 2 ? wr.grad() : br.grad();
+    };
+    judge<D>("layer_norm " + name, y.to_host_float(), [&](bool r) { return cpu(r, 0); }, 5e-5);
+    cu::DeviceTensor<T> gw = cu::DeviceTensor<T>::empty({cols}), gb = cu::DeviceTensor<T>::empty({cols});
+    cu::layernorm_backward(dev<T>(g), dxin, &dw, mean, rstd, &dx, &gw, &gb);
+    judge<D>("layer_norm dx " + name, dx.to_host_float(), [&](bool r) { return cpu(r, 1); }, 1e-4);
+    judge<D>("layer_norm dweight " + name, gw.to_host_float(), [&](bool r) { return cpu(r, 2); }, 1e-4);
+    judge<D>("layer_norm dbias " + name, gb.to_host_float(), [&](bool r) { return cpu(r, 3); }, 1e-4);
+}
+}  // namespace
+
+TEST_CASE_TEMPLATE("cuda kernels (coverage): streaming softmax and layer norm with scalar accesses (VEC = 1)", D, F32,
+                   BF16) {
+    COEFFNET_REQUIRE_GPU();
+    const int64_t cols = 8195;  // > 8192: streaming; odd: no 16-byte vectors
+    const auto L = cu::row_launch(2, cols, sizeof(typename D::T), true);
+    CHECK(L.kind == cu::RowLaunch::block_streaming);
+    CHECK(L.vec == 1);
+    softmax_layernorm_case<D>(2, cols);
+}
+
+TEST_CASE_TEMPLATE("cuda kernels (coverage): grid-stride loops that run more than once (set_max_grid_for_testing)", D,
+                   F32, BF16) {
+    COEFFNET_REQUIRE_GPU();
+    using T = typename D::T;
+    const GridCap cap(2);  // every launcher launches at most 2 blocks
+    CHECK(cu::max_grid_for_testing() == 2);
+    CHECK(cu::row_launch(37, 40, 4, true).grid == 2);
+    // Row kernels: warp per row (37 rows, 4 per block), block per row, streaming (VEC 16 bytes and 1).
+    for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{37, 40}, {37, 5}, {5, 1029}, {3, 8200}, {3, 8195}})
+        softmax_layernorm_case<D>(rows, cols);
+    // Sums over the last axis.
+    for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{37, 40}, {5, 3072}}) {
+        const Tensor<float> x = rnd({rows, cols}, 911 + static_cast<uint64_t>(cols));
+        cu::DeviceTensor<T> y = cu::DeviceTensor<T>::empty({rows});
+        cu::sum_last(dev<T>(x), y, true);
+        judge<D>("mean " + shape_name(rows, cols), y.to_host_float(), [&](bool r) { return mean(maybe_round(x, r), {-1}); },
+                 1e-5);
+        const Tensor<float> g = rnd({rows}, 912);
+        cu::DeviceTensor<T> dx = cu::DeviceTensor<T>::empty({rows, cols});
+        cu::sum_last_backward(dev<T>(g), dx, false);
+        judge<D>("sum backward " + shape_name(rows, cols), dx.to_host_float(), [&](bool r) {
+            Tensor<float> v = x.detach().set_requires_grad(true);
+            sum(sum(v, {-1}) * maybe_round(g, r)).backward();
+            return v.grad();
+        });
+    }
+    // Cross-entropy: 37 rows, some ignored.
+    {
+        const int64_t rows = 37, C = 40;
+        const Tensor<float> x = rnd({rows, C}, 913, 3.0);
+        std::vector<int64_t> t(static_cast<size_t>(rows));
+        for (int64_t r = 0; r < rows; ++r) t[static_cast<size_t>(r)] = r % 5 == 3 ? -100 : (r * 7919) % C;
+        const auto targets = Tensor<int64_t>::from(t, {rows});
+        const auto dt = cu::DeviceTensor<int64_t>::from_host(targets);
+        auto loss = cu::DeviceTensor<float>::empty({2}), lse = cu::DeviceTensor<float>::empty({rows});
+        const auto dxin = dev<T>(x);
+        cu::cross_entropy_forward(dxin, dt, -100, loss, lse);
+        auto cpu = [&](bool r, bool grad) {
+            Tensor<float> v = maybe_round(x, r).detach().set_requires_grad(true);
+            Tensor<float> l = cross_entropy(v, targets);
+            if (!grad) return l.reshape({1});
+            l.backward();
+            return v.grad();
+        };
+        expect_fp32("cross_entropy", loss.to_host().slice(0, 0, 1).contiguous(), cpu(D::bf16, false), 1e-5);
+        cu::DeviceTensor<T> dx = cu::DeviceTensor<T>::empty({rows, C});
+        cu::cross_entropy_backward(dxin, dt, -100, loss, lse, nullptr, dx);
+        judge<D>("cross_entropy backward", dx.to_host_float(), [&](bool r) { return cpu(r, true); }, 1e-5);
+    }
+    // Flat kernels: activation with bias forward and backward, residual add (VEC 16 bytes and 1).
+    for (int64_t cols : {int64_t{80}, int64_t{13}}) {
+        const int64_t rows = 37;
+        const Tensor<float> x = rnd({rows, cols}, 914 + static_cast<uint64_t>(cols), 3.0), bias = rnd({cols}, 915),
+                            g = rnd({rows, cols}, 916);
+        const auto dxin = dev<T>(x), dbias = dev<T>(bias), dg = dev<T>(g);
+        cu::DeviceTensor<T> y = cu::DeviceTensor<T>::empty({rows, cols}), dx = cu::DeviceTensor<T>::empty({rows, cols});
+        cu::activation_forward(cu::Activation::gelu_erf, dxin, &dbias, y);
+        judge<D>("gelu+bias " + shape_name(rows, cols), y.to_host_float(),
+                 [&](bool r) { return gelu(maybe_round(x, r) + maybe_round(bias, r)); }, 1e-5);
+        cu::activation_backward(cu::Activation::gelu_erf, dxin, &dbias, dg, dx);
+        judge<D>("gelu+bias backward " + shape_name(rows, cols), dx.to_host_float(), [&](bool r) {
+            Tensor<float> v = (maybe_round(x, r) + maybe_round(bias, r)).detach().set_requires_grad(true);
+            sum(gelu(v) * maybe_round(g, r)).backward();
+            return v.grad();
+        }, 1e-4);
+        cu::residual_add(dxin, dg, y);
+        judge<D>("residual " + shape_name(rows, cols), y.to_host_float(),
+                 [&](bool r) { return maybe_round(x, r) + maybe_round(g, r); });
+    }
+    // Mixing with several tiles per mix_bwd block (2 x ceil(9 * 20 / 64) = 6 tiles on 2 blocks), alpha'
+    // over 40 x 40 = 1600 elements (7 blocks' worth).
+    for (int64_t H : {int64_t{3}, int64_t{40}}) {
+        const int64_t B = 2, N = 9, M = 20;
+        const std::string name = "mix H" + std::to_string(H);
+        const Tensor<float> P = softmax(rnd({B, H, N, M}, 917, 2.0)), alpha = rnd({H, H}, 918, 0.3),
+                            g = rnd({B, H, N, M}, 919);
+        Generator gc(7, 1), gg(7, 1);
+        AttentionOptions o;
+        o.training = true;
+        o.coeff.alpha_dropout = 0.25;
+        o.generator = &gc;
+        const Tensor<float> ap_cpu = alpha_prime(alpha, o);
+        const DropoutDraw<float> drop = coeff::reserve_dropout<float>(0.25, true, &gg, static_cast<uint64_t>(H * H),
+                                                                      "cuda::alpha_prime", "a Generator");
+        auto ap = cu::DeviceTensor<float>::empty({H, H});
+        cu::alpha_prime(cu::DeviceTensor<float>::from_host(alpha), ap, drop);
+        CHECK(max_diff(ap.to_host(), ap_cpu) == 0.0);
+        auto mixed = cu::DeviceTensor<T>::empty({B, H, N, M});
+        const auto dP = dev<T>(P);
+        cu::mix_heads(dP, ap, mixed);
+        auto cpu = [&](bool r, int which) {
+            Tensor<float> p = maybe_round(P, r).detach().set_requires_grad(true);
+            Tensor<float> a = ap_cpu.detach().set_requires_grad(true);
+            Tensor<float> out = mix_heads(p, a);
+            if (which == 0) return out.detach();
+            sum(out * maybe_round(g, r)).backward();
+            return which == 1 ? p.grad() : a.grad();
+        };
+        judge<D>(name, mixed.to_host_float(), [&](bool r) { return cpu(r, 0); }, 1e-5);
+        auto dmaps = cu::DeviceTensor<T>::empty({B, H, N, M});
+        auto dap = cu::DeviceTensor<float>::empty({H, H});
+        cu::mix_heads_backward(dev<T>(g), dP, ap, &dmaps, &dap);
+        judge<D>(name + " d_maps", dmaps.to_host_float(), [&](bool r) { return cpu(r, 1); }, 1e-5);
+        expect_fp32(name + " d_alpha_prime", dap.to_host(), cpu(D::bf16, 2), 1e-4, 1e-5);
+        auto dalpha = cu::DeviceTensor<float>::empty({H, H});
+        cu::alpha_prime_backward(dap, dalpha, drop);
+        Generator gc2(7, 1);
+        o.generator = &gc2;
+        Tensor<float> al = alpha.detach().set_requires_grad(true);
+        sum(alpha_prime(al, o) * dap.to_host()).backward();
+        expect_fp32(name + " d_alpha", dalpha.to_host(), al.grad(), 1e-6, 0.0);
+    }
+    // AdamW, copies, conversion, embedding.
+    {
+        const int64_t n = 1025 * 3 + 1;
+        const Tensor<float> w0 = rnd({n}, 920);
+        Tensor<float> w = w0.detach().set_requires_grad(true);
+        AdamW<float>::Options opt;
+        opt.lr = 1e-2;
+        opt.weight_decay = 0.05;
+        AdamW<float> cpu_opt(std::vector<Tensor<float>>{w}, opt);
+        auto master = cu::DeviceTensor<float>::from_host(w0);
+        auto m = cu::DeviceTensor<float>::zeros({n}), v = cu::DeviceTensor<float>::zeros({n});
+        const Tensor<float> gq = maybe_round(rnd({n}, 921), D::bf16);
+        sum(w * gq).backward();
+        cpu_opt.step();
+        cu::AdamWParams p;
+        p.lr = opt.lr;
+        p.weight_decay = opt.weight_decay;
+        p.step = 1;
+        cu::adamw_step(master, dev<T>(gq), m, v, p);
+        expect_fp32("adamw", master.to_host(), w.detach(), 1e-5, 1e-6);
+        const Tensor<float> x = maybe_round(rnd({2, 13, 12, 8}, 922), D::bf16);
+        const Tensor<float> ref = x.permute({0, 2, 1, 3}).contiguous();
+        auto y = cu::DeviceTensor<T>::empty(ref.shape());
+        cu::permute(dev<T>(x), {0, 2, 1, 3}, y);
+        CHECK(max_diff(y.to_host_float(), ref) == 0.0);
+        if constexpr (D::bf16) {
+            auto f = cu::DeviceTensor<float>::empty(x.shape());
+            cu::convert(dev<T>(x), f);
+            CHECK(max_diff(f.to_host(), x) == 0.0);
+        }
+        const int64_t V = 50, Dm = 40;
+        const Tensor<float> emb = maybe_round(rnd({V, Dm}, 923), D::bf16);
+        std::vector<int64_t> iv;
+        for (int64_t i = 0; i < 37; ++i) iv.push_back((i * 17) % V);
+        const auto idx = Tensor<int64_t>::from(iv, {37});
+        const auto didx = cu::DeviceTensor<int64_t>::from_host(idx);
+        auto out = cu::DeviceTensor<T>::empty({37, Dm});
+        cu::embedding_forward(didx, dev<T>(emb), out);
+        CHECK(max_diff(out.to_host_float(), embedding(idx, emb)) == 0.0);
+        const Tensor<float> ge = maybe_round(rnd({37, Dm}, 924), D::bf16);
+        Tensor<float> ev = emb.detach().set_requires_grad(true);
+        sum(embedding(idx, ev) * ge).backward();
+        auto dw = cu::DeviceTensor<float>::zeros({V, Dm});
+        cu::embedding_backward(didx, dev<T>(ge), dw);
+        expect_fp32("embedding backward", dw.to_host(), ev.grad(), 1e-6, 1e-6);
+    }
+}
+
+TEST_CASE_TEMPLATE("cuda kernels (coverage): cross-entropy where every target is ignored", D, F32, BF16) {
+    COEFFNET_REQUIRE_GPU();
+    using T = typename D::T;
+    const int64_t rows = 3, C = 40;
+    const Tensor<float> x = rnd({rows, C}, 931, 3.0);
+    const auto targets = Tensor<int64_t>::from(std::vector<int64_t>(static_cast<size_t>(rows), -100), {rows});
+    const auto dt = cu::DeviceTensor<int64_t>::from_host(targets);
+    auto loss = cu::DeviceTensor<float>::empty({2}), lse = cu::DeviceTensor<float>::empty({rows});
+    const auto dxin = dev<T>(x);
+    cu::cross_entropy_forward(dxin, dt, -100, loss, lse);
+    const Tensor<float> lh = loss.to_host();
+    // The CPU op: the mean over no target is NaN (as PyTorch); the count is 0.
+    CHECK(std::isnan(cross_entropy(x, targets).item()));
+    CHECK(std::isnan(lh.data()[0]));
+    CHECK(lh.data()[1] == 0.0f);
+    // Backward: every row ignored, so the gradient is zero (not NaN).
+    cu::DeviceTensor<T> dx = cu::DeviceTensor<T>::empty({rows, C});
+    cu::cross_entropy_backward(dxin, dt, -100, loss, lse, nullptr, dx);
+    CHECK(max_diff(dx.to_host_float(), Tensor<float>::zeros({rows, C})) == 0.0);
+}

@@ -83,4 +83,12 @@ CoeffAttentionGrads<T> coeff_attention_backward(const DeviceTensor<T>& q, const 
                                                 const CoeffAttentionSaved& saved,
                                                 const DeviceTensor<uint8_t>* key_mask = nullptr);
 
+// For tests only (tests/cuda/test_attention_cuda.cpp): C [16, 16] (fp32) = A [16, K] B [K, 16] through
+// the tensor-core tile product of the fused attention kernels (kernels/coeff_attention.cuh tile_mma),
+// one warp, K a multiple of 16. a_col_major: `a` holds A^T, [K, 16] (else A, [16, K]); b_col_major:
+// `b` holds B^T, [16, K] (else B, [K, 16]). T: bfloat16_t or half_t.
+template <class T>
+void tile_mma_for_testing(const DeviceTensor<T>& a, bool a_col_major, const DeviceTensor<T>& b, bool b_col_major,
+                          DeviceTensor<float>& c);
+
 }  // namespace coeffnet::cuda

@@ -64,6 +64,18 @@ struct CopyPlan {
 };
 CopyPlan plan_copy(const Shape& shape, const Shape& src_strides, const Shape& dst_strides);
 
+// ---- test hook: grid caps ----------------------------------------------------------------------
+// For tests only (tests/cuda/test_kernels.cpp, under the block emulator): caps the number of blocks
+// every launcher of this library launches along its grid-stride loops (row kernels, whose grid is
+// otherwise capped at 2^20 blocks; flat elementwise kernels, 65535 * 16 blocks; mix_bwd, 1024;
+// the embedding kernels, 2^20; the attention launchers' reductions, 65535), so that those loops
+// run more than once at shapes the emulator can afford. The kernels must give the same results
+// under any cap. blocks <= 0 restores the defaults. Process-wide; set it while nothing is being
+// launched. Not for production use: a smaller grid only costs parallelism.
+void set_max_grid_for_testing(int64_t blocks);
+// The cap in force (0: none, the defaults apply); row_launch's grid honours it too.
+int64_t max_grid_for_testing();
+
 // ---- alpha' = I + Dropout_p(alpha) (ops/coeff_spec.hpp) ---------------------------------------
 // d: the alpha draw, coeff::reserve_dropout<float>(p, training, gen, H * H, ...), which reserves
 // exactly what the CPU op reserves (nothing in evaluation or at p == 0); each element is
