@@ -542,6 +542,17 @@ TEST_CASE_TEMPLATE("cuda attention (coverage): tile_mma in all four operand layo
     CHECK_THROWS_AS(cuda::tile_mma_for_testing(bad, false, bad, true, c), Error);  // K = 24: not a multiple of 16
 }
 
+TEST_CASE("cuda attention plans (coverage): tensor cores with more than 16 heads and no dropout (the shared-memory mix)") {
+    COEFFNET_REQUIRE_GPU();
+    const Case c{1, 20, 9, 33, 40, 40, true, 1, false};  // H > kRegHeads, Phat dropout off
+    const Inputs in = bf16_inputs(make_inputs(c, 2020));
+    const Result want = cpu_reference(in, c);
+    cuda::AttentionPlan plan;
+    const Result got = run_plan<bfloat16_t>(in, c, kH200Smem, &plan, true);
+    CHECK(plan.use_tc);
+    check_bf16(got, want, bf16_materialised(in, c));
+}
+
 TEST_CASE("cuda attention: without a usable GPU the launchers throw a clear Error") {
     COEFFNET_REQUIRE_NO_GPU();  // on a GPU the device tests cover the launchers
     cuda::DeviceTensor<float> none;

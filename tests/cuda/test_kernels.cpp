@@ -20,6 +20,7 @@
 
 #include <coeffnet/coeffnet.hpp>
 #include <coeffnet/models/vit.hpp>
+#include <coeffnet/cuda/gemm.hpp>
 #include <coeffnet/cuda/launchers.hpp>
 #include <coeffnet/cuda/runtime.hpp>
 #include <coeffnet/cuda/tensor.hpp>
@@ -910,4 +911,56 @@ TEST_CASE_TEMPLATE("cuda kernels (coverage): cross-entropy where every target is
     cu::DeviceTensor<T> dx = cu::DeviceTensor<T>::empty({rows, C});
     cu::cross_entropy_backward(dxin, dt, -100, loss, lse, nullptr, dx);
     CHECK(max_diff(dx.to_host_float(), Tensor<float>::zeros({rows, C})) == 0.0);
+}
+
+TEST_CASE_TEMPLATE("cuda kernels (coverage): the rest of the launchers' paths: bias_add, empty sums, out-of-range indices, names",
+                   D, F32, BF16) {
+    COEFFNET_REQUIRE_GPU();
+    using T = typename D::T;
+    CHECK(std::string(cu::row_kind_name(cu::RowLaunch::block_per_row)) == "block_per_row");
+    CHECK(std::string(cu::precision_name(cu::GemmPrecision::tf32)) == "tf32");
+    CHECK(std::string(cu::precision_name(cu::GemmPrecision::bf16)) == "bf16");
+    CHECK(std::string(cu::precision_name(cu::GemmPrecision::fp32)) == "fp32");
+    auto ya = cu::DeviceTensor<T>::empty({2, 8});
+    CHECK_THROWS_WITH_AS(cu::activation_forward<T>(static_cast<cu::Activation>(7), dev<T>(rnd({2, 8}, 1)), nullptr, ya),
+                         doctest::Contains("unknown activation 7"), Error);
+    // bias_add: y = x + b, row by row.
+    const Tensor<float> x = maybe_round(rnd({5, 24}, 951), D::bf16), b = maybe_round(rnd({24}, 952), D::bf16);
+    auto y = cu::DeviceTensor<T>::empty({5, 24});
+    cu::bias_add(dev<T>(x), dev<T>(b), y);
+    judge<D>("bias_add", y.to_host_float(), [&](bool r) { return maybe_round(x + b, r); });
+    // A sum over an empty last axis is zero (the CPU's sum too); a mean over it is an error.
+    auto ys = cu::DeviceTensor<T>::empty({3});
+    cu::sum_last(cu::DeviceTensor<T>::empty({3, 0}), ys, false);
+    CHECK(max_diff(ys.to_host_float(), sum(Tensor<float>::zeros({3, 0}), {-1})) == 0.0);
+    CHECK_THROWS_AS(cu::sum_last(cu::DeviceTensor<T>::empty({3, 0}), ys, true), Error);
+    // Out-of-range indices: the kernels cannot throw, so the row is NaN (the CPU ops throw).
+    const Tensor<float> w = maybe_round(rnd({6, 16}, 953), D::bf16);
+    const auto idx = Tensor<int64_t>::from(std::vector<int64_t>{2, 6, -1}, {3});
+    auto out = cu::DeviceTensor<T>::empty({3, 16});
+    cu::embedding_forward(cu::DeviceTensor<int64_t>::from_host(idx), dev<T>(w), out);
+    const Tensor<float> oh = out.to_host_float();
+    CHECK(max_diff(oh.slice(0, 0, 1), w.slice(0, 2, 3)) == 0.0);
+    for (int64_t j = 16; j < 48; ++j) CHECK(std::isnan(oh.data()[j]));
+    CHECK_THROWS_AS((void)embedding(idx, w), Error);
+    const auto bad = Tensor<int64_t>::from(std::vector<int64_t>{1, 40}, {2});
+    auto loss = cu::DeviceTensor<float>::empty({2}), lse = cu::DeviceTensor<float>::empty({2});
+    cu::cross_entropy_forward(dev<T>(rnd({2, 40}, 954)), cu::DeviceTensor<int64_t>::from_host(bad), -100, loss, lse);
+    CHECK(std::isnan(loss.to_host().data()[0]));
+    CHECK(loss.to_host().data()[1] == 2.0f);
+    CHECK_THROWS_AS((void)cross_entropy(rnd({2, 40}, 954), bad), Error);
+}
+
+TEST_CASE("cuda gemm (coverage): an empty inner dimension gives beta C, and linear gives the bias") {
+    COEFFNET_REQUIRE_GPU();
+    auto a = cu::DeviceTensor<float>::empty({3, 0}), bm = cu::DeviceTensor<float>::empty({0, 4});
+    auto c = cu::DeviceTensor<float>::from_host(Tensor<float>::ones({3, 4}));
+    cu::gemm(a, bm, c, false, false, 1.0f, 0.0f);
+    CHECK(max_diff(c.to_host(), Tensor<float>::zeros({3, 4})) == 0.0);
+    const Tensor<float> bias = rnd({4}, 955);
+    auto y = cu::DeviceTensor<float>::empty({3, 4});
+    cu::linear(a, cu::DeviceTensor<float>::empty({4, 0}), cu::DeviceTensor<float>::from_host(bias), y);
+    CHECK(max_diff(y.to_host(), Tensor<float>::zeros({3, 4}) + bias) == 0.0);
+    cu::linear(a, cu::DeviceTensor<float>::empty({4, 0}), cu::DeviceTensor<float>(), y);
+    CHECK(max_diff(y.to_host(), Tensor<float>::zeros({3, 4})) == 0.0);
 }

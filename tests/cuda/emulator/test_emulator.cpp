@@ -235,7 +235,7 @@ TEST_CASE("emulator: atomics are atomic and barriers order them") {
     CHECK(out.host()[0] == 1024);
 }
 
-TEST_CASE("emulator: the interleaving comes from the seed: same seed, same order; another seed, another") {
+TEST_CASE("emulator: the interleaving comes from the seed (the same seed gives the same order, another seed another order)") {
     auto order = [](uint64_t seed) {
         const uint64_t saved = emu::options().seed;
         emu::options().seed = seed;
