@@ -13,6 +13,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <functional>
 #include <string>
@@ -510,9 +511,56 @@ TEST_CASE_TEMPLATE("cuda kernels: fused cross-entropy", D, F32, BF16) {
     }
 }
 
+// alpha' (with dropout) and coefficient mixing forward and backward on the device, against the CPU
+// ops (alpha_prime with the same generator; mix_heads, a GEMM, through autograd).
+template <class D>
+void check_mixing(const std::string& name, int64_t B, int64_t H, int64_t N, int64_t M, std::array<uint64_t, 3> seeds,
+                  Generator gen_state) {
+    using T = typename D::T;
+    const Tensor<float> P = softmax(rnd({B, H, N, M}, seeds[0], 2.0));  // seeds: P, alpha, the output gradient
+    const Tensor<float> alpha = rnd({H, H}, seeds[1], 0.3);
+    const Tensor<float> g = rnd({B, H, N, M}, seeds[2]);
+    Generator gc = gen_state, gg = gen_state;
+    AttentionOptions o;
+    o.training = true;
+    o.coeff.alpha_dropout = 0.25;
+    o.generator = &gc;
+    const Tensor<float> ap_cpu = alpha_prime(alpha, o);
+    const DropoutDraw<float> drop = coeff::reserve_dropout<float>(0.25, true, &gg, static_cast<uint64_t>(H * H),
+                                                                  "cuda::alpha_prime", "a Generator");
+    auto ap = cu::DeviceTensor<float>::empty({H, H});
+    cu::alpha_prime(cu::DeviceTensor<float>::from_host(alpha), ap, drop);
+    CHECK(max_diff(ap.to_host(), ap_cpu) == 0.0);
+    auto mixed = cu::DeviceTensor<T>::empty({B, H, N, M});
+    const auto dP = dev<T>(P);
+    cu::mix_heads(dP, ap, mixed);
+    auto cpu = [&](bool r, int which) {
+        Tensor<float> p = maybe_round(P, r).detach().set_requires_grad(true);
+        Tensor<float> a = ap_cpu.detach().set_requires_grad(true);
+        Tensor<float> out = mix_heads(p, a);
+        if (which == 0) return out.detach();
+        sum(out * maybe_round(g, r)).backward();
+        return which == 1 ? p.grad() : a.grad();
+    };
+    judge<D>(name, mixed.to_host_float(), [&](bool r) { return cpu(r, 0); }, 1e-5);
+    auto dmaps = cu::DeviceTensor<T>::empty({B, H, N, M});
+    auto dap = cu::DeviceTensor<float>::empty({H, H});
+    cu::mix_heads_backward(dev<T>(g), dP, ap, &dmaps, &dap);
+    judge<D>(name + " d_maps", dmaps.to_host_float(), [&](bool r) { return cpu(r, 1); }, 1e-5);
+    // d_alpha' is fp32 for both storage types; its inputs were rounded for bf16.
+    expect_fp32(name + " d_alpha_prime", dap.to_host(), cpu(D::bf16, 2), 1e-4, 1e-5);
+    // alpha' backward: the dropout multiplier.
+    auto dalpha = cu::DeviceTensor<float>::empty({H, H});
+    cu::alpha_prime_backward(dap, dalpha, drop);
+    Generator gc2 = gen_state;
+    o.generator = &gc2;
+    Tensor<float> al = alpha.detach().set_requires_grad(true);
+    sum(alpha_prime(al, o) * dap.to_host()).backward();
+    expect_fp32(name + " d_alpha", dalpha.to_host(), al.grad(), 1e-6, 0.0);
+}
+
 TEST_CASE_TEMPLATE("cuda kernels: coefficient mixing and alpha'", D, F32, BF16) {
     COEFFNET_REQUIRE_GPU();
-    using T = typename D::T;
     struct Case {
         int64_t B, H, N, M;
     };
@@ -520,49 +568,7 @@ TEST_CASE_TEMPLATE("cuda kernels: coefficient mixing and alpha'", D, F32, BF16) 
                          Case{1, 3, 1, 1}, Case{2, 64, 5, 13}}) {
         const std::string name = "mix B" + std::to_string(c.B) + " H" + std::to_string(c.H) + " N" +
                                  std::to_string(c.N) + " M" + std::to_string(c.M);
-        const Tensor<float> P = softmax(rnd({c.B, c.H, c.N, c.M}, 41 + static_cast<uint64_t>(c.H), 2.0));
-        const Tensor<float> alpha = rnd({c.H, c.H}, 42, 0.3);
-        const Tensor<float> g = rnd({c.B, c.H, c.N, c.M}, 43);
-        // alpha' on the device with dropout, against the CPU with the same generator.
-        Generator gc(99, 2), gg(99, 2);
-        AttentionOptions o;
-        o.training = true;
-        o.coeff.alpha_dropout = 0.25;
-        o.generator = &gc;
-        const Tensor<float> ap_cpu = alpha_prime(alpha, o);
-        const DropoutDraw<float> drop = coeff::reserve_dropout<float>(0.25, true, &gg, static_cast<uint64_t>(c.H * c.H),
-                                                                      "cuda::alpha_prime", "a Generator");
-        auto ap = cu::DeviceTensor<float>::empty({c.H, c.H});
-        cu::alpha_prime(cu::DeviceTensor<float>::from_host(alpha), ap, drop);
-        CHECK(max_diff(ap.to_host(), ap_cpu) == 0.0);
-        // Mixing forward and backward against mix_heads (a GEMM on the CPU) through autograd.
-        auto mixed = cu::DeviceTensor<T>::empty({c.B, c.H, c.N, c.M});
-        const auto dP = dev<T>(P);
-        cu::mix_heads(dP, ap, mixed);
-        auto cpu = [&](bool r, int which) {
-            Tensor<float> p = maybe_round(P, r).detach().set_requires_grad(true);
-            Tensor<float> a = ap_cpu.detach().set_requires_grad(true);
-            Tensor<float> out = mix_heads(p, a);
-            if (which == 0) return out.detach();
-            sum(out * maybe_round(g, r)).backward();
-            return which == 1 ? p.grad() : a.grad();
-        };
-        judge<D>(name, mixed.to_host_float(), [&](bool r) { return cpu(r, 0); }, 1e-5);
-        auto dmaps = cu::DeviceTensor<T>::empty({c.B, c.H, c.N, c.M});
-        auto dap = cu::DeviceTensor<float>::empty({c.H, c.H});
-        cu::mix_heads_backward(dev<T>(g), dP, ap, &dmaps, &dap);
-        judge<D>(name + " d_maps", dmaps.to_host_float(), [&](bool r) { return cpu(r, 1); }, 1e-5);
-        // d_alpha' is fp32 for both storage types; its inputs were rounded for bf16.
-        const Tensor<float> dap_ref = cpu(D::bf16, 2);
-        expect_fp32(name + " d_alpha_prime", dap.to_host(), dap_ref, 1e-4, 1e-5);
-        // alpha' backward: the dropout multiplier.
-        auto dalpha = cu::DeviceTensor<float>::empty({c.H, c.H});
-        cu::alpha_prime_backward(dap, dalpha, drop);
-        Generator gc2(99, 2);
-        o.generator = &gc2;
-        Tensor<float> al = alpha.detach().set_requires_grad(true);
-        sum(alpha_prime(al, o) * dap.to_host()).backward();
-        expect_fp32(name + " d_alpha", dalpha.to_host(), al.grad(), 1e-6, 0.0);
+        check_mixing<D>(name, c.B, c.H, c.N, c.M, {41 + static_cast<uint64_t>(c.H), 42, 43}, Generator(99, 2));
     }
 }
 
@@ -803,47 +809,8 @@ TEST_CASE_TEMPLATE("cuda kernels (coverage): grid-stride loops that run more tha
     }
     // Mixing with several tiles per mix_bwd block (2 x ceil(9 * 20 / 64) = 6 tiles on 2 blocks), alpha'
     // over 40 x 40 = 1600 elements (7 blocks' worth).
-    for (int64_t H : {int64_t{3}, int64_t{40}}) {
-        const int64_t B = 2, N = 9, M = 20;
-        const std::string name = "mix H" + std::to_string(H);
-        const Tensor<float> P = softmax(rnd({B, H, N, M}, 917, 2.0)), alpha = rnd({H, H}, 918, 0.3),
-                            g = rnd({B, H, N, M}, 919);
-        Generator gc(7, 1), gg(7, 1);
-        AttentionOptions o;
-        o.training = true;
-        o.coeff.alpha_dropout = 0.25;
-        o.generator = &gc;
-        const Tensor<float> ap_cpu = alpha_prime(alpha, o);
-        const DropoutDraw<float> drop = coeff::reserve_dropout<float>(0.25, true, &gg, static_cast<uint64_t>(H * H),
-                                                                      "cuda::alpha_prime", "a Generator");
-        auto ap = cu::DeviceTensor<float>::empty({H, H});
-        cu::alpha_prime(cu::DeviceTensor<float>::from_host(alpha), ap, drop);
-        CHECK(max_diff(ap.to_host(), ap_cpu) == 0.0);
-        auto mixed = cu::DeviceTensor<T>::empty({B, H, N, M});
-        const auto dP = dev<T>(P);
-        cu::mix_heads(dP, ap, mixed);
-        auto cpu = [&](bool r, int which) {
-            Tensor<float> p = maybe_round(P, r).detach().set_requires_grad(true);
-            Tensor<float> a = ap_cpu.detach().set_requires_grad(true);
-            Tensor<float> out = mix_heads(p, a);
-            if (which == 0) return out.detach();
-            sum(out * maybe_round(g, r)).backward();
-            return which == 1 ? p.grad() : a.grad();
-        };
-        judge<D>(name, mixed.to_host_float(), [&](bool r) { return cpu(r, 0); }, 1e-5);
-        auto dmaps = cu::DeviceTensor<T>::empty({B, H, N, M});
-        auto dap = cu::DeviceTensor<float>::empty({H, H});
-        cu::mix_heads_backward(dev<T>(g), dP, ap, &dmaps, &dap);
-        judge<D>(name + " d_maps", dmaps.to_host_float(), [&](bool r) { return cpu(r, 1); }, 1e-5);
-        expect_fp32(name + " d_alpha_prime", dap.to_host(), cpu(D::bf16, 2), 1e-4, 1e-5);
-        auto dalpha = cu::DeviceTensor<float>::empty({H, H});
-        cu::alpha_prime_backward(dap, dalpha, drop);
-        Generator gc2(7, 1);
-        o.generator = &gc2;
-        Tensor<float> al = alpha.detach().set_requires_grad(true);
-        sum(alpha_prime(al, o) * dap.to_host()).backward();
-        expect_fp32(name + " d_alpha", dalpha.to_host(), al.grad(), 1e-6, 0.0);
-    }
+    for (int64_t H : {int64_t{3}, int64_t{40}})
+        check_mixing<D>("mix H" + std::to_string(H), 2, H, 9, 20, {917, 918, 919}, Generator(7, 1));
     // AdamW, copies, conversion, embedding.
     {
         const int64_t n = 1025 * 3 + 1;
