@@ -78,12 +78,12 @@ Stack make_stack() {
     return {static_cast<char*>(p) + page, kStackBytes};
 }
 
-// A fiber's saved context. On x86-64 (without ASan) a switch saves the callee-saved registers on
-// the old stack and loads the new stack pointer: 8 instructions, no system call (ucontext's
-// swapcontext also saves the signal mask, a system call per switch, which made the emulator
-// spend a third of its time in the kernel). Elsewhere, and under ASan (whose fiber annotations
-// are written for ucontext), ucontext.
-#if defined(__x86_64__) && !COEFFNET_EMU_ASAN
+// A fiber's saved context. On x86-64 a switch saves the callee-saved registers on the old stack
+// and loads the new stack pointer: 8 instructions, no system call (ucontext's swapcontext also
+// saves the signal mask, a system call per switch, which made the emulator spend a third of its
+// time in the kernel). Under ASan the switches are announced to it (__sanitizer_*_switch_fiber)
+// either way. Elsewhere, ucontext.
+#if defined(__x86_64__)
 #define COEFFNET_EMU_FAST_SWITCH 1
 struct Context {
     void* sp = nullptr;
@@ -333,7 +333,8 @@ struct FiberAbort {};
 }
 
 // ---- shadow checks ----------------------------------------------------------------------------
-void check_shadow(Shadow& s, uintptr_t addr, bool write, bool atomic, int tid, const void* pc, const char* space) {
+// The rules, with the report of a broken one (cold: only a faulting access comes here).
+[[gnu::noinline, gnu::cold]] void check_shadow(Shadow& s, uintptr_t addr, bool write, bool atomic, int tid, const void* pc, const char* space) {
     Emulator& e = E();
     auto where = [&] {
         return std::string(space) + " byte " + hex(addr) + " (code at " + code_site(pc) + ")";
@@ -367,6 +368,29 @@ void check_shadow(Shadow& s, uintptr_t addr, bool write, bool atomic, int tid, c
     }
 }
 
+// The same rules on the hot path: an access that breaks none updates the word's state here;
+// one that breaks a rule goes to check_shadow, which names it.
+inline void check_shadow_fast(Shadow& s, uintptr_t addr, bool write, bool atomic, int tid, const void* pc,
+                              const char* space, uint32_t epoch, uint32_t epoch0) {
+    const bool written_now = s.w_epoch == epoch && s.w_tid != tid;
+    const bool fails = (written_now && !(atomic && s.w_atomic)) || ((!write || atomic) && s.w_epoch < epoch0) ||
+                       (write && s.r_epoch == epoch && s.r_tid != tid);
+    if (fails) [[unlikely]] {
+        check_shadow(s, addr, write, atomic, tid, pc, space);
+        return;
+    }
+    if (write) {
+        s.w_epoch = epoch;
+        s.w_tid = static_cast<uint16_t>(tid);
+        s.w_atomic = atomic;
+    } else if (s.r_epoch != epoch) {
+        s.r_epoch = epoch;
+        s.r_tid = static_cast<uint16_t>(tid);
+    } else if (s.r_tid != tid) {
+        s.r_tid = kManyReaders;
+    }
+}
+
 void check_device(uintptr_t a, size_t n, int tid, const void* pc) {
     Emulator& e = E();
     ++e.stats.device_checks;
@@ -396,13 +420,15 @@ void on_access(const void* p, size_t n, bool write, bool atomic, int tid, const 
         if (off + n > e.dyn_bytes)
             fault(thread_str(tid) + " accesses " + std::to_string(n) + " bytes at offset " + std::to_string(off) +
                   " of the " + std::to_string(e.dyn_bytes) + "-byte dynamic shared memory (code at " + code_site(pc) + ")");
-        for (size_t i = 0; i < n; ++i) check_shadow(e.dyn_shadow[off + i], a + i, write, atomic, tid, pc, "dynamic shared");
+        Shadow* sh = e.dyn_shadow.data() + off;
+        for (size_t i = 0; i < n; ++i)
+            check_shadow_fast(sh[i], a + i, write, atomic, tid, pc, "dynamic shared", e.epoch, e.cta_epoch0);
     } else if (a >= e.bss_lo && a < e.bss_hi) {
         ++e.stats.shared_checks;
         for (size_t i = 0; i < n; ++i) {
             Shadow& sh = e.static_shadow(a + i);
             if (sh.w_epoch == 0 && sh.r_epoch == 0) e.static_touched.push_back(a + i);
-            check_shadow(sh, a + i, write, atomic, tid, pc, "static shared");
+            check_shadow_fast(sh, a + i, write, atomic, tid, pc, "static shared", e.epoch, e.cta_epoch0);
         }
     } else if (e.arena != nullptr && a - reinterpret_cast<uintptr_t>(e.arena) < e.arena_bytes) {
         check_device(a, n, tid, pc);
