@@ -13,6 +13,7 @@
 #include <string>
 
 #include <coeffnet/coeffnet.hpp>
+#include <coeffnet/core/sanitizers.hpp>
 #include <coeffnet/ops/attention_tiled.hpp>
 
 #if defined(__GLIBC__)
@@ -344,7 +345,7 @@ long long peak_rss_growth(const std::function<void()>& f) {
 TEST_CASE("tiled: forward + backward never allocates the [B, H, N, M] maps (peak RSS)") {
     // 2 x 4096 x 2048 = 16.8 M map elements: 64 MiB as float, above glibc's largest mmap
     // threshold (32 MiB), so such a buffer would be fresh pages that raise the high-water mark.
-#if defined(__SANITIZE_ADDRESS__)
+#if COEFFNET_ASAN
     // AddressSanitizer's allocator and shadow memory make the resident-set figures meaningless.
     return coeffnet::test::skip("built with AddressSanitizer, whose allocator makes resident-set figures meaningless "
                 "(the check runs in the normal build)");

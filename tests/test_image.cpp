@@ -264,7 +264,8 @@ TEST_CASE("image: resizing a constant image keeps it constant, with every filter
                               io::Resample::bicubic, io::Resample::lanczos}) {
         for (const int64_t channels : {1, 3}) {
             const io::Image in(13, 7, channels, 201);
-            for (const auto& [w, h] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {5, 3}, {13, 30}, {40, 7}, {64, 64}}) {
+            for (const auto& wh : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {5, 3}, {13, 30}, {40, 7}, {64, 64}}) {
+                const int64_t w = wh.first, h = wh.second;  // not structured bindings: INFO's lambda names them
                 const io::Image out = io::resize(in, w, h, filter);
                 CHECK(out.width == w);
                 CHECK(out.height == h);
@@ -527,7 +528,8 @@ TEST_CASE("image: encode_png round trips through the PNG decoder at every level 
     std::mt19937 rng(11);
     const std::pair<int64_t, int64_t> sizes[] = {{1, 1}, {1, 9}, {9, 1}, {13, 7}, {101, 37}};
     for (int64_t channels = 1; channels <= 4; ++channels) {
-        for (auto [w, h] : sizes) {
+        for (const auto& wh : sizes) {
+            const int64_t w = wh.first, h = wh.second;  // not structured bindings: CAPTURE's lambda names them
             for (int pattern = 0; pattern < 3; ++pattern) {  // noise, long runs, a smooth ramp with noise
                 std::vector<uint8_t> px(static_cast<size_t>(w * h * channels));
                 for (size_t i = 0; i < px.size(); ++i) {

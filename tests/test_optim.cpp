@@ -111,16 +111,18 @@ TEST_CASE("Module::zero_grad drops frozen layers' gradients, train_only sets the
     attn.set_requires_grad(false);  // frozen after a backward: the gradients are still there
     CHECK(attn.alpha.grad().defined());
     attn.zero_grad();
-    for (const auto& [name, p] : attn.named_parameters()) {
+    for (const auto& named : attn.named_parameters()) {
+        const std::string& name = named.first;  // not a structured binding: CAPTURE's lambda names it
         CAPTURE(name);
-        CHECK_FALSE(p.grad().defined());
+        CHECK_FALSE(named.second.grad().defined());
     }
     // Whatever was trainable before, exactly the named ones are after.
     attn.set_requires_grad(true);
     CHECK(attn.train_only({"coeff_alpha", "*.bias"}) == 4 + 4 * 8);
-    for (const auto& [name, p] : attn.named_parameters()) {
+    for (const auto& named : attn.named_parameters()) {
+        const std::string& name = named.first;
         CAPTURE(name);
-        CHECK(p.requires_grad() == (name == "coeff_alpha" || name.ends_with(".bias")));
+        CHECK(named.second.requires_grad() == (name == "coeff_alpha" || name.ends_with(".bias")));
     }
     CHECK_THROWS_WITH_AS(attn.train_only({"coeff_alpha", "query.wieght"}),
                          doctest::Contains("Module::train_only: 'query.wieght' names no parameter"), Error);

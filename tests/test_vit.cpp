@@ -223,6 +223,20 @@ TEST_CASE("ViT-B/16: 12 layers x 12 x 12 = 1,728 alpha parameters") {
     CHECK(vit.num_parameters() - base == 1728);
 }
 
+TEST_CASE_TEMPLATE("building a ViT registers the tiled attention backend for its element type", T, float, double) {
+    // models/vit.hpp includes the backend's code without ops/attention_tiled.hpp's start-up
+    // registration; the model's constructor registers it (long sequences take it automatically).
+    const TiledAttentionFn<T> kept = tiled_attention_backend<T>;
+    tiled_attention_backend<T> = nullptr;
+    ViTConfig c;
+    c.hidden_size = 8, c.num_attention_heads = 2, c.num_hidden_layers = 1, c.intermediate_size = 8;
+    c.image_height = c.image_width = 4, c.patch_height = c.patch_width = 2;
+    models::ViTModel<T> vit(c, false);
+    const bool registered = tiled_attention_backend<T> == &coeff_attention_tiled<T>;
+    tiled_attention_backend<T> = kept;
+    CHECK(registered);
+}
+
 TEST_CASE("config.json: defaults for missing keys, unknown keys ignored, wrong types refused") {
     auto c = ViTConfig::from_json(nlohmann::json::parse(R"({"hidden_size": 64, "num_attention_heads": 4, "some_new_key": [1, 2]})"));
     CHECK(c.hidden_size == 64);

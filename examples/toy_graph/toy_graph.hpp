@@ -243,7 +243,11 @@ namespace detail {
 inline std::string fmt(const char* f, double v) {
     char buf[64];
     std::snprintf(buf, sizeof buf, f, v);
-    return buf;
+    // A value that rounds to zero prints unsigned: "-0.00" (from -1e-9, say; which side of zero
+    // depends on the compiler's rounding) would read as a negative number.
+    std::string s = buf;
+    if (s.size() > 1 && s[0] == '-' && s.find_first_not_of("0.", 1) == std::string::npos) s.erase(0, 1);
+    return s;
 }
 
 inline std::string text(double x, double y, int size, const std::string& body, const char* extra = "") {

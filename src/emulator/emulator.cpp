@@ -20,12 +20,11 @@
 #include <sstream>
 #include <unordered_map>
 
-#if defined(__SANITIZE_ADDRESS__)
+#include <coeffnet/core/sanitizers.hpp>
+#define COEFFNET_EMU_ASAN COEFFNET_ASAN
+#if COEFFNET_EMU_ASAN
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
-#define COEFFNET_EMU_ASAN 1
-#else
-#define COEFFNET_EMU_ASAN 0
 #endif
 
 // The executable's zero-initialised static storage: where static __shared__ arrays live.
@@ -435,7 +434,7 @@ void on_access(const void* p, size_t n, bool write, bool atomic, int tid, const 
     }
 }
 
-inline void hook(const void* p, size_t n, bool write, const void* pc) {
+[[maybe_unused]] inline void hook(const void* p, size_t n, bool write, const void* pc) {  // the __tsan_* entry points
     if (!t_in_cta) return;
     Emulator& e = E();
     if (!e.active || e.suppress || e.current == nullptr || !e.opts.shadow) return;

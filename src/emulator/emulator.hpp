@@ -26,7 +26,7 @@
 // - Device memory comes from an arena with guard gaps; a kernel access outside every live
 //   allocation is an error (and a host dereference of a device pointer faults, as on a GPU).
 //   Under AddressSanitizer (the CI sanitizer job) allocations come from malloc instead, so
-//   ASan checks them, and the shadow checks are off (GCC cannot combine the two instrumentations).
+//   ASan checks them, and the shadow checks are off (the two instrumentations cannot be combined).
 // - atomicAdd is atomic (fibers switch only at collectives) and marked in the shadow state.
 // - Launch limits of the target: 1024 threads per block, 48 KiB of dynamic shared memory unless
 //   the kernel opted in with cudaFuncSetAttribute, and the target's per-block maximum (227 KiB

@@ -28,7 +28,7 @@
 #include "../nn/module.hpp"
 #include "../nn/tunable.hpp"
 #include "../nn/weights.hpp"
-#include "../ops/attention_tiled.hpp"
+#include "../ops/attention_tiled_impl.hpp"
 #include "../ops/elementwise.hpp"
 #include "../ops/shape.hpp"
 
@@ -310,6 +310,9 @@ public:
     ViTModel(const ViTConfig& c, bool with_pooler)
         : config(c), embeddings(c), encoder(c), layernorm(c.hidden_size, c.layer_norm_eps) {
         c.validate();
+        // Long sequences take the tiled attention backend (compiled where a model is built, not in
+        // every file that includes this header: ops/attention_tiled.hpp).
+        register_tiled_backend<T>();
         this->register_module("embeddings", embeddings);
         this->register_module("encoder", encoder);
         this->register_module("layernorm", layernorm);

@@ -38,9 +38,10 @@ namespace coeffnet {
 // them; tiled (ops/attention_tiled.hpp) never forms them. automatic picks tiled when the maps
 // would hold more than tiled_attention_min_elements elements, return_maps is off and the tiled
 // backend is in the program: including ops/attention_tiled.hpp in any one file of a program
-// registers it (models/ and train/ include it). The umbrella header does not, since its code is
-// a fifth of what a small program compiles; without it, automatic materialises large maps too
-// and says so once on stderr, and asking for tiled throws.
+// registers it, and so does building a model (models/vit.hpp, for the model's element type).
+// The umbrella header does not, since its code is a fifth of what a small program compiles;
+// without it, automatic materialises large maps too and says so once on stderr, and asking for
+// tiled throws.
 enum class AttentionBackend { automatic, materialised, tiled };
 inline constexpr double tiled_attention_min_elements = 16777216.0;  // 2^24: 64 MiB of float maps
 
@@ -64,18 +65,19 @@ struct AttentionResult {
 
 // Knobs of the tiled backend that a benchmark or test turns; the op's default is TiledConfig{}.
 struct TiledConfig {
-    int64_t block_q = 0;  // query rows per tile; 0 = tiled_block_q's rule (ops/attention_tiled.hpp)
+    int64_t block_q = 0;  // query rows per tile; 0 = tiled_block_q's rule (ops/attention_tiled_impl.hpp)
 };
 
-// The tiled backend (ops/attention_tiled.hpp); alpha undefined means plain attention.
+// The tiled backend (ops/attention_tiled_impl.hpp); alpha undefined means plain attention.
 template <class T>
 AttentionResult<T> coeff_attention_tiled(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v,
                                          const Tensor<T>& alpha, const AttentionOptions& o, const Tensor<T>& attn_mask,
                                          const Tensor<T>& key_mask, const TiledConfig& cfg = {});
 
 // Where the dispatch finds the tiled backend: null until ops/attention_tiled.hpp, included
-// anywhere in the program, sets it during static initialisation (a program may also point it at
-// its own implementation with the same contract).
+// anywhere in the program, sets it during static initialisation, or register_tiled_backend<T>()
+// (ops/attention_tiled_impl.hpp; a model's constructor calls it) sets it; a program may also point
+// it at its own implementation with the same contract.
 template <class T>
 using TiledAttentionFn = AttentionResult<T> (*)(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,
                                                 const Tensor<T>&, const AttentionOptions&, const Tensor<T>&,

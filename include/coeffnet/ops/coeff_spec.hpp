@@ -1,6 +1,6 @@
 // coeffnet/ops/coeff_spec.hpp: the one definition of what coefficient attention computes besides
 // its GEMMs, shared by every path: the CPU materialised op (ops/attention.hpp), the tiled CPU op
-// (ops/attention_tiled.hpp), the CUDA launchers (src/cuda/attention.cu, src/cuda/launchers.cu) and
+// (ops/attention_tiled_impl.hpp), the CUDA launchers (src/cuda/attention.cu, src/cuda/launchers.cu) and
 // kernels (kernels/coeff_attention.cuh, kernels/mix.cuh).
 //
 //     alpha' = I + Dropout_p(alpha)        (alpha_residual; otherwise alpha' = Dropout_p(alpha))

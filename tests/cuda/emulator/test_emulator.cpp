@@ -18,6 +18,8 @@
 
 #include <mma.h>
 
+#include <coeffnet/core/sanitizers.hpp>
+
 #include "emulator.hpp"
 #include "kernels/launch.cuh"
 
@@ -128,10 +130,10 @@ struct Buffer {
 };
 
 // The shadow checks need the access instrumentation, which the AddressSanitizer build leaves out
-// (GCC cannot combine them; ASan checks the kernels' memory there instead).
+// (the two cannot be combined; ASan checks the kernels' memory there instead).
 bool shadow_or_skip() {
     if (emu::instrumented()) return true;
-#if !defined(__SANITIZE_ADDRESS__)
+#if !COEFFNET_ASAN
     FAIL_CHECK("the emulated kernels are not instrumented in a build without AddressSanitizer");
     return false;
 #endif
