@@ -101,6 +101,10 @@ mutant tiled-backend-unregistered include/coeffnet/ops/attention_tiled_impl.hpp 
   'tiled_attention_backend<T> = &coeff_attention_tiled<T>;' \
   '' \
   tests/test_attention_tiled.cpp '*automatic*'
+mutant vit-tiled-backend-unregistered include/coeffnet/models/vit.hpp \
+  '        register_tiled_backend<T>();' \
+  '' \
+  tests/test_vit.cpp '*registers the tiled attention backend*'
 
 # ---- options ----------------------------------------------------------------------------------
 usage() { sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; }

@@ -27,5 +27,5 @@ cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release ${CMAKE_ARGS:-}
 cmake --build "$BUILD_DIR" -j"$JOBS"
 
 # The main job: Coeff-Tuning against linear probing, LoRA, alpha + LoRA and full fine-tuning
-# on three procedural few-shot tasks, 3 seeds (about 1.5 minutes on 2 cores).
+# on three procedural few-shot tasks, 3 seeds (1.5 to 3.5 minutes on 2 cores, by machine: README.md).
 "$BUILD_DIR"/tools/coeffnet tune --out "$BUILD_DIR"/tune
