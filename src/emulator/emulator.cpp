@@ -332,53 +332,46 @@ struct FiberAbort {};
 }
 
 // ---- shadow checks ----------------------------------------------------------------------------
-// The rules, with the report of a broken one (cold: only a faulting access comes here).
-[[gnu::noinline, gnu::cold]] void check_shadow(Shadow& s, uintptr_t addr, bool write, bool atomic, int tid, const void* pc, const char* space) {
-    Emulator& e = E();
-    auto where = [&] {
-        return std::string(space) + " byte " + hex(addr) + " (code at " + code_site(pc) + ")";
-    };
-    const bool written_now = s.w_epoch == e.epoch && s.w_tid != tid;
-    if (!write || atomic) {
-        if (s.w_epoch < e.cta_epoch0)
-            fault(thread_str(tid) + " reads " + where() + " that no thread of this CTA has written");
-        if (written_now && !(atomic && s.w_atomic))
-            fault("shared-memory race: " + thread_str(tid) + (atomic ? " updates " : " reads ") + where() + ", which " +
-                  thread_str(s.w_tid) + " wrote after the same barrier (" + e.barrier_origin + ")");
+enum class ShadowRule { unwritten_read, read_race, write_race, write_after_read };
+
+// The report of a broken rule (cold: only a faulting access comes here).
+[[noreturn, gnu::noinline, gnu::cold]] void shadow_fault(ShadowRule rule, const Shadow& s, uintptr_t addr, bool atomic,
+                                                         int tid, const void* pc, const char* space) {
+    const Emulator& e = E();
+    const std::string where = std::string(space) + " byte " + hex(addr) + " (code at " + code_site(pc) + ")";
+    const std::string after = " after the same barrier (" + e.barrier_origin + ")";
+    switch (rule) {
+        case ShadowRule::unwritten_read:
+            fault(thread_str(tid) + " reads " + where + " that no thread of this CTA has written");
+        case ShadowRule::read_race:
+            fault("shared-memory race: " + thread_str(tid) + (atomic ? " updates " : " reads ") + where + ", which " +
+                  thread_str(s.w_tid) + " wrote" + after);
+        case ShadowRule::write_race:
+            fault("shared-memory race: " + thread_str(tid) + " and " + thread_str(s.w_tid) + " both write " + where + after);
+        case ShadowRule::write_after_read:
+            break;
     }
-    if (write) {
-        if (written_now && !(atomic && s.w_atomic))
-            fault("shared-memory race: " + thread_str(tid) + " and " + thread_str(s.w_tid) + " both write " + where() +
-                  " after the same barrier (" + e.barrier_origin + ")");
-        if (s.r_epoch == e.epoch && s.r_tid != tid)
-            fault("shared-memory race: " + thread_str(tid) + " writes " + where() + ", which " +
-                  (s.r_tid == kManyReaders ? std::string("other threads") : thread_str(s.r_tid)) +
-                  " read after the same barrier (" + e.barrier_origin + ")");
-        s.w_epoch = e.epoch;
-        s.w_tid = static_cast<uint16_t>(tid);
-        s.w_atomic = atomic;
-    } else {
-        if (s.r_epoch != e.epoch) {
-            s.r_epoch = e.epoch;
-            s.r_tid = static_cast<uint16_t>(tid);
-        } else if (s.r_tid != tid) {
-            s.r_tid = kManyReaders;
-        }
-    }
+    fault("shared-memory race: " + thread_str(tid) + " writes " + where + ", which " +
+          (s.r_tid == kManyReaders ? std::string("other threads") : thread_str(s.r_tid)) + " read" + after);
 }
 
-// The same rules on the hot path: an access that breaks none updates the word's state here;
-// one that breaks a rule goes to check_shadow, which names it.
-inline void check_shadow_fast(Shadow& s, uintptr_t addr, bool write, bool atomic, int tid, const void* pc,
-                              const char* space, uint32_t epoch, uint32_t epoch0) {
+// The rules, on every access to a shared byte, and the byte's new state. Inline: this is the
+// emulator's hot path (a third of an emulated kernel's time); the reports are out of line.
+inline void check_shadow(Shadow& s, uintptr_t addr, bool write, bool atomic, int tid, const void* pc, const char* space,
+                         uint32_t epoch, uint32_t epoch0) {
     const bool written_now = s.w_epoch == epoch && s.w_tid != tid;
-    const bool fails = (written_now && !(atomic && s.w_atomic)) || ((!write || atomic) && s.w_epoch < epoch0) ||
-                       (write && s.r_epoch == epoch && s.r_tid != tid);
-    if (fails) [[unlikely]] {
-        check_shadow(s, addr, write, atomic, tid, pc, space);
-        return;
+    const bool race = written_now && !(atomic && s.w_atomic);
+    if (!write || atomic) {
+        if (s.w_epoch < epoch0) [[unlikely]]
+            shadow_fault(ShadowRule::unwritten_read, s, addr, atomic, tid, pc, space);
+        if (race) [[unlikely]]
+            shadow_fault(ShadowRule::read_race, s, addr, atomic, tid, pc, space);
     }
     if (write) {
+        if (race) [[unlikely]]
+            shadow_fault(ShadowRule::write_race, s, addr, atomic, tid, pc, space);
+        if (s.r_epoch == epoch && s.r_tid != tid) [[unlikely]]
+            shadow_fault(ShadowRule::write_after_read, s, addr, atomic, tid, pc, space);
         s.w_epoch = epoch;
         s.w_tid = static_cast<uint16_t>(tid);
         s.w_atomic = atomic;
@@ -421,13 +414,13 @@ void on_access(const void* p, size_t n, bool write, bool atomic, int tid, const 
                   " of the " + std::to_string(e.dyn_bytes) + "-byte dynamic shared memory (code at " + code_site(pc) + ")");
         Shadow* sh = e.dyn_shadow.data() + off;
         for (size_t i = 0; i < n; ++i)
-            check_shadow_fast(sh[i], a + i, write, atomic, tid, pc, "dynamic shared", e.epoch, e.cta_epoch0);
+            check_shadow(sh[i], a + i, write, atomic, tid, pc, "dynamic shared", e.epoch, e.cta_epoch0);
     } else if (a >= e.bss_lo && a < e.bss_hi) {
         ++e.stats.shared_checks;
         for (size_t i = 0; i < n; ++i) {
             Shadow& sh = e.static_shadow(a + i);
             if (sh.w_epoch == 0 && sh.r_epoch == 0) e.static_touched.push_back(a + i);
-            check_shadow_fast(sh, a + i, write, atomic, tid, pc, "static shared", e.epoch, e.cta_epoch0);
+            check_shadow(sh, a + i, write, atomic, tid, pc, "static shared", e.epoch, e.cta_epoch0);
         }
     } else if (e.arena != nullptr && a - reinterpret_cast<uintptr_t>(e.arena) < e.arena_bytes) {
         check_device(a, n, tid, pc);
