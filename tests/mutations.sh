@@ -77,6 +77,14 @@ mutant tiled-tail-row-dropped include/coeffnet/ops/attention_tiled_impl.hpp \
   'int64_t blocks() const { return (N + block_q - 1) / block_q; }' \
   'int64_t blocks() const { return N / block_q; }' \
   tests/test_attention_tiled.cpp 'tiled*'
+mutant vmath-erfc-coefficient include/coeffnet/core/vmath.hpp \
+  'q = q * t + 2.152124196e-01f;' \
+  'q = q * t + 2.152524196e-01f;' \
+  tests/test_core.cpp 'vmath*'
+mutant vmath-exp-no-reduction-lo include/coeffnet/core/vmath.hpp \
+  'const float r = (x - n * kLn2Hi) - n * kLn2Lo;' \
+  'const float r = x - n * kLn2Hi;' \
+  tests/test_core.cpp 'vmath*'
 mutant layer-norm-eps-ignored include/coeffnet/models/vit.hpp \
   'layernorm_before(c.hidden_size, c.layer_norm_eps),' \
   'layernorm_before(c.hidden_size),' \

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <type_traits>
 
+#include "../core/vmath.hpp"
 #include "../tensor/tensor.hpp"
 
 namespace coeffnet {
@@ -245,17 +246,22 @@ Tensor<T> silu(const Tensor<T>& x) {
 
 enum class GeluApprox { none, tanh };
 
-// GELU. none: x * Phi(x) with the exact erf (BERT/ViT "gelu"); tanh: the approximation
+// GELU. none: x * Phi(x), Phi the normal cdf (BERT/ViT "gelu", erf-exact: vmath's Phi is within
+// 9 ulp in float, and keeps its relative accuracy in the left tail); tanh: the approximation
 // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) ("gelu_new", "gelu_pytorch_tanh").
 template <class T>
 Tensor<T> gelu(const Tensor<T>& x, GeluApprox approx = GeluApprox::none) {
     if (approx == GeluApprox::none) {
         return detail::unary_op(
             x, "gelu",
-            [](T v) { return T(0.5) * v * (T(1) + std::erf(v * T(0.70710678118654752440))); },
+            [](T v) {
+                T cdf, pdf;
+                vmath::normal_cdf_pdf(v, cdf, pdf);
+                return v * cdf;
+            },
             [](T v, T) {
-                const T cdf = T(0.5) * (T(1) + std::erf(v * T(0.70710678118654752440)));
-                const T pdf = T(0.39894228040143267794) * std::exp(T(-0.5) * v * v);
+                T cdf, pdf;
+                vmath::normal_cdf_pdf(v, cdf, pdf);
                 return cdf + v * pdf;
             });
     }

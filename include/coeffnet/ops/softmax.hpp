@@ -1,14 +1,15 @@
 // coeffnet/ops/softmax.hpp: softmax (with an additive mask), log-softmax and cross-entropy.
 //
 // All over the last axis, max-subtracted so logits of +-1e4 stay finite, with the row sums
-// accumulated in double for float. A row whose every entry is masked to -inf gives zeros
-// (not NaN): an all-padding query attends to nothing. The mask is a constant: no gradient
+// accumulated in double for float; softmax's exp is vmath::exp, which vectorises. A row whose
+// every entry is masked to -inf gives zeros (not NaN): an all-padding query attends to nothing. The mask is a constant: no gradient
 // flows into it.
 #pragma once
 
 #include <cmath>
 #include <limits>
 
+#include "../core/vmath.hpp"
 #include "../tensor/tensor.hpp"
 
 namespace coeffnet {
@@ -42,11 +43,9 @@ Tensor<T> softmax_raw(const Tensor<T>& x, const Tensor<T>& mask, const char* op)
                             std::fill_n(out, n, T(0));
                             return;
                         }
+                        for (int64_t j = 0; j < n; ++j) out[j] = vmath::exp(out[j] - mx);
                         acc_t<T> s = 0;
-                        for (int64_t j = 0; j < n; ++j) {
-                            out[j] = std::exp(out[j] - mx);
-                            s += out[j];
-                        }
+                        for (int64_t j = 0; j < n; ++j) s += out[j];
                         const T inv = static_cast<T>(1.0 / s);
                         for (int64_t j = 0; j < n; ++j) out[j] *= inv;
                     });
