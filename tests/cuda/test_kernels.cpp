@@ -16,6 +16,7 @@
 #include <array>
 #include <cmath>
 #include <functional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -98,7 +99,11 @@ cu::DeviceTensor<T> dev(const Tensor<float>& t) {
     return cu::DeviceTensor<T>::from_host(t);
 }
 
-std::string shape_name(int64_t r, int64_t c) { return "[" + std::to_string(r) + ", " + std::to_string(c) + "]"; }
+std::string shape_name(int64_t r, int64_t c) {
+    std::ostringstream s;  // not "[" + std::to_string(r): g++ 12 warns falsely (-Wrestrict) on that when inlined
+    s << '[' << r << ", " << c << ']';
+    return s.str();
+}
 
 // Runs check(T-tag) for float, then bfloat16_t.
 struct F32 {
