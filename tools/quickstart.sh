@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
 JOBS=${JOBS:-$(nproc)}
 
-packages=(cmake make g++ libeigen3-dev nlohmann-json3-dev doctest-dev libstb-dev)
+packages=(cmake make ninja-build g++ libeigen3-dev nlohmann-json3-dev doctest-dev libstb-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -23,7 +23,12 @@ if ((${#missing[@]})); then
 fi
 
 # shellcheck disable=SC2086  # CMAKE_ARGS is a list of words
-cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release ${CMAKE_ARGS:-}
+# Ninja: it schedules every target's files together, where make runs one target's files at a time
+# once its dependencies are done (on 2 cores the build took 4.8 min with make, 4.3 with Ninja,
+# 2026-12-07). A build directory configured earlier keeps its generator.
+generator=()
+[ -f "$BUILD_DIR/CMakeCache.txt" ] || generator=(-G Ninja)
+cmake -S . -B "$BUILD_DIR" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release ${CMAKE_ARGS:-}
 cmake --build "$BUILD_DIR" -j"$JOBS"
 
 # The main job: Coeff-Tuning against linear probing, LoRA, alpha + LoRA and full fine-tuning
