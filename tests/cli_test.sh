@@ -677,9 +677,14 @@ t_tune_ablation() {
 
 t_tune_errors() {
   expect_error "unknown method 'prompt'" tune "${TUNE_SMALL[@]}" --methods prompt --out "$TMP/e1"
-  # cuda: refused with the reason (this machine: no usable GPU; a CPU-only build: no CUDA backend).
-  expect_error "tune --device cuda: " tune --device cuda --out "$TMP/e2"
-  expect_error "unknown device" tune --device tpu --out "$TMP/e2"
+  # cuda and emu: refused with the reason (this machine: no usable GPU; a CPU-only build: no CUDA
+  # backend; emu: no backend table yet); a device that is none of cpu, cuda, cuda:N, emu: named.
+  expect_error "tune --device cuda" tune --device cuda --out "$TMP/e2"
+  expect_error "tune --device cuda" tune --device cuda:1 --out "$TMP/e2"
+  expect_error "tune --device emu: the emulated device runs the CUDA kernels in tests" tune --device emu --out "$TMP/e2"
+  expect_error "device 'tpu': unknown device (expected cpu, cuda, cuda:N with N a GPU number, or emu)" \
+    tune --device tpu --out "$TMP/e2"
+  expect_error "device 'cuda:x': the GPU number must be a whole number from 0 to 1023" tune --device cuda:x --out "$TMP/e2"
   expect_error "no such file or folder" tune --model "$DATA/vit_cls" --data "$TMP/nowhere" --out "$TMP/e3"
   expect_error "unknown task" tune --model "$DATA/vit_cls" --tasks counting --out "$TMP/e4"
   expect_error "pretraining task" tune --model "$DATA/vit_cls" --tasks shapes --out "$TMP/e5"

@@ -1,10 +1,12 @@
-// Core: the counter-based RNG (known answers, stream layout) and 16-bit storage types.
+// Core: the counter-based RNG (known answers, stream layout), 16-bit storage types, vmath (the
+// vectorised exp and normal cdf/pdf) and Device.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <limits>
+#include <sstream>
 #include <string>
 
 #include <coeffnet/coeffnet.hpp>
@@ -190,4 +192,34 @@ TEST_CASE("vmath::normal_cdf_pdf: Phi, phi, GELU and GELU' within a few float ul
     CHECK((c == 1.0f && p == 0.0f));
     vmath::normal_cdf_pdf(std::numeric_limits<float>::quiet_NaN(), c, p);
     CHECK((std::isnan(c) && std::isnan(p)));
+}
+
+// ---- Device ---------------------------------------------------------------------------------
+
+TEST_CASE("Device: cpu, cuda:N and emu, parsed from and printed as the command line writes them") {
+    CHECK(Device::parse("cpu") == Device::cpu());
+    CHECK(Device::parse("cuda") == Device::cuda(0));
+    CHECK(Device::parse("cuda:0") == Device::cuda());
+    CHECK(Device::parse("cuda:3") == Device::cuda(3));
+    CHECK(Device::parse("emu") == Device::emulated());
+    CHECK(Device::cuda(1) != Device::cuda(2));
+    CHECK(Device::cuda(0) != Device::emulated());
+    CHECK(Device{} == Device::cpu());
+    for (const Device d : {Device::cpu(), Device::cuda(0), Device::cuda(7), Device::emulated()})
+        CHECK(Device::parse(d.str()) == d);
+    CHECK(Device::cuda(2).str() == "cuda:2");
+    std::ostringstream os;
+    os << Device::emulated();
+    CHECK(os.str() == "emu");
+    CHECK((Device::cpu().is_cpu() && Device::cuda(1).is_cuda() && Device::emulated().is_emulated()));
+}
+
+TEST_CASE("Device::parse refuses anything else, quoting it and listing the forms") {
+    const std::string forms = "(expected cpu, cuda, cuda:N with N a GPU number, or emu)";
+    for (const char* s : {"", "gpu", "CPU", "cuda0", "emu:0", " cpu", "cpu "})
+        CHECK_THROWS_WITH(Device::parse(s), ("device '" + std::string(s) + "': unknown device " + forms).c_str());
+    for (const char* s : {"cuda:", "cuda:-1", "cuda:x", "cuda:1x", "cuda:1024", "cuda:99999999999"})
+        CHECK_THROWS_WITH(Device::parse(s), ("device '" + std::string(s) +
+                                             "': the GPU number must be a whole number from 0 to 1023 " + forms)
+                                                .c_str());
 }

@@ -27,19 +27,23 @@ std::vector<std::string> split_list(const std::string& s) {
     return out;
 }
 
-// --device: cpu, or cuda. The CUDA backend has its kernels, GEMMs and device tensors, but the
-// autograd graph does not run on the GPU yet, so cuda is refused with the reason: no usable GPU
-// (what coeffnet::cuda::status() says), or that missing piece.
-void require_device(const std::string& device) {
-    if (device == "cpu") return;
-    check(device == "cuda", "tune: --device ", device, ": unknown device (cpu or cuda)");
+// --device: cpu, cuda, cuda:N or emu (Device::parse). Only the CPU runs the autograd graph yet:
+// the CUDA backend has its kernels, GEMMs and device tensors, and the emulated device its kernels,
+// but no backend table below the ops, so the others are refused with the reason (for cuda also
+// what coeffnet::cuda::status() says when no GPU is usable).
+void require_device(const std::string& text) {
+    const Device device = Device::parse(text);
+    if (device.is_cpu()) return;
+    check(device.is_cuda(), "tune --device ", device,
+          ": the emulated device runs the CUDA kernels in tests (coeffnet_emulated_tests), not the autograd "
+          "graph yet; use --device cpu");
 #if defined(COEFFNET_WITH_CUDA)
     cuda::require("tune --device cuda");
-    fail("tune --device cuda: the GPU (", cuda::status().name,
+    fail("tune --device ", device, ": the GPU (", cuda::status().name,
          ") is usable, but coeffnet's autograd graph does not run on it yet; use --device cpu");
 #else
-    fail("tune --device cuda: this coeffnet was built without the CUDA backend (configure with -DCOEFFNET_CUDA=ON); "
-         "use --device cpu");
+    fail("tune --device ", device, ": this coeffnet was built without the CUDA backend (configure with "
+         "-DCOEFFNET_CUDA=ON); use --device cpu");
 #endif
 }
 
@@ -204,7 +208,7 @@ void declare(cli::Command& root) {
         .option("lora-rank", "R", "LoRA rank").integer(1).default_value("4")
         .option("lora-alpha", "A", "LoRA alpha (scaling alpha / r)").number(0).default_value("8")
         .option("out", "DIR", "where results, adapters and checkpoints go").default_value("tune_out")
-        .option("device", "DEV", "cpu or cuda (cuda: not yet, see the README's CUDA section)").default_value("cpu")
+        .option("device", "DEV", "cpu, cuda, cuda:N or emu (only cpu runs yet, see the README's CUDA section)").default_value("cpu")
         .option("stop-after", "N", "stop every run after N steps, with a checkpoint (then --resume)").integer(0).default_value("0")
         .flag("checkpoint", "save each run's state at every epoch in OUT/checkpoints")
         .flag("resume", "continue runs from OUT/checkpoints")

@@ -15,6 +15,7 @@
 #define COEFFNET_VERSION_MINOR 1
 #define COEFFNET_VERSION_PATCH 0
 
+#include "core/device.hpp"
 #include "core/dtype.hpp"
 #include "core/error.hpp"
 #include "core/parallel.hpp"
