@@ -2,8 +2,8 @@
 //
 // All over the last axis, max-subtracted so logits of +-1e4 stay finite, with the row sums
 // accumulated in double for float; softmax's exp is vmath::exp, which vectorises. A row whose
-// every entry is masked to -inf gives zeros (not NaN): an all-padding query attends to nothing. The mask is a constant: no gradient
-// flows into it.
+// every entry is masked to -inf gives zeros (not NaN): an all-padding query attends to nothing.
+// The mask is a constant: no gradient flows into it.
 #pragma once
 
 #include <cmath>
