@@ -48,11 +48,11 @@ mutant() {
 mutant matmul-backward include/coeffnet/ops/matmul.hpp \
   'if (needs[0]) r[0] = detail::sum_to(detail::matmul_raw(g, sb.mT(), "matmul backward"), sa.shape());' \
   'if (needs[0]) r[0] = detail::sum_to(detail::matmul_raw(g, sb.mT(), "matmul backward"), sa.shape()) * 1.05;' \
-  tests/test_grad_table.cpp 'gradient table*'
+  tests/test_backend_ops.cpp 'backend/*'
 mutant softmax-backward include/coeffnet/ops/softmax.hpp \
   'return std::vector<Tensor<T>>{softmax_backward(sy, g)};' \
   'return std::vector<Tensor<T>>{softmax_backward(sy, g) * 1.05};' \
-  tests/test_grad_table.cpp 'gradient table*'
+  tests/test_backend_ops.cpp 'backend/*'
 mutant softmax-backward-vit include/coeffnet/ops/softmax.hpp \
   'return std::vector<Tensor<T>>{softmax_backward(sy, g)};' \
   'return std::vector<Tensor<T>>{softmax_backward(sy, g) * 1.05};' \
@@ -60,7 +60,7 @@ mutant softmax-backward-vit include/coeffnet/ops/softmax.hpp \
 mutant layernorm-backward include/coeffnet/ops/layernorm.hpp \
   'pd[i * C + j] = pr[i] * (d - a - ph[i * C + j] * b);' \
   'pd[i * C + j] = T(1.05) * pr[i] * (d - a - ph[i * C + j] * b);' \
-  tests/test_grad_table.cpp 'gradient table*'
+  tests/test_backend_ops.cpp 'backend/*'
 mutant coeff-attention-backward include/coeffnet/ops/attention_tiled_impl.hpp \
   'for (int64_t i = 0; i < H * H; ++i) dalpha[i] += s.dalpha[static_cast<size_t>(i)];' \
   'for (int64_t i = 0; i < H * H; ++i) dalpha[i] += T(1.05) * s.dalpha[static_cast<size_t>(i)];' \

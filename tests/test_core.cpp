@@ -89,16 +89,6 @@ TEST_CASE("storage types convert through Tensor::cast") {
     CHECK(i == std::vector<int64_t>{1, -2});
 }
 
-TEST_CASE("Tensor::to<U>(), the deprecated name of cast<U>(), still converts the same way") {
-    const auto f = Tensor<float>::from({0.1f, -2.7f, 65504.0f}, {3});
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-    const auto old_h = f.to<half_t>().cast<float>().to_vector();
-#pragma GCC diagnostic pop
-    CHECK(old_h == f.cast<half_t>().cast<float>().to_vector());
-    CHECK(old_h[0] != 0.1f);  // rounded to half: the conversion happened
-}
-
 TEST_CASE("errors are coeffnet::Error with the message built from parts") {
     try {
         fail("op: ", shape_str({2, 3}), " vs ", 4);

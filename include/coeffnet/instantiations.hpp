@@ -21,6 +21,8 @@
 #define COEFFNET_TEMPLATES(X, T)                                                                                  \
     /* tensors and autograd */                                                                                   \
     X(class Tensor<T>)                                                                                           \
+    X(class backend::CpuOps<T>)                                                                                  \
+    X(const backend::Ops<T>& backend::cpu_ops<T>())                                                              \
     X(Tensor<double> Tensor<T>::cast<double>() const)                                                            \
     X(Tensor<float> Tensor<T>::cast<float>() const)                                                              \
     X(void release_graph(std::shared_ptr<Node<T>>))                                                              \

@@ -16,8 +16,8 @@
 //     differences of the scalar sum(f(x) * v). One backward, and two forwards per input
 //     element, whatever the output's size. Errors in column i of J are missed only if they
 //     cancel in (v^T J)_i: probability zero for a normal v, though a partial cancellation
-//     weakens the test (try another seed when in doubt). The library's gradient table
-//     (tests/test_grad_table.cpp) checks every op this way.
+//     weakens the test (try another seed when in doubt). The library's op table
+//     (tests/op_table.hpp, checked by tests/test_backend_ops.cpp) checks every op this way.
 // Either way an element passes when |analytic - numeric| <= atol + rtol * |numeric| (PyTorch's
 // test and defaults), and the report gives, per input, the largest absolute error and the
 // relative error max|analytic - numeric| / max(max|analytic|, max|numeric|) over the compared

@@ -40,9 +40,9 @@ public:
     template <class T>
     void add(std::string name, const Tensor<T>& t) {
         if (!t.defined()) fail("SafeTensorsWriter: tensor ", quote_name(name), " is undefined");
-        const Tensor<T> c = t.detach().clone();
+        const Tensor<T> c = t.detach().to(Device::cpu()).clone();  // a host copy
         const auto n = static_cast<uint64_t>(c.numel()) * sizeof(T);
-        std::shared_ptr<const std::byte> data(c.impl()->data, reinterpret_cast<const std::byte*>(c.data()));
+        std::shared_ptr<const std::byte> data(c.storage().handle(), reinterpret_cast<const std::byte*>(c.data()));
         push(std::move(name), dtype_of<T>(), c.shape(), std::move(data), n);
     }
 

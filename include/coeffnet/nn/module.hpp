@@ -116,6 +116,19 @@ public:
     void set_requires_grad(bool on) {
         for (auto& p : parameters()) p.set_requires_grad(on);
     }
+    // Moves every parameter to `device` (each keeps its requires_grad; a gradient is dropped), in
+    // place like PyTorch's Module.to: the slots hold the moved tensors. An optimiser built before
+    // holds the old ones, so move a model before building its optimiser.
+    Module& to(Device device) {
+        for (auto& [name, slot] : named_slots()) {
+            if (!slot->defined() || slot->device() == device) continue;
+            const bool trainable = slot->requires_grad();
+            Tensor<T> moved = slot->detach().to(device);
+            if (trainable) moved.set_requires_grad(true);
+            *slot = moved;
+        }
+        return *this;
+    }
     // Drops every parameter's gradient, frozen ones included (PyTorch's zero_grad with
     // set_to_none): a layer frozen after a backward keeps no stale gradient.
     void zero_grad() {

@@ -201,14 +201,14 @@ class ScratchBuffer {
 public:
     T* get(int64_t n) {
         if (n > capacity_) {
-            data_ = allocate<T>(n);
+            data_ = Storage::allocate_host(static_cast<size_t>(n) * sizeof(T));
             capacity_ = n;
         }
-        return data_.get();
+        return static_cast<T*>(data_.data());
     }
 
 private:
-    std::shared_ptr<T> data_;
+    Storage data_;
     int64_t capacity_ = 0;
 };
 

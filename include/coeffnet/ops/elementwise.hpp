@@ -1,49 +1,43 @@
 // coeffnet/ops/elementwise.hpp: arithmetic with broadcasting, and pointwise functions.
 //
 // Binary ops broadcast like NumPy; the backward sums the gradient back over the broadcast
-// axes (sum_to). Pointwise functions are one line each: the value f(x) and the derivative
-// written in terms of x and y = f(x), which is all their backward needs.
+// axes (sum_to). Each op is an op code of the backend table (backend/backend.hpp), run on its
+// inputs' device; the pointwise formulas, value and derivative, are in backend/pointwise.hpp.
 #pragma once
 
 #include <cmath>
 #include <type_traits>
 
-#include "../core/vmath.hpp"
 #include "../tensor/tensor.hpp"
 
 namespace coeffnet {
 
 namespace detail {
 
-template <class T, class F, class DA, class DB>
-Tensor<T> binary_op(const Tensor<T>& a, const Tensor<T>& b, const char* name, F f, DA da, DB db) {
+// a op b; the backward of each operand is da(g, a, b) / db(g, a, b), summed back over the
+// broadcast axes.
+template <class T, class DA, class DB>
+Tensor<T> binary_op(const Tensor<T>& a, const Tensor<T>& b, const char* name, backend::BinaryOp op, DA da, DB db) {
     check(a.defined() && b.defined(), name, ": undefined operand");
-    Tensor<T> out = map_binary(a, b, name, f);
+    Tensor<T> out = binary(op, a, b, name);
     const Tensor<T> sa = a.detach(), sb = b.detach();
-    return record<T>(out, name, {a, b}, [sa, sb, da, db, name](const Tensor<T>& g, const std::vector<bool>& needs) {
+    return record<T>(out, name, {a, b}, [sa, sb, da, db](const Tensor<T>& g, const std::vector<bool>& needs) {
         std::vector<Tensor<T>> r(2);
         if (needs[0]) r[0] = sum_to(da(g, sa, sb), sa.shape());
         if (needs[1]) r[1] = sum_to(db(g, sa, sb), sb.shape());
-        (void)name;
         return r;
     });
 }
 
-// y = f(x) with dy/dx = df(x, y).
-template <class T, class F, class DF>
-Tensor<T> unary_op(const Tensor<T>& x, const char* name, F f, DF df) {
+// y = f_op(x; c); the backward is the table's unary_backward, g * f_op'(x, y; c).
+template <class T>
+Tensor<T> unary_op(const Tensor<T>& x, const char* name, backend::UnaryOp op, double c = 0.0) {
     check(x.defined(), name, ": undefined operand");
-    Tensor<T> y = map_unary(x, f);
+    Tensor<T> y = unary(op, x, c);
     const Tensor<T> sx = x.detach(), sy = y.detach();
-    return record<T>(y, name, {x}, [sx, sy, df](const Tensor<T>& g, const std::vector<bool>&) {
-        const Tensor<T> xc = as_contiguous(sx);
-        const Tensor<T> gc = as_contiguous(g);
-        Tensor<T> dx = Tensor<T>::empty(sx.shape());
-        const T *px = xc.data(), *py = sy.data(), *pg = gc.data();
-        T* pd = dx.data();
-        parallel_for(dx.numel(), 8, [&](int64_t b, int64_t e) {
-            for (int64_t i = b; i < e; ++i) pd[i] = pg[i] * df(px[i], py[i]);
-        });
+    return record<T>(y, name, {x}, [sx, sy, op, c](const Tensor<T>& g, const std::vector<bool>&) {
+        Tensor<T> dx = Tensor<T>::empty(sx.shape(), sx.device());
+        backend::ops<T>(sx.device()).unary_backward(op, dx, g, sx, sy, c);
         return std::vector<Tensor<T>>{dx};
     });
 }
@@ -55,77 +49,68 @@ Tensor<T> unary_op(const Tensor<T>& x, const char* name, F f, DF df) {
 template <class T>
 Tensor<T> add(const Tensor<T>& a, const Tensor<T>& b) {
     return detail::binary_op(
-        a, b, "add", [](T x, T y) { return x + y; }, [](const Tensor<T>& g, auto&, auto&) { return g; },
+        a, b, "add", backend::BinaryOp::add, [](const Tensor<T>& g, auto&, auto&) { return g; },
         [](const Tensor<T>& g, auto&, auto&) { return g; });
 }
 
 template <class T>
 Tensor<T> sub(const Tensor<T>& a, const Tensor<T>& b) {
     return detail::binary_op(
-        a, b, "sub", [](T x, T y) { return x - y; }, [](const Tensor<T>& g, auto&, auto&) { return g; },
-        [](const Tensor<T>& g, auto&, auto&) { return detail::map_unary(g, [](T v) { return -v; }); });
+        a, b, "sub", backend::BinaryOp::sub, [](const Tensor<T>& g, auto&, auto&) { return g; },
+        [](const Tensor<T>& g, auto&, auto&) { return detail::unary(backend::UnaryOp::neg, g); });
 }
 
 template <class T>
 Tensor<T> mul(const Tensor<T>& a, const Tensor<T>& b) {
     return detail::binary_op(
-        a, b, "mul", [](T x, T y) { return x * y; },
+        a, b, "mul", backend::BinaryOp::mul,
         [](const Tensor<T>& g, auto&, const Tensor<T>& y) {
-            return detail::map_binary(g, y, "mul backward", [](T p, T q) { return p * q; });
+            return detail::binary(backend::BinaryOp::mul, g, y, "mul backward");
         },
         [](const Tensor<T>& g, const Tensor<T>& x, auto&) {
-            return detail::map_binary(g, x, "mul backward", [](T p, T q) { return p * q; });
+            return detail::binary(backend::BinaryOp::mul, g, x, "mul backward");
         });
 }
 
 template <class T>
 Tensor<T> div(const Tensor<T>& a, const Tensor<T>& b) {
     return detail::binary_op(
-        a, b, "div", [](T x, T y) { return x / y; },
+        a, b, "div", backend::BinaryOp::div,
         [](const Tensor<T>& g, auto&, const Tensor<T>& y) {
-            return detail::map_binary(g, y, "div backward", [](T p, T q) { return p / q; });
+            return detail::binary(backend::BinaryOp::div, g, y, "div backward");
         },
         [](const Tensor<T>& g, const Tensor<T>& x, const Tensor<T>& y) {
             // d(x/y)/dy = -x / y^2
-            const Tensor<T> q = detail::map_binary(x, y, "div backward", [](T p, T r) { return -p / (r * r); });
-            return detail::map_binary(g, q, "div backward", [](T p, T r) { return p * r; });
+            const Tensor<T> q = detail::binary(backend::BinaryOp::neg_div_square, x, y, "div backward");
+            return detail::binary(backend::BinaryOp::mul, g, q, "div backward");
         });
 }
 
 template <class T>
 Tensor<T> scale(const Tensor<T>& x, double s) {
-    const T c = static_cast<T>(s);
-    return detail::unary_op(
-        x, "scale", [c](T v) { return v * c; }, [c](T, T) { return c; });
+    return detail::unary_op(x, "scale", backend::UnaryOp::scale, s);
 }
 
 template <class T>
 Tensor<T> add_scalar(const Tensor<T>& x, double s) {
-    const T c = static_cast<T>(s);
-    return detail::unary_op(
-        x, "add_scalar", [c](T v) { return v + c; }, [](T, T) { return T(1); });
+    return detail::unary_op(x, "add_scalar", backend::UnaryOp::add_scalar, s);
 }
 
 // s - x (torch.rsub(x, s)).
 template <class T>
 Tensor<T> rsub_scalar(const Tensor<T>& x, double s) {
-    const T c = static_cast<T>(s);
-    return detail::unary_op(
-        x, "rsub_scalar", [c](T v) { return c - v; }, [](T, T) { return T(-1); });
+    return detail::unary_op(x, "rsub_scalar", backend::UnaryOp::rsub_scalar, s);
 }
 
-// s / x; derivative -s / x^2 = -y / x.
+// s / x.
 template <class T>
 Tensor<T> rdiv_scalar(const Tensor<T>& x, double s) {
-    const T c = static_cast<T>(s);
-    return detail::unary_op(
-        x, "rdiv_scalar", [c](T v) { return c / v; }, [](T v, T y) { return -y / v; });
+    return detail::unary_op(x, "rdiv_scalar", backend::UnaryOp::rdiv_scalar, s);
 }
 
 template <class T>
 Tensor<T> neg(const Tensor<T>& x) {
-    return detail::unary_op(
-        x, "neg", [](T v) { return -v; }, [](T, T) { return T(-1); });
+    return detail::unary_op(x, "neg", backend::UnaryOp::neg);
 }
 
 template <class T> Tensor<T> operator+(const Tensor<T>& a, const Tensor<T>& b) { return add(a, b); }
@@ -188,94 +173,58 @@ Tensor<float> to_float(const Tensor<T>& x) {
     return cast_op<float>(x);
 }
 
-// ---- pointwise functions ------------------------------------------------------------------
+// ---- pointwise functions (formulas: backend/pointwise.hpp) ---------------------------------
 
 template <class T>
 Tensor<T> exp(const Tensor<T>& x) {
-    return detail::unary_op(
-        x, "exp", [](T v) { return std::exp(v); }, [](T, T y) { return y; });
+    return detail::unary_op(x, "exp", backend::UnaryOp::exp);
 }
 
 template <class T>
 Tensor<T> log(const Tensor<T>& x) {
-    return detail::unary_op(
-        x, "log", [](T v) { return std::log(v); }, [](T v, T) { return T(1) / v; });
+    return detail::unary_op(x, "log", backend::UnaryOp::log);
 }
 
 template <class T>
 Tensor<T> sqrt(const Tensor<T>& x) {
-    return detail::unary_op(
-        x, "sqrt", [](T v) { return std::sqrt(v); }, [](T, T y) { return T(0.5) / y; });
+    return detail::unary_op(x, "sqrt", backend::UnaryOp::sqrt);
 }
 
 template <class T>
 Tensor<T> square(const Tensor<T>& x) {
-    return detail::unary_op(
-        x, "square", [](T v) { return v * v; }, [](T v, T) { return T(2) * v; });
+    return detail::unary_op(x, "square", backend::UnaryOp::square);
 }
 
 template <class T>
 Tensor<T> tanh(const Tensor<T>& x) {
-    return detail::unary_op(
-        x, "tanh", [](T v) { return std::tanh(v); }, [](T, T y) { return T(1) - y * y; });
+    return detail::unary_op(x, "tanh", backend::UnaryOp::tanh);
 }
 
 template <class T>
 Tensor<T> sigmoid(const Tensor<T>& x) {
-    return detail::unary_op(
-        x, "sigmoid", [](T v) { return T(1) / (T(1) + std::exp(-v)); }, [](T, T y) { return y * (T(1) - y); });
+    return detail::unary_op(x, "sigmoid", backend::UnaryOp::sigmoid);
 }
 
 // relu'(0) is taken as 0, as PyTorch does.
 template <class T>
 Tensor<T> relu(const Tensor<T>& x) {
-    return detail::unary_op(
-        x, "relu", [](T v) { return v > T(0) ? v : T(0); }, [](T v, T) { return v > T(0) ? T(1) : T(0); });
+    return detail::unary_op(x, "relu", backend::UnaryOp::relu);
 }
 
-// SiLU (swish): x * sigmoid(x); derivative s * (1 + x * (1 - s)).
+// SiLU (swish): x * sigmoid(x).
 template <class T>
 Tensor<T> silu(const Tensor<T>& x) {
-    return detail::unary_op(
-        x, "silu", [](T v) { return v / (T(1) + std::exp(-v)); },
-        [](T v, T) {
-            const T s = T(1) / (T(1) + std::exp(-v));
-            return s * (T(1) + v * (T(1) - s));
-        });
+    return detail::unary_op(x, "silu", backend::UnaryOp::silu);
 }
 
 enum class GeluApprox { none, tanh };
 
-// GELU. none: x * Phi(x), Phi the normal cdf (BERT/ViT "gelu", erf-exact: vmath's Phi is within
-// 9 ulp in float, and keeps its relative accuracy in the left tail); tanh: the approximation
+// GELU. none: x * Phi(x), Phi the normal cdf (BERT/ViT "gelu", erf-exact); tanh: the approximation
 // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) ("gelu_new", "gelu_pytorch_tanh").
 template <class T>
 Tensor<T> gelu(const Tensor<T>& x, GeluApprox approx = GeluApprox::none) {
-    if (approx == GeluApprox::none) {
-        return detail::unary_op(
-            x, "gelu",
-            [](T v) {
-                T cdf, pdf;
-                vmath::normal_cdf_pdf(v, cdf, pdf);
-                return v * cdf;
-            },
-            [](T v, T) {
-                T cdf, pdf;
-                vmath::normal_cdf_pdf(v, cdf, pdf);
-                return cdf + v * pdf;
-            });
-    }
-    return detail::unary_op(
-        x, "gelu_tanh",
-        [](T v) {
-            const T k = T(0.79788456080286535588);
-            return T(0.5) * v * (T(1) + std::tanh(k * (v + T(0.044715) * v * v * v)));
-        },
-        [](T v, T) {
-            const T k = T(0.79788456080286535588);
-            const T t = std::tanh(k * (v + T(0.044715) * v * v * v));
-            return T(0.5) * (T(1) + t) + T(0.5) * v * (T(1) - t * t) * k * (T(1) + T(3 * 0.044715) * v * v);
-        });
+    if (approx == GeluApprox::none) return detail::unary_op(x, "gelu", backend::UnaryOp::gelu);
+    return detail::unary_op(x, "gelu_tanh", backend::UnaryOp::gelu_tanh);
 }
 
 }  // namespace coeffnet

@@ -31,11 +31,7 @@ inline std::vector<bool> axes_mask(const Shape& axes, int64_t rank, const char* 
 
 template <class T>
 Tensor<T> reduce_sum(const Tensor<T>& x, const std::vector<bool>& mask, bool keepdim, double factor, const char* name) {
-    Tensor<T> kept = sum_keepdim(x, mask);
-    if (factor != 1.0) {
-        T* p = kept.data();
-        for (int64_t i = 0; i < kept.numel(); ++i) p[i] = static_cast<T>(p[i] * factor);
-    }
+    Tensor<T> kept = sum_keepdim(x, mask, factor);
     Shape out_shape;
     for (size_t i = 0; i < mask.size(); ++i)
         if (!mask[i] || keepdim) out_shape.push_back(kept.shape()[i]);
@@ -43,8 +39,7 @@ Tensor<T> reduce_sum(const Tensor<T>& x, const std::vector<bool>& mask, bool kee
     const Shape in_shape = x.shape(), keep_shape = kept.shape();
     return record<T>(out, name, {x}, [in_shape, keep_shape, factor](const Tensor<T>& g, const std::vector<bool>&) {
         Tensor<T> gk = g.reshape(keep_shape).expand(in_shape);
-        Tensor<T> r = factor == 1.0 ? contiguous_copy(gk)
-                                    : map_unary(gk, [factor](T v) { return static_cast<T>(v * factor); });
+        Tensor<T> r = factor == 1.0 ? contiguous_copy(gk) : unary(backend::UnaryOp::scale_double, gk, factor);
         return std::vector<Tensor<T>>{r};
     });
 }

@@ -41,9 +41,11 @@ template <class T>
 std::ostream& operator<<(std::ostream& os, const Tensor<T>& t) {
     if (!t.defined()) return os << "tensor(undefined)";
     std::ostringstream body;
-    if (t.dim() == 0) body << convert<double>(t.item());
-    else detail::print_axis(body, t.data(), t.shape(), t.strides(), 0, 7);
+    const Tensor<T> h = t.device().is_cpu() ? t : t.detach().to(Device::cpu());  // printed from a host copy
+    if (h.dim() == 0) body << convert<double>(h.item());
+    else detail::print_axis(body, h.data(), h.shape(), h.strides(), 0, 7);
     os << "tensor(" << body.str() << ", shape=" << shape_str(t.shape()) << ", dtype=" << dtype_name<T>();
+    if (!t.device().is_cpu()) os << ", device=" << t.device().str();
     if (t.requires_grad()) os << (t.is_leaf() ? ", requires_grad" : ", grad_fn=" + t.grad_fn_name());
     return os << ')';
 }

@@ -1,9 +1,15 @@
 // coeffnet/tensor/tensor.hpp: Tensor<T>, a shared handle to strided data plus autograd state.
 //
-// A Tensor is a view: (storage, shape, strides, offset). Copying a Tensor copies the handle,
-// not the data (like torch.Tensor). Views (reshape, permute, slice, expand) share storage and
-// are differentiable. Element types: float and double compute; half_t, bfloat16_t, int64_t,
-// uint8_t and friends are storage types that can be created, converted and indexed.
+// A Tensor is a view: (storage, shape, strides, offset), where the Storage (core/storage.hpp)
+// knows its device. Copying a Tensor copies the handle, not the data (like torch.Tensor). Views
+// (reshape, permute, slice, expand) share storage and are differentiable. Element types: float
+// and double compute; half_t, bfloat16_t, int64_t, uint8_t and friends are storage types that can
+// be created, moved between devices, converted and indexed.
+//
+// Devices: factories take a Device (default: the CPU); to(Device) moves a tensor; an op runs on
+// its inputs' device through that device's backend table (backend/backend.hpp) and throws, naming
+// both, when its inputs are on different devices. data() and at() are host pointers and throw on
+// any other device; item(), to_vector() and printing copy to the host.
 #pragma once
 
 #include <algorithm>
@@ -19,11 +25,14 @@
 #include <vector>
 
 #include "../autograd/graph.hpp"
+#include "../backend/backend.hpp"
+#include "../core/device.hpp"
 #include "../core/dtype.hpp"
 #include "../core/error.hpp"
 #include "../core/parallel.hpp"
 #include "../core/rng.hpp"
 #include "../core/shape.hpp"
+#include "../core/storage.hpp"
 
 namespace coeffnet {
 
@@ -88,17 +97,23 @@ public:
     Tensor() = default;
     explicit Tensor(std::shared_ptr<TensorImpl<T>> impl) : impl_(std::move(impl)) {}
 
-    // Creation. Data is 64-byte aligned; empty() leaves it uninitialised.
-    static Tensor empty(const Shape& shape);
-    static Tensor zeros(const Shape& shape);
-    static Tensor ones(const Shape& shape) { return full(shape, convert<T>(1.0f)); }
-    static Tensor full(const Shape& shape, T value);
-    static Tensor from(const std::vector<T>& values, const Shape& shape);
-    static Tensor scalar(T value) { return from({value}, {}); }
-    static Tensor eye(int64_t n);
-    static Tensor arange(int64_t n);
-    static Tensor randn(const Shape& shape, Generator& gen, double mean = 0.0, double stddev = 1.0);
-    static Tensor uniform(const Shape& shape, Generator& gen, double lo = 0.0, double hi = 1.0);
+    // Creation, on `device` (default: the CPU). Host data is 64-byte aligned; empty() leaves it
+    // uninitialised. Random draws are made on the host (the same Philox stream on every device)
+    // and copied.
+    static Tensor empty(const Shape& shape, Device device = Device::cpu());
+    static Tensor zeros(const Shape& shape, Device device = Device::cpu());
+    static Tensor ones(const Shape& shape, Device device = Device::cpu()) {
+        return full(shape, convert<T>(1.0f), device);
+    }
+    static Tensor full(const Shape& shape, T value, Device device = Device::cpu());
+    static Tensor from(const std::vector<T>& values, const Shape& shape, Device device = Device::cpu());
+    static Tensor scalar(T value, Device device = Device::cpu()) { return from({value}, {}, device); }
+    static Tensor eye(int64_t n, Device device = Device::cpu());
+    static Tensor arange(int64_t n, Device device = Device::cpu());
+    static Tensor randn(const Shape& shape, Generator& gen, double mean = 0.0, double stddev = 1.0,
+                        Device device = Device::cpu());
+    static Tensor uniform(const Shape& shape, Generator& gen, double lo = 0.0, double hi = 1.0,
+                          Device device = Device::cpu());
     // Wraps memory owned elsewhere (a memory-mapped file, say) without copying; `owner` keeps
     // it alive as long as any view of it.
     static Tensor from_blob(T* data, const Shape& shape, std::shared_ptr<void> owner);
@@ -112,10 +127,16 @@ public:
     int64_t numel() const;
     int64_t offset() const;
     bool is_contiguous() const;
-    T* data() const;  // element [0, ..., 0]
-    T& at(std::initializer_list<int64_t> index) const;
-    T item() const;
-    std::vector<T> to_vector() const;  // row-major order, whatever the strides
+    Device device() const;
+    const Storage& storage() const;
+    // Element [0, ..., 0] as a host pointer; throws on a tensor that is not on the CPU (copy it
+    // with to(Device::cpu()) first).
+    T* data() const;
+    // Element [0, ..., 0] as an address on the tensor's device: for backends, which know their memory.
+    T* device_data() const;
+    T& at(std::initializer_list<int64_t> index) const;  // host only, as data()
+    T item() const;                                     // copies to the host
+    std::vector<T> to_vector() const;                   // row-major order, whatever the strides; host copy
     std::shared_ptr<TensorImpl<T>>& impl() { return impl_; }
     const std::shared_ptr<TensorImpl<T>>& impl() const { return impl_; }
 
@@ -164,14 +185,12 @@ public:
     Tensor& copy_(const Tensor& src);
     Tensor& fill_(T value);
 
-    // Element type conversion; a new tensor without history.
+    // Element type conversion; a new tensor without history, on the same device.
     template <class U>
     Tensor<U> cast() const;
-    // The old name of cast<U>(), kept for one release: to(Device) takes its place next.
-    template <class U>
-    [[deprecated("Tensor::to<U>() is now cast<U>()")]] Tensor<U> to() const {
-        return cast<U>();
-    }
+    // This tensor on `device`: itself when it is there already, else a contiguous copy there.
+    // Differentiable: the gradient goes back to this tensor's device.
+    Tensor to(Device device) const;
 
 private:
     void require_defined(const char* what) const {
@@ -182,8 +201,7 @@ private:
 
 template <class T>
 struct TensorImpl {
-    std::shared_ptr<T> data;  // element 0 of the storage
-    int64_t capacity = 0;     // elements the storage holds
+    Storage storage;  // the memory, on its device; element 0 of the view is at offset
     Shape shape, strides;
     int64_t offset = 0;
     bool requires_grad = false;  // for leaves; a tensor with a grad_fn always requires grad
@@ -199,21 +217,34 @@ struct TensorImpl {
 namespace detail {
 
 template <class T>
-std::shared_ptr<T> allocate(int64_t n) {
-    const size_t bytes = static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(T);
-    void* p = ::operator new[](bytes, std::align_val_t{64});
-    return std::shared_ptr<T>(static_cast<T*>(p), [](T* q) { ::operator delete[](q, std::align_val_t{64}); });
-}
-
-template <class T>
-Tensor<T> make_tensor(std::shared_ptr<T> data, int64_t capacity, Shape shape, Shape strides, int64_t offset) {
+Tensor<T> make_tensor(Storage storage, Shape shape, Shape strides, int64_t offset) {
     auto impl = std::make_shared<TensorImpl<T>>();
-    impl->data = std::move(data);
-    impl->capacity = capacity;
+    impl->storage = std::move(storage);
     impl->shape = std::move(shape);
     impl->strides = std::move(strides);
     impl->offset = offset;
     return Tensor<T>(std::move(impl));
+}
+
+// The device an op's defined inputs share (the CPU when none is defined); when two differ, an
+// Error names the op and both devices.
+template <class... Ts>
+Device same_device(const char* op, const Ts&... tensors) {
+    Device dev;
+    bool seen = false;
+    const auto visit = [&](const auto& t) {
+        if (!t.defined()) return;
+        const Device d = t.device();
+        if (!seen) {
+            dev = d;
+            seen = true;
+        } else if (d != dev) {
+            fail(op, ": the inputs are on different devices (", dev.str(), " and ", d.str(),
+                 "); move them to one with .to(device)");
+        }
+    };
+    (visit(tensors), ...);
+    return dev;
 }
 
 }  // namespace detail
@@ -249,52 +280,73 @@ Tensor<T> record(Tensor<T> out, const char* name, const std::vector<Tensor<T>>& 
 
 // ---- simple members -------------------------------------------------------------------
 
+namespace detail {
+
+// Views of raw memory for the backend's Memory calls.
 template <class T>
-Tensor<T> Tensor<T>::empty(const Shape& shape) {
+backend::RawView raw_view(const Tensor<T>& t) {
+    return {static_cast<void*>(t.device_data()), t.shape(), t.strides()};
+}
+
+// `t` (made on the host) on `device`: itself for the CPU.
+template <class T>
+Tensor<T> host_to(Tensor<T> t, Device device) {
+    return device.is_cpu() ? t : t.to(device);
+}
+
+}  // namespace detail
+
+template <class T>
+Tensor<T> Tensor<T>::empty(const Shape& shape, Device device) {
     const int64_t n = shape_numel(shape, "Tensor::empty");
-    return detail::make_tensor<T>(detail::allocate<T>(n), n, shape, contiguous_strides(shape), 0);
+    check(n <= INT64_MAX / static_cast<int64_t>(sizeof(T)), "Tensor::empty: ", shape_str(shape), " is too large");
+    const size_t bytes = static_cast<size_t>(n) * sizeof(T);
+    Storage st = device.is_cpu() ? Storage::allocate_host(bytes) : backend::memory(device).allocate(bytes, device);
+    return detail::make_tensor<T>(std::move(st), shape, contiguous_strides(shape), 0);
 }
 
 template <class T>
-Tensor<T> Tensor<T>::zeros(const Shape& shape) {
-    Tensor t = empty(shape);
-    std::memset(static_cast<void*>(t.data()), 0, static_cast<size_t>(t.numel()) * sizeof(T));
+Tensor<T> Tensor<T>::zeros(const Shape& shape, Device device) {
+    Tensor t = empty(shape, device);
+    if (device.is_cpu()) std::memset(static_cast<void*>(t.data()), 0, static_cast<size_t>(t.numel()) * sizeof(T));
+    else t.fill_(T{});
     return t;
 }
 
 template <class T>
-Tensor<T> Tensor<T>::full(const Shape& shape, T value) {
-    Tensor t = empty(shape);
-    std::fill_n(t.data(), t.numel(), value);
+Tensor<T> Tensor<T>::full(const Shape& shape, T value, Device device) {
+    Tensor t = empty(shape, device);
+    if (device.is_cpu()) std::fill_n(t.data(), t.numel(), value);
+    else t.fill_(value);
     return t;
 }
 
 template <class T>
-Tensor<T> Tensor<T>::from(const std::vector<T>& values, const Shape& shape) {
+Tensor<T> Tensor<T>::from(const std::vector<T>& values, const Shape& shape, Device device) {
     const int64_t n = shape_numel(shape, "Tensor::from");
     check(static_cast<int64_t>(values.size()) == n, "Tensor::from: ", values.size(), " values for shape ",
           shape_str(shape), " (", n, " elements)");
     Tensor t = empty(shape);
     std::copy(values.begin(), values.end(), t.data());
-    return t;
+    return detail::host_to(t, device);
 }
 
 template <class T>
-Tensor<T> Tensor<T>::eye(int64_t n) {
+Tensor<T> Tensor<T>::eye(int64_t n, Device device) {
     Tensor t = zeros({n, n});
     for (int64_t i = 0; i < n; ++i) t.data()[i * n + i] = convert<T>(1.0f);
-    return t;
+    return detail::host_to(t, device);
 }
 
 template <class T>
-Tensor<T> Tensor<T>::arange(int64_t n) {
+Tensor<T> Tensor<T>::arange(int64_t n, Device device) {
     Tensor t = empty({n});
     for (int64_t i = 0; i < n; ++i) t.data()[i] = convert<T>(static_cast<double>(i));
-    return t;
+    return detail::host_to(t, device);
 }
 
 template <class T>
-Tensor<T> Tensor<T>::randn(const Shape& shape, Generator& gen, double mean, double stddev) {
+Tensor<T> Tensor<T>::randn(const Shape& shape, Generator& gen, double mean, double stddev, Device device) {
     Tensor t = empty(shape);
     const int64_t n = t.numel();
     const uint64_t first = gen.reserve(static_cast<uint64_t>(n));  // a block gives four normals
@@ -306,11 +358,11 @@ Tensor<T> Tensor<T>::randn(const Shape& shape, Generator& gen, double mean, doub
         const double z[4] = {z0[0], z0[1], z1[0], z1[1]};
         for (int64_t j = 0; j < 4 && b * 4 + j < n; ++j) p[b * 4 + j] = convert<T>(mean + stddev * z[j]);
     }
-    return t;
+    return detail::host_to(t, device);
 }
 
 template <class T>
-Tensor<T> Tensor<T>::uniform(const Shape& shape, Generator& gen, double lo, double hi) {
+Tensor<T> Tensor<T>::uniform(const Shape& shape, Generator& gen, double lo, double hi, Device device) {
     Tensor t = empty(shape);
     const int64_t n = t.numel();
     const uint64_t first = gen.reserve(static_cast<uint64_t>(n));
@@ -318,13 +370,15 @@ Tensor<T> Tensor<T>::uniform(const Shape& shape, Generator& gen, double lo, doub
     for_each_draw(gen.seed, first, n, [&](int64_t i, uint32_t w) {
         p[i] = convert<T>(lo + (hi - lo) * static_cast<double>(uniform_from_bits(w)));
     });
-    return t;
+    return detail::host_to(t, device);
 }
 
 template <class T>
 Tensor<T> Tensor<T>::from_blob(T* data, const Shape& shape, std::shared_ptr<void> owner) {
     const int64_t n = shape_numel(shape, "Tensor::from_blob");
-    return detail::make_tensor<T>(std::shared_ptr<T>(std::move(owner), data), n, shape, contiguous_strides(shape), 0);
+    return detail::make_tensor<T>(Storage(std::shared_ptr<void>(std::move(owner), data), static_cast<size_t>(n) * sizeof(T),
+                                          Device::cpu()),
+                                  shape, contiguous_strides(shape), 0);
 }
 
 template <class T>
@@ -362,9 +416,27 @@ bool Tensor<T>::is_contiguous() const {
     return true;
 }
 template <class T>
+Device Tensor<T>::device() const {
+    require_defined("Tensor::device");
+    return impl_->storage.device();
+}
+template <class T>
+const Storage& Tensor<T>::storage() const {
+    require_defined("Tensor::storage");
+    return impl_->storage;
+}
+template <class T>
 T* Tensor<T>::data() const {
     require_defined("Tensor::data");
-    return impl_->data.get() + impl_->offset;
+    if (!impl_->storage.device().is_cpu()) [[unlikely]]
+        fail("Tensor::data: the tensor is on ", impl_->storage.device().str(),
+             "; data() gives host pointers only: copy it to the host with .to(Device::cpu()) first");
+    return static_cast<T*>(impl_->storage.data()) + impl_->offset;
+}
+template <class T>
+T* Tensor<T>::device_data() const {
+    require_defined("Tensor::device_data");
+    return static_cast<T*>(impl_->storage.data()) + impl_->offset;
 }
 template <class T>
 T& Tensor<T>::at(std::initializer_list<int64_t> index) const {
@@ -382,10 +454,12 @@ T& Tensor<T>::at(std::initializer_list<int64_t> index) const {
 template <class T>
 T Tensor<T>::item() const {
     check(numel() == 1, "Tensor::item: needs one element, the tensor has shape ", shape_str(shape()));
+    if (!device().is_cpu()) return to(Device::cpu()).item();
     return data()[0];
 }
 template <class T>
 std::vector<T> Tensor<T>::to_vector() const {
+    if (!device().is_cpu()) return to(Device::cpu()).to_vector();
     std::vector<T> out(static_cast<size_t>(numel()));
     const Shape cs = contiguous_strides(shape());
     T* dst = out.data();
@@ -471,12 +545,14 @@ bool Tensor<T>::remove_hook(HookId id) const {
 template <class T>
 Tensor<T> Tensor<T>::detach() const {
     require_defined("Tensor::detach");
-    return detail::make_tensor<T>(impl_->data, impl_->capacity, impl_->shape, impl_->strides, impl_->offset);
+    return detail::make_tensor<T>(impl_->storage, impl_->shape, impl_->strides, impl_->offset);
 }
 
 template <class T>
 template <class U>
 Tensor<U> Tensor<T>::cast() const {
+    // Off the CPU: converted on the host for now (the backends have no conversion primitive yet).
+    if (!device().is_cpu()) return to(Device::cpu()).template cast<U>().to(device());
     Tensor<U> out = Tensor<U>::empty(shape());
     const Tensor<T> src = contiguous().detach();
     const T* s = src.data();
@@ -493,3 +569,4 @@ Tensor<U> Tensor<T>::cast() const {
 #include "../autograd/engine.hpp"
 #include "loops.hpp"
 #include "views.hpp"
+#include "../backend/cpu.hpp"

@@ -15,7 +15,7 @@ namespace detail {
 
 template <class T>
 Tensor<T> view_of(const Tensor<T>& x, Shape shape, Shape strides, int64_t offset) {
-    return make_tensor<T>(x.impl()->data, x.impl()->capacity, std::move(shape), std::move(strides), offset);
+    return make_tensor<T>(x.storage(), std::move(shape), std::move(strides), offset);
 }
 
 // Resolves one -1 in a requested shape against numel; the error names the op and both shapes.
@@ -238,14 +238,10 @@ Tensor<T>& Tensor<T>::copy_(const Tensor& src) {
     check(src.shape() == shape(), "Tensor::copy_: source ", shape_str(src.shape()), " does not match destination ",
           shape_str(shape()));
     detail::check_writable(*this, "Tensor::copy_");
+    detail::same_device("Tensor::copy_", *this, src);
     // A source sharing this storage is read from a copy first, so overlapping views copy right.
-    const Tensor<T> s = src.impl()->data == impl_->data ? detail::contiguous_copy(src) : src.detach();
-    T* d = data();
-    const T* sp = s.data();
-    for_each_row<2>(shape(), {&strides(), &s.strides()},
-                    [&](const std::array<int64_t, 2>& off, int64_t len, const std::array<int64_t, 2>& inner) {
-                        for (int64_t j = 0; j < len; ++j) d[off[0] + j * inner[0]] = sp[off[1] + j * inner[1]];
-                    });
+    const Tensor<T> s = src.storage().same_memory(storage()) ? detail::contiguous_copy(src) : src.detach();
+    backend::memory(device()).copy(sizeof(T), detail::raw_view(*this), detail::raw_view(s));
     return *this;
 }
 
@@ -253,12 +249,35 @@ template <class T>
 Tensor<T>& Tensor<T>::fill_(T value) {
     require_defined("Tensor::fill_");
     detail::check_writable(*this, "Tensor::fill_");
-    T* d = data();
-    for_each_row<1>(shape(), {&strides()},
-                    [&](const std::array<int64_t, 1>& off, int64_t len, const std::array<int64_t, 1>& inner) {
-                        for (int64_t j = 0; j < len; ++j) d[off[0] + j * inner[0]] = value;
-                    });
+    backend::memory(device()).fill(sizeof(T), detail::raw_view(*this), &value);
     return *this;
+}
+
+template <class T>
+Tensor<T> Tensor<T>::to(Device dst) const {
+    require_defined("Tensor::to");
+    const Device src_dev = device();
+    if (dst == src_dev) return *this;
+    const Tensor<T> src = detail::as_contiguous(*this);
+    Tensor<T> out = empty(shape(), dst);
+    const size_t bytes = static_cast<size_t>(numel()) * sizeof(T);
+    const size_t src_off = static_cast<size_t>(src.offset()) * sizeof(T);
+    if (src_dev.is_cpu()) {
+        backend::memory(dst).from_host(src.device_data(), out.storage(), 0, bytes);
+    } else if (dst.is_cpu()) {
+        backend::memory(src_dev).to_host(src.storage(), src_off, out.data(), bytes);
+    } else {  // between two devices, through the host
+        std::vector<T> staging(static_cast<size_t>(numel()));
+        backend::memory(src_dev).to_host(src.storage(), src_off, staging.data(), bytes);
+        backend::memory(dst).from_host(staging.data(), out.storage(), 0, bytes);
+    }
+    if constexpr (is_compute_type_v<T>) {
+        return record<T>(out, "to", {*this}, [src_dev](const Tensor& g, const std::vector<bool>&) {
+            return std::vector<Tensor>{g.to(src_dev)};
+        });
+    } else {
+        return out;
+    }
 }
 
 }  // namespace coeffnet

@@ -1,31 +1,20 @@
-// The gradient table: every differentiable op, one row each (ggml's test-backend-ops is the
-// model). A row names the op, its input shapes, how to draw its inputs and which inputs are
-// differentiable; the harness checks
-//   - double: the analytic gradient against central finite differences (h = 1e-6) with
-//             coeffnet::gradcheck's fast mode (the one a custom op's author uses),
-//             ||analytic - numeric||_inf / max(||analytic||_inf, ||numeric||_inf) <= 1e-6
-//             (GradcheckInput::max_rel_error), every differentiable input checked;
-//   - float:  the float forward and backward against the double ones (the float backward
-//             computes the same formulas in single precision), relative error <= 1e-5 in value
-//             and in gradient (measured on 2026-11-29: worst 2.2e-7 in value, 1.6e-7 in
-//             gradient, both in coefficient attention; worst double FD error 3e-9).
-// The loss is sum(out * R) for a fixed random R = randn(out.shape(), Generator(99)) (gradcheck's
-// projection v), so every output element matters.
-// Set COEFFNET_GRAD_FILTER=name to run one row.
-#include <doctest/doctest.h>
+// The op table: every differentiable op, one row each, as ggml's tests/test-backend-ops.cpp has
+// it. A row names the op, its input shapes, how to draw its inputs and which are differentiable;
+// its function runs on whatever device its inputs are on (a tensor a row makes itself, a mask or
+// labels, goes to x[0].device()).
+//
+// Used by tests/test_backend_ops.cpp (value and gradient, one ctest per op and device:
+// backend/<op>/<device>) and bench/backend_ops.cpp (time per op and device).
+#pragma once
 
-#include <cstdlib>
 #include <functional>
+#include <limits>
+#include <string>
+#include <vector>
 
-#include <coeffnet/autograd/gradcheck.hpp>
 #include <coeffnet/coeffnet.hpp>
 
-#include "test_util.hpp"
-
-using namespace coeffnet;
-using namespace coeffnet::test;
-
-namespace {
+namespace coeffnet::optable {
 
 enum class Draw { normal, positive, away_from_zero };
 
@@ -46,7 +35,7 @@ OpRow row(std::string name, std::vector<Shape> shapes, F f, Draw draw = Draw::no
 template <class V>
 using T_of = typename std::decay_t<V>::value_type::value_type;
 
-std::vector<Tensor<double>> draw_inputs(const OpRow& r, uint64_t seed) {
+inline std::vector<Tensor<double>> draw_inputs(const OpRow& r, uint64_t seed) {
     Generator gen(seed);
     std::vector<Tensor<double>> in;
     for (const auto& s : r.shapes) {
@@ -67,66 +56,6 @@ std::vector<Tensor<double>> draw_inputs(const OpRow& r, uint64_t seed) {
     return in;
 }
 
-double rel_err(const std::vector<double>& a, const std::vector<double>& b) {
-    REQUIRE(a.size() == b.size());
-    double d = 0;
-    for (size_t i = 0; i < a.size(); ++i) d = std::max(d, std::abs(a[i] - b[i]));
-    const double scale = std::max(max_abs(a), max_abs(b));
-    return scale == 0 ? d : d / scale;
-}
-
-std::vector<double> as_double(const Tensor<float>& t) {
-    const auto v = t.to_vector();
-    return std::vector<double>(v.begin(), v.end());
-}
-
-void check_row(const OpRow& r) {
-    INFO("op: ", r.name);
-    const auto base = draw_inputs(r, 1234);
-    std::vector<Tensor<double>> in;
-    for (size_t i = 0; i < base.size(); ++i) {
-        const bool d = r.diff.empty() || r.diff[i];
-        in.push_back(base[i].clone().detach().set_requires_grad(d));
-    }
-
-    // double: coeffnet::gradcheck's fast mode (v^T J against central differences of sum(out * v),
-    // v = randn(out.shape(), Generator(seed))); inputs without requires_grad are held fixed.
-    GradcheckOptions fd;
-    fd.fast = true;
-    fd.seed = 99;
-    fd.eps = 1e-6;
-    fd.raise = false;  // the table's own bound below, not gradcheck's atol/rtol
-    const GradcheckReport report = gradcheck(r.f64, in, fd);
-    REQUIRE(report.inputs.size() == in.size());
-    for (size_t i = 0; i < in.size(); ++i) {
-        const GradcheckInput& g = report.inputs[i];
-        INFO("input ", i, " shape ", shape_str(in[i].shape()), ": worst at element ", g.worst_element, ", analytic ",
-             g.analytic, ", numeric ", g.numeric, "; ", report.message);
-        CHECK(g.checked == in[i].requires_grad());
-        if (in[i].requires_grad()) CHECK(g.max_rel_error <= 1e-6);
-    }
-
-    // The double backward that the float one is compared with, with the same weights R = v.
-    const Tensor<double> out = r.f64(in);
-    Generator rg(fd.seed);
-    const Tensor<double> weights = Tensor<double>::randn(out.shape(), rg);
-    sum(out * weights).backward();
-    for (size_t i = 0; i < in.size(); ++i)
-        if (in[i].requires_grad()) REQUIRE(in[i].grad().defined());
-
-    // float: the same op in single precision against the double results.
-    std::vector<Tensor<float>> inf;
-    for (size_t i = 0; i < base.size(); ++i) inf.push_back(base[i].cast<float>().set_requires_grad(in[i].requires_grad()));
-    const Tensor<float> outf = r.f32(inf);
-    sum(outf * weights.cast<float>()).backward();
-    CHECK(rel_err(as_double(outf), out.to_vector()) <= 1e-5);
-    for (size_t i = 0; i < inf.size(); ++i) {
-        if (!in[i].requires_grad()) continue;
-        INFO("float gradient of input ", i);
-        CHECK(rel_err(as_double(inf[i].grad()), in[i].grad().to_vector()) <= 1e-5);
-    }
-}
-
 // Attention inputs: q, k, v as [B, H, N, d], alpha [H, H] (scaled up so mixing matters).
 template <class T>
 Tensor<T> heads_mask(int64_t B, int64_t M) {  // key mask [B, M]: batch 1 has its last key padded
@@ -135,7 +64,7 @@ Tensor<T> heads_mask(int64_t B, int64_t M) {  // key mask [B, M]: batch 1 has it
     return m;
 }
 
-std::vector<OpRow> table() {
+inline std::vector<OpRow> op_table() {
     std::vector<OpRow> t;
     // arithmetic and broadcasting
     t.push_back(row("add", {{3, 4}, {3, 4}}, [](const auto& x) { return add(x[0], x[1]); }));
@@ -198,14 +127,14 @@ std::vector<OpRow> table() {
         auto m = Tensor<T>::zeros({2, 1, 5});
         m.at({0, 0, 1}) = -std::numeric_limits<T>::infinity();
         m.at({1, 0, 4}) = T(-3);
-        return softmax(x[0], m);
+        return softmax(x[0], m.to(x[0].device()));
     }));
     t.push_back(row("log_softmax", {{4, 6}}, [](const auto& x) { return log_softmax(x[0]); }));
     t.push_back(row("cross_entropy", {{5, 4}}, [](const auto& x) {
-        return cross_entropy(x[0], Tensor<int64_t>::from({0, 3, -100, 2, 1}, {5}));
+        return cross_entropy(x[0], Tensor<int64_t>::from({0, 3, -100, 2, 1}, {5}, x[0].device()));
     }));
     t.push_back(row("cross_entropy/sum", {{2, 3, 4}}, [](const auto& x) {
-        return cross_entropy(x[0], Tensor<int64_t>::from({0, 3, 1, 2, 2, -1}, {2, 3}), -1, Reduction::sum);
+        return cross_entropy(x[0], Tensor<int64_t>::from({0, 3, 1, 2, 2, -1}, {2, 3}, x[0].device()), -1, Reduction::sum);
     }));
     // normalisation, dropout, embedding
     t.push_back(row("layer_norm", {{3, 8}, {8}, {8}},
@@ -219,7 +148,7 @@ std::vector<OpRow> table() {
         return dropout(x[0], 0.3, g);
     }));
     t.push_back(row("embedding", {{6, 3}}, [](const auto& x) {
-        return embedding(Tensor<int64_t>::from({1, 5, 1, 0}, {2, 2}), x[0]);
+        return embedding(Tensor<int64_t>::from({1, 5, 1, 0}, {2, 2}, x[0].device()), x[0]);
     }));
     // shape ops
     t.push_back(row("reshape", {{2, 6}}, [](const auto& x) { return x[0].reshape({3, 4}) * x[0].reshape({3, 4}); }));
@@ -246,7 +175,7 @@ std::vector<OpRow> table() {
                         using T = T_of<decltype(x)>;
                         AttentionOptions o;
                         o.causal = true;
-                        return coeff_attention(x[0], x[1], x[2], x[3], o, Tensor<T>(), heads_mask<T>(2, 5)).out;
+                        return coeff_attention(x[0], x[1], x[2], x[3], o, Tensor<T>(), heads_mask<T>(2, 5).to(x[0].device())).out;
                     }));
     t.push_back(row("coeff_attention/cross+alpha-dropout", {{1, 2, 3, 4}, {1, 2, 7, 4}, {1, 2, 7, 4}, {2, 2}},
                     [](const auto& x) {
@@ -267,15 +196,4 @@ std::vector<OpRow> table() {
     return t;
 }
 
-}  // namespace
-
-TEST_CASE("gradient table: every op against finite differences (double) and double precision (float)") {
-    const char* filter = std::getenv("COEFFNET_GRAD_FILTER");
-    int rows = 0;
-    for (const auto& r : table()) {
-        if (filter && r.name.find(filter) == std::string::npos) continue;
-        check_row(r);
-        ++rows;
-    }
-    CHECK(rows > 0);
-}
+}  // namespace coeffnet::optable

@@ -1,0 +1,216 @@
+// coeffnet/backend/backend.hpp: the backend table, the layer below record() where every op's
+// arithmetic runs on the device its tensors live on.
+//
+//   op (ops/*.hpp)        checks shapes and devices, allocates the output on the inputs' device,
+//                         calls the table, records the backward (written once, against tensor ops)
+//   backend::ops<T>(dev)  the device's table of primitives: Ops<T> below
+//   backend::memory(dev)  the device's memory: allocate, copy to and from the host, strided copy
+//                         and fill of any element size
+//
+// One table per device kind. The CPU's (backend/cpu.hpp) is header-only and always present; other
+// kinds are filled in at run time by their libraries (register_backend), because a static library
+// cannot register itself from an object nothing references. The registry is an inline variable of
+// plain pointers, constant-initialised (no static-initialisation order to get wrong); asking for a
+// device whose table is not registered throws an Error that names what to link and call.
+//
+// Element types: Memory is untyped (every Tensor<T> can be created, moved and copied on every
+// device). Ops<T> exists for the compute types, float and double.
+//
+// Lower precisions (the decision, not yet built): bfloat16_t and half_t will compute as
+// Tensor<bfloat16_t> / Tensor<half_t>, statically typed like float and double, through an
+// Ops<bfloat16_t> table that a backend may provide or not: capabilities(dev) reports which element
+// types a device computes, and an op on a type the device lacks throws naming both. The CPU would
+// compute them by converting to float per tile (accumulating in float), the CUDA table with its
+// existing bf16/fp16 kernels. A dynamic dtype (one Tensor class, the type a run-time tag) was
+// rejected: every op would switch on the tag, autograd's typed graph (Node<T>) would become
+// untyped, and the float/double code that exists would gain nothing. Only fp32/fp64 compute now.
+//
+// Primitives and their contracts (out is allocated by the caller, on the same device, with the
+// shape the op computed; inputs are strided views, read in place):
+//   unary(op, out, x, c)                 out = f_op(x; c), x and out of one shape
+//   unary_backward(op, dx, g, x, y, c)   dx = g * f_op'(x, y; c), y = f_op(x)
+//   binary(op, out, a, b)                out = a op b, a and b broadcast to out's shape (NumPy rules;
+//                                        out may alias a when a has out's shape)
+//   sum(out, x, reduce, factor)          out[kept] = factor * (sum over the axes where reduce[i] of x),
+//                                        out keeps those axes with size 1; sums accumulate in acc_t<T>
+//   matmul(out, a, b)                    out [..., M, N] = a [..., M, K] @ b [..., K, N], batch axes
+//                                        broadcast; any strides (transposed views read in place)
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "../core/device.hpp"
+#include "../core/dtype.hpp"
+#include "../core/error.hpp"
+#include "../core/shape.hpp"
+#include "../core/storage.hpp"
+
+namespace coeffnet {
+
+template <class T>
+class Tensor;
+
+namespace backend {
+
+// ---- op codes -------------------------------------------------------------------------------
+
+// Pointwise functions; c is the op's scalar (unused by most). The formulas: backend/pointwise.hpp.
+enum class UnaryOp : uint8_t {
+    neg,
+    scale,         // v * T(c)
+    scale_double,  // T(v * c): the product taken in double (mean's factor)
+    add_scalar,    // v + c
+    rsub_scalar,   // c - v
+    rdiv_scalar,   // c / v
+    exp,
+    log,
+    sqrt,
+    square,
+    tanh,
+    sigmoid,
+    relu,
+    silu,
+    gelu,       // x Phi(x)
+    gelu_tanh,  // the tanh approximation
+    count_
+};
+
+enum class BinaryOp : uint8_t {
+    add,
+    sub,
+    mul,
+    div,
+    neg_div_square,  // -a / (b * b): d(a/b)/db without the upstream factor
+    count_
+};
+
+inline const char* name(UnaryOp op) {
+    static constexpr std::array<const char*, static_cast<size_t>(UnaryOp::count_)> names = {
+        "neg", "scale", "scale_double", "add_scalar", "rsub_scalar", "rdiv_scalar", "exp", "log",
+        "sqrt", "square", "tanh", "sigmoid", "relu", "silu", "gelu", "gelu_tanh"};
+    return names[static_cast<size_t>(op)];
+}
+
+inline const char* name(BinaryOp op) {
+    static constexpr std::array<const char*, static_cast<size_t>(BinaryOp::count_)> names = {
+        "add", "sub", "mul", "div", "neg_div_square"};
+    return names[static_cast<size_t>(op)];
+}
+
+// ---- the tables ------------------------------------------------------------------------------
+
+// A strided view of raw memory on some device: element (i0, i1, ...) of the view is at
+// data + elem_size * sum(i_k * strides[k]).
+struct RawView {
+    void* data;
+    const Shape& shape;
+    const Shape& strides;
+};
+
+// A device's memory, whatever the element type.
+class Memory {
+public:
+    virtual ~Memory() = default;
+    virtual Storage allocate(size_t nbytes, Device device) const = 0;
+    // nbytes between host memory and `storage` at byte offset `offset` (a contiguous range).
+    virtual void to_host(const Storage& src, size_t offset, void* dst, size_t nbytes) const = 0;
+    virtual void from_host(const void* src, const Storage& dst, size_t offset, size_t nbytes) const = 0;
+    // dst = src elementwise (same shape, elements of elem_size bytes, both on this device). Where dst
+    // and src overlap, the caller copies src first.
+    virtual void copy(size_t elem_size, const RawView& dst, const RawView& src) const = 0;
+    // Every element of dst = the elem_size bytes at `value` (a host address).
+    virtual void fill(size_t elem_size, const RawView& dst, const void* value) const = 0;
+    // Waits for the device's queued work (a no-op on the CPU).
+    virtual void synchronize(Device) const {}
+};
+
+// A device's arithmetic for element type T (float, double). Contracts: the header comment.
+template <class T>
+class Ops {
+public:
+    virtual ~Ops() = default;
+    virtual void unary(UnaryOp op, const Tensor<T>& out, const Tensor<T>& x, double c) const = 0;
+    virtual void unary_backward(UnaryOp op, const Tensor<T>& dx, const Tensor<T>& g, const Tensor<T>& x,
+                                const Tensor<T>& y, double c) const = 0;
+    virtual void binary(BinaryOp op, const Tensor<T>& out, const Tensor<T>& a, const Tensor<T>& b) const = 0;
+    virtual void sum(const Tensor<T>& out, const Tensor<T>& x, const std::vector<bool>& reduce,
+                     double factor) const = 0;
+    virtual void matmul(const Tensor<T>& out, const Tensor<T>& a, const Tensor<T>& b) const = 0;
+
+    // ---- softmax, log-softmax, cross-entropy, layer norm ----
+
+    // ---- dropout masks, embedding, max/min along an axis ----
+
+    // ---- coefficient attention ----
+
+    // ---- optimiser steps ----
+};
+
+// What a device's tables are: its memory, and the element types it computes.
+struct Entry {
+    const Memory* memory = nullptr;
+    const Ops<float>* f32 = nullptr;
+    const Ops<double>* f64 = nullptr;
+};
+
+// One entry per DeviceKind; the CPU's is filled in by backend/cpu.hpp on first use. Zero-initialised
+// (constant initialisation): register_backend may run from any static initialiser.
+inline std::array<Entry, 3> registry{};
+
+inline constexpr size_t kind_index(DeviceKind k) { return static_cast<size_t>(k); }
+
+// Installs (or replaces) a device kind's tables: a backend library's init() calls this.
+inline void register_backend(DeviceKind kind, Entry entry) { registry[kind_index(kind)] = entry; }
+
+// What a program must do to use `d`: named in the error for a device with no table.
+inline std::string how_to_link(Device d) {
+    switch (d.kind) {
+        case DeviceKind::cuda:
+            return "link the CMake target coeffnet::cuda (built with COEFFNET_CUDA=ON) and call "
+                   "coeffnet::cuda::init() before creating tensors on it";
+        case DeviceKind::emulated:
+            return "link the emulator's backend (the CMake target coeffnet_emulator, tests only) and call "
+                   "coeffnet::emulated::init() before creating tensors on it";
+        case DeviceKind::cpu: break;
+    }
+    return "the CPU backend is header-only and always present";
+}
+
+// The CPU's tables (backend/cpu.hpp defines these).
+const Memory& cpu_memory();
+template <class T>
+const Ops<T>& cpu_ops();
+
+[[noreturn]] inline void not_linked(Device d, const char* what) {
+    fail("device ", d.str(), ": no ", what, " backend is registered for it in this program: ", how_to_link(d));
+}
+
+inline const Memory& memory(Device d) {
+    if (d.is_cpu()) return cpu_memory();
+    const Memory* m = registry[kind_index(d.kind)].memory;
+    if (!m) not_linked(d, "memory");
+    return *m;
+}
+
+template <class T>
+const Ops<T>& ops(Device d) {
+    static_assert(is_compute_type_v<T>, "backend::ops<T>: float and double compute (see the lower-precision note)");
+    if (d.is_cpu()) return cpu_ops<T>();
+    const Entry& e = registry[kind_index(d.kind)];
+    const Ops<T>* o;
+    if constexpr (std::is_same_v<T, float>) o = e.f32;
+    else o = e.f64;
+    if (!o) {
+        if (!e.memory) not_linked(d, "compute");
+        fail("device ", d.str(), ": its backend does not compute ", dtype_name<T>(), " tensors");
+    }
+    return *o;
+}
+
+}  // namespace backend
+}  // namespace coeffnet
