@@ -45,7 +45,7 @@ void usage(std::FILE* to) {
 std::vector<Device> computing_devices() {
     std::vector<Device> out{Device::cpu()};
     for (const Device d : {Device::cuda(0), Device::emulated()})
-        if (backend::registry[backend::kind_index(d.kind)].f32) out.push_back(d);
+        if (backend::capabilities(d).f32) out.push_back(d);
     return out;
 }
 

@@ -113,6 +113,28 @@ mutant vit-tiled-backend-unregistered include/coeffnet/models/vit.hpp \
   '        register_tiled_backend<T>();' \
   '' \
   tests/test_vit.cpp '*registers the tiled attention backend*'
+# The backend table and the device layer (backend/, tensor/): each caught by the op table's CPU
+# column or by test_device.cpp.
+mutant backend-broadcast-row include/coeffnet/backend/cpu.hpp \
+  'for (int64_t j = 0; j < len; ++j) dr[j] = F::f(ar[j], br[j]);' \
+  'for (int64_t j = 0; j < len; ++j) dr[j] = F::f(ar[j], br[0]);' \
+  tests/test_backend_ops.cpp 'backend/*'
+mutant backend-column-sum include/coeffnet/backend/cpu.hpp \
+  'for (int64_t c = c0; c < c1; ++c) acc[static_cast<size_t>(c - c0)] += static_cast<A>(src[c]);' \
+  'for (int64_t c = c0 + 1; c < c1; ++c) acc[static_cast<size_t>(c - c0)] += static_cast<A>(src[c]);' \
+  tests/test_backend_ops.cpp 'backend/*'
+mutant pointwise-gelu-tanh-derivative include/coeffnet/backend/pointwise.hpp \
+  'T(0.5) * v * (T(1) - t * t) * k * (T(1) + T(3 * 0.044715) * v * v);' \
+  'T(0.5) * v * (T(1) - t * t) * k * (T(1) + T(0.044715) * v * v);' \
+  tests/test_backend_ops.cpp 'backend/*'
+mutant to-device-ignores-offset include/coeffnet/tensor/views.hpp \
+  'const size_t src_off = static_cast<size_t>(src.offset()) * sizeof(T);' \
+  'const size_t src_off = 0;' \
+  tests/test_device.cpp '*'
+mutant data-on-device-allowed include/coeffnet/tensor/tensor.hpp \
+  'if (!impl_->storage.device().is_cpu()) [[unlikely]]' \
+  'if (false)' \
+  tests/test_device.cpp '*'
 
 # ---- options ----------------------------------------------------------------------------------
 usage() { sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; }

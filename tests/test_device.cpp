@@ -124,6 +124,11 @@ TEST_CASE("factories and to() on a device: values round-trip and host access thr
     CHECK(dev.memory.to_host_calls + dev.memory.from_host_calls == transfers);
     CHECK(d.to_vector() == std::vector<float>{0, 4, 4, 0, 4, 4});
 
+    // A view that starts inside its storage moves from there, both ways.
+    const auto rows = on.slice(0, 1, 3);
+    REQUIRE(rows.offset() == 5);
+    CHECK(rows.to(Device::cpu()).to_vector() == host.slice(0, 1, 3).to_vector());
+    CHECK(host.slice(0, 2, 3).to(emu).to_vector() == host.slice(0, 2, 3).to_vector());
     // A strided view moves as its values (contiguous on arrival); back on the host, equal.
     const auto t = host.transpose(0, 1).to(emu);
     CHECK(t.is_contiguous());
@@ -148,6 +153,13 @@ TEST_CASE("an op on two devices names both and an op on a device without a compu
     CHECK(message_of([&] { Tensor<float>(a).copy_(b); }).find("Tensor::copy_") != std::string::npos);
     const std::string c = message_of([&] { (void)exp(b); });
     CHECK(c.find("does not compute float") != std::string::npos);
+    const backend::Capabilities caps = backend::capabilities(Device::emulated());
+    CHECK(caps.memory);
+    CHECK_FALSE(caps.f32);
+    CHECK_FALSE(caps.f64);
+    const backend::Capabilities cpu = backend::capabilities(Device::cpu());
+    CHECK((cpu.memory && cpu.f32 && cpu.f64 && !cpu.bf16 && !cpu.f16));
+    CHECK_FALSE(backend::capabilities(Device::cuda(3)).memory);
 }
 
 TEST_CASE("to() is differentiable: the gradient goes back to the source device") {

@@ -18,8 +18,8 @@
 //
 // Lower precisions (the decision, not yet built): bfloat16_t and half_t will compute as
 // Tensor<bfloat16_t> / Tensor<half_t>, statically typed like float and double, through an
-// Ops<bfloat16_t> table that a backend may provide or not: capabilities(dev) reports which element
-// types a device computes, and an op on a type the device lacks throws naming both. The CPU would
+// Ops<bfloat16_t> table that a backend may provide or not: capabilities(dev) (below) reports which
+// element types a device computes, and an op on a type the device lacks throws naming both. The CPU would
 // compute them by converting to float per tile (accumulating in float), the CUDA table with its
 // existing bf16/fp16 kernels. A dynamic dtype (one Tensor class, the type a run-time tag) was
 // rejected: every op would switch on the tag, autograd's typed graph (Node<T>) would become
@@ -195,6 +195,20 @@ inline const Memory& memory(Device d) {
     const Memory* m = registry[kind_index(d.kind)].memory;
     if (!m) not_linked(d, "memory");
     return *m;
+}
+
+// What a device's table computes (fp32/fp64 today; bf16/fp16 when a table provides them, see the
+// lower-precision note at the top). Nothing registered: every field false, except on the CPU.
+struct Capabilities {
+    bool memory = false;  // tensors of any element type can live there and move there
+    bool f32 = false, f64 = false;
+    bool bf16 = false, f16 = false;  // no table computes these yet
+};
+
+inline Capabilities capabilities(Device d) {
+    if (d.is_cpu()) return {true, true, true, false, false};
+    const Entry& e = registry[kind_index(d.kind)];
+    return {e.memory != nullptr, e.f32 != nullptr, e.f64 != nullptr, false, false};
 }
 
 template <class T>
