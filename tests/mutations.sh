@@ -57,7 +57,7 @@ mutant softmax-backward-vit include/coeffnet/ops/softmax.hpp \
   'return std::vector<Tensor<T>>{softmax_backward(sy, g)};' \
   'return std::vector<Tensor<T>>{softmax_backward(sy, g) * 1.05};' \
   tests/test_vit.cpp '*Coeff-Tuning ViT*'
-mutant layernorm-backward include/coeffnet/ops/layernorm.hpp \
+mutant layernorm-backward include/coeffnet/backend/cpu_norm.hpp \
   'pd[i * C + j] = pr[i] * (d - a - ph[i * C + j] * b);' \
   'pd[i * C + j] = T(1.05) * pr[i] * (d - a - ph[i * C + j] * b);' \
   tests/test_backend_ops.cpp 'backend/*'

@@ -143,6 +143,33 @@ public:
     virtual void matmul(const Tensor<T>& out, const Tensor<T>& a, const Tensor<T>& b) const = 0;
 
     // ---- softmax, log-softmax, cross-entropy, layer norm ----
+    // Over the last axis (rows); row sums accumulate in acc_t<T>; outputs contiguous, of the shapes below.
+
+    // out = softmax(x + mask) per row (max-subtracted), out of x's shape; mask undefined or broadcast
+    // to x's shape (a constant); a row whose every entry is -inf gives zeros.
+    virtual void softmax(const Tensor<T>& out, const Tensor<T>& x, const Tensor<T>& mask) const = 0;
+    // dx = y * (g - rowsum(g * y)), y a softmax output and g the upstream gradient, all of one shape.
+    virtual void softmax_backward(const Tensor<T>& dx, const Tensor<T>& y, const Tensor<T>& g) const = 0;
+    // out = x - logsumexp(x) per row (max-subtracted), out of x's shape.
+    virtual void log_softmax(const Tensor<T>& out, const Tensor<T>& x) const = 0;
+    // dx = g - exp(y) * rowsum(g), y the log-softmax output, all of one shape.
+    virtual void log_softmax_backward(const Tensor<T>& dx, const Tensor<T>& y, const Tensor<T>& g) const = 0;
+    // probs [..., C] = softmax(logits); loss (0-d) = sum over rows with targets [...] != ignore_index of
+    // (logsumexp - logits[target]) in row order, / denom. Targets are in range (the op checks).
+    virtual void cross_entropy(const Tensor<T>& loss, const Tensor<T>& probs, const Tensor<T>& logits,
+                               const Tensor<int64_t>& targets, int64_t ignore_index, double denom) const = 0;
+    // dx [..., C] = (probs - onehot(target)) * (g / denom) on rows not ignored, 0 on ignored rows; g the
+    // 0-d upstream gradient (read on the device), the scale 0 when denom is 0.
+    virtual void cross_entropy_backward(const Tensor<T>& dx, const Tensor<T>& probs, const Tensor<int64_t>& targets,
+                                        const Tensor<T>& g, int64_t ignore_index, double denom) const = 0;
+    // x [..., C]: xhat = (x - mean) * rstd, rstd [rows] = 1 / sqrt(var + eps) (two passes), y = xhat * weight
+    // + bias; weight and bias [C] or undefined. y and xhat of x's shape; xhat and rstd are the backward's.
+    virtual void layer_norm(const Tensor<T>& y, const Tensor<T>& xhat, const Tensor<T>& rstd, const Tensor<T>& x,
+                            const Tensor<T>& weight, const Tensor<T>& bias, double eps) const = 0;
+    // dx = rstd * (d - mean(d) - xhat * mean(d * xhat)) per row, d = g * weight (g when weight is
+    // undefined); xhat and rstd from layer_norm. (dweight and dbias are tensor ops: sums of g * xhat, g.)
+    virtual void layer_norm_backward(const Tensor<T>& dx, const Tensor<T>& g, const Tensor<T>& xhat,
+                                     const Tensor<T>& rstd, const Tensor<T>& weight) const = 0;
 
     // ---- dropout masks, embedding, max/min along an axis ----
 

@@ -10,6 +10,7 @@
 
 #include "backend.hpp"
 #include "cpu_gemm.hpp"
+#include "cpu_norm.hpp"
 #include "pointwise.hpp"
 
 namespace coeffnet::backend {
@@ -263,6 +264,34 @@ public:
     }
 
     // ---- softmax, log-softmax, cross-entropy, layer norm ----
+    // The loops: backend/cpu_norm.hpp.
+
+    void softmax(const Tensor<T>& out, const Tensor<T>& x, const Tensor<T>& mask) const override {
+        cpu_impl::softmax(out, x, mask);
+    }
+    void softmax_backward(const Tensor<T>& dx, const Tensor<T>& y, const Tensor<T>& g) const override {
+        cpu_impl::softmax_backward(dx, y, g);
+    }
+    void log_softmax(const Tensor<T>& out, const Tensor<T>& x) const override { cpu_impl::log_softmax(out, x); }
+    void log_softmax_backward(const Tensor<T>& dx, const Tensor<T>& y, const Tensor<T>& g) const override {
+        cpu_impl::log_softmax_backward(dx, y, g);
+    }
+    void cross_entropy(const Tensor<T>& loss, const Tensor<T>& probs, const Tensor<T>& logits,
+                       const Tensor<int64_t>& targets, int64_t ignore_index, double denom) const override {
+        cpu_impl::cross_entropy(loss, probs, logits, targets, ignore_index, denom);
+    }
+    void cross_entropy_backward(const Tensor<T>& dx, const Tensor<T>& probs, const Tensor<int64_t>& targets,
+                                const Tensor<T>& g, int64_t ignore_index, double denom) const override {
+        cpu_impl::cross_entropy_backward(dx, probs, targets, g, ignore_index, denom);
+    }
+    void layer_norm(const Tensor<T>& y, const Tensor<T>& xhat, const Tensor<T>& rstd, const Tensor<T>& x,
+                    const Tensor<T>& weight, const Tensor<T>& bias, double eps) const override {
+        cpu_impl::layer_norm(y, xhat, rstd, x, weight, bias, eps);
+    }
+    void layer_norm_backward(const Tensor<T>& dx, const Tensor<T>& g, const Tensor<T>& xhat, const Tensor<T>& rstd,
+                             const Tensor<T>& weight) const override {
+        cpu_impl::layer_norm_backward(dx, g, xhat, rstd, weight);
+    }
 
     // ---- dropout masks, embedding, max/min along an axis ----
 
