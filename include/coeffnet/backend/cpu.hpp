@@ -10,6 +10,7 @@
 
 #include "backend.hpp"
 #include "cpu_gemm.hpp"
+#include "cpu_misc.hpp"
 #include "pointwise.hpp"
 
 namespace coeffnet::backend {
@@ -265,6 +266,28 @@ public:
     // ---- softmax, log-softmax, cross-entropy, layer norm ----
 
     // ---- dropout masks, embedding, max/min along an axis ----
+
+    void dropout_mask(const Tensor<T>& out, uint64_t seed, uint64_t first_block, double p) const override {
+        cpu_impl::dropout_mask(out, seed, first_block, p);
+    }
+    void embedding(const Tensor<T>& out, const Tensor<int64_t>& indices, const Tensor<T>& weight) const override {
+        cpu_impl::embedding(out, indices, weight);
+    }
+    void embedding_backward(const Tensor<T>& dweight, const Tensor<int64_t>& indices, const Tensor<T>& g) const override {
+        cpu_impl::embedding_backward(dweight, indices, g);
+    }
+    void max_min(const Tensor<T>& values, const Tensor<int64_t>& indices, const Tensor<T>& x, int64_t axis,
+                 bool want_max) const override {
+        cpu_impl::max_min(values, indices, x, axis, want_max);
+    }
+    void max_min_backward(const Tensor<T>& dx, const Tensor<int64_t>& indices, const Tensor<T>& g,
+                          int64_t axis) const override {
+        cpu_impl::max_min_backward(dx, indices, g, axis);
+    }
+    void isclose(const Tensor<uint8_t>& out, const Tensor<T>& a, const Tensor<T>& b, double rtol,
+                 double atol) const override {
+        cpu_impl::isclose(out, a, b, rtol, atol);
+    }
 
     // ---- coefficient attention ----
 
