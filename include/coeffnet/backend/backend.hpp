@@ -173,6 +173,19 @@ public:
     // ---- coefficient attention ----
 
     // ---- optimiser steps ----
+
+    // One SGD step on one parameter, in place, elementwise (p, grad, buf contiguous, one shape):
+    // s = grad + wd p; with buf defined, buf = first ? s : mu buf + damp s, s = nesterov ? s + mu buf
+    // : buf; p -= lr s.
+    virtual void sgd_step(const Tensor<T>& param, const Tensor<T>& grad, const Tensor<T>& buf, T lr, T wd, T mu,
+                          T damp, bool first, bool nesterov) const = 0;
+    // One AdamW step on one parameter, in place, elementwise (all contiguous, one shape): p *= decay;
+    // m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g g; p -= step_size m / (sqrt(v) / bc2_sqrt + eps).
+    virtual void adamw_step(const Tensor<T>& param, const Tensor<T>& grad, const Tensor<T>& m, const Tensor<T>& v,
+                            T decay, T b1, T b2, T step_size, T bc2_sqrt, T eps) const = 0;
+    // acc (a double scalar on x's device) += the sum of double(x)^2 over x's elements, one running
+    // sum in x's logical order: gradient-norm clipping's norm.
+    virtual void add_squares(const Tensor<double>& acc, const Tensor<T>& x) const = 0;
 };
 
 // What a device's tables are: its memory, and the element types it computes.

@@ -293,6 +293,16 @@ public:
 
     // ---- optimiser steps ----
 
+    void sgd_step(const Tensor<T>& param, const Tensor<T>& grad, const Tensor<T>& buf, T lr, T wd, T mu, T damp,
+                  bool first, bool nesterov) const override {
+        cpu_impl::sgd_step(param, grad, buf, lr, wd, mu, damp, first, nesterov);
+    }
+    void adamw_step(const Tensor<T>& param, const Tensor<T>& grad, const Tensor<T>& m, const Tensor<T>& v, T decay,
+                    T b1, T b2, T step_size, T bc2_sqrt, T eps) const override {
+        cpu_impl::adamw_step(param, grad, m, v, decay, b1, b2, step_size, bc2_sqrt, eps);
+    }
+    void add_squares(const Tensor<double>& acc, const Tensor<T>& x) const override { cpu_impl::add_squares(acc, x); }
+
 private:
     static detail::MatRef<T> last_two(const Tensor<T>& t, int64_t batch_offset) {
         const size_t r = t.shape().size();

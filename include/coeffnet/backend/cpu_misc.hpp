@@ -1,7 +1,7 @@
 // coeffnet/backend/cpu_misc.hpp: the CPU loops of the misc primitives (backend/backend.hpp's
-// "dropout masks, embedding, max/min along an axis" section): dropout masks from Philox,
-// embedding's gather and scatter-add, max/min with indices along an axis and its gradient
-// scatter, isclose. CpuOps<T>
+// "dropout masks, embedding, max/min along an axis" and "optimiser steps" sections): dropout masks
+// from Philox, embedding's gather and scatter-add, max/min with indices along an axis and its
+// gradient scatter, isclose, the SGD and AdamW updates, and clipping's sum of squares. CpuOps<T>
 // (backend/cpu.hpp) forwards to these. Part of tensor.hpp through cpu.hpp; included alone, it
 // includes tensor.hpp.
 #include "../tensor/tensor.hpp"
@@ -140,6 +140,52 @@ void isclose(const Tensor<uint8_t>& out, const Tensor<T>& a, const Tensor<T>& b,
                             d[off[0] + j * in[0]] = close ? 1 : 0;
                         }
                     });
+}
+
+// ---- optimiser steps ----
+
+template <class T>
+void sgd_step(const Tensor<T>& param, const Tensor<T>& grad, const Tensor<T>& buf, T lr, T wd, T mu, T damp,
+              bool first, bool nesterov) {
+    T* w = param.data();
+    const T* d = grad.data();
+    T* pb = buf.defined() ? buf.data() : nullptr;
+    for (int64_t i = 0; i < param.numel(); ++i) {
+        T step = d[i] + wd * w[i];
+        if (pb) {
+            pb[i] = first ? step : mu * pb[i] + damp * step;
+            step = nesterov ? step + mu * pb[i] : pb[i];
+        }
+        w[i] -= lr * step;
+    }
+}
+
+template <class T>
+void adamw_step(const Tensor<T>& param, const Tensor<T>& grad, const Tensor<T>& exp_avg, const Tensor<T>& exp_avg_sq,
+                T decay, T b1, T b2, T step_size, T bc2_sqrt, T eps) {
+    T *w = param.data(), *m = exp_avg.data(), *v = exp_avg_sq.data();
+    const T* d = grad.data();
+    parallel_for(param.numel(), 16, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) {
+            w[i] *= decay;
+            m[i] = b1 * m[i] + (T(1) - b1) * d[i];
+            v[i] = b2 * v[i] + (T(1) - b2) * d[i] * d[i];
+            w[i] -= step_size * m[i] / (std::sqrt(v[i]) / bc2_sqrt + eps);
+        }
+    });
+}
+
+// Each square is rounded to double and then added, in order: the loop (its count known before it
+// starts) vectorises the products, as the former loop over to_vector() did, and so is not
+// contracted into FMAs, which would change the double sum's last bits.
+template <class T>
+void add_squares(const Tensor<double>& acc, const Tensor<T>& x) {
+    const Tensor<T> xc = detail::as_contiguous(x);
+    const T* p = xc.data();
+    const int64_t n = xc.numel();
+    double sq = *acc.data();
+    for (int64_t i = 0; i < n; ++i) sq += static_cast<double>(p[i]) * static_cast<double>(p[i]);
+    *acc.data() = sq;
 }
 
 }  // namespace coeffnet::backend::cpu_impl
