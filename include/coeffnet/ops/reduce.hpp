@@ -91,8 +91,8 @@ struct ValuesIndices {
 
 namespace detail {
 
-// Ops::max_min, or for element types the tables do not compute (argmax of an int64 tensor) the
-// CPU's loop, on the CPU only.
+// Ops::max_min, or for element types the tables do not compute (max/argmax of an int64 tensor)
+// the CPU's loop, on the CPU only.
 template <class T>
 void max_min_raw(const Tensor<T>& values, const Tensor<int64_t>& indices, const Tensor<T>& x, int64_t axis,
                  bool want_max, const char* op) {
@@ -128,14 +128,16 @@ ValuesIndices<T> max_min(const Tensor<T>& x, int64_t axis, bool keepdim, bool wa
     Tensor<T> values = Tensor<T>::empty(out_shape, dev);
     const Tensor<int64_t> indices = Tensor<int64_t>::empty(out_shape, dev);
     max_min_raw(values, indices, x, a, want_max, op);
-    const Shape in_shape = x.shape();
-    // The backward's own copy of the indices (the caller may write to the returned ones).
-    const Tensor<int64_t> idx = GradMode::enabled() && x.requires_grad() ? contiguous_copy(indices) : indices;
-    values = record<T>(values, op, {x}, [idx, in_shape, a](const Tensor<T>& g, const std::vector<bool>&) {
-        Tensor<T> dx = Tensor<T>::zeros(in_shape, idx.device());
-        backend::ops<T>(idx.device()).max_min_backward(dx, idx, g, a);
-        return std::vector<Tensor<T>>{dx};
-    });
+    if constexpr (is_compute_type_v<T>) {  // (other types have no gradients: max of an int64 tensor)
+        const Shape in_shape = x.shape();
+        // The backward's own copy of the indices (the caller may write to the returned ones).
+        const Tensor<int64_t> idx = GradMode::enabled() && x.requires_grad() ? contiguous_copy(indices) : indices;
+        values = record<T>(values, op, {x}, [idx, in_shape, a](const Tensor<T>& g, const std::vector<bool>&) {
+            Tensor<T> dx = Tensor<T>::zeros(in_shape, idx.device());
+            backend::ops<T>(idx.device()).max_min_backward(dx, idx, g, a);
+            return std::vector<Tensor<T>>{dx};
+        });
+    }
     return {values, indices};
 }
 
@@ -185,13 +187,7 @@ Tensor<uint8_t> isclose(const Tensor<T>& a, const Tensor<T>& b, double rtol = 1e
     const Shape shape = broadcast_shapes(a.shape(), b.shape(), "isclose");
     const Device dev = detail::same_device("isclose", a, b);
     Tensor<uint8_t> out = Tensor<uint8_t>::empty(shape, dev);
-    if constexpr (is_compute_type_v<T>) {
-        backend::ops<T>(dev).isclose(out, a, b, rtol, atol);
-    } else {  // other element types: the CPU's loop, on the CPU only
-        check(dev.is_cpu(), "isclose: ", dtype_name<T>(), " tensors are computed on the CPU only, these are on ",
-              dev.str());
-        backend::cpu_impl::isclose(out, a, b, rtol, atol);
-    }
+    backend::ops<T>(dev).isclose(out, a, b, rtol, atol);
     return out;
 }
 
