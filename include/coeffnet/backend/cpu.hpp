@@ -273,7 +273,8 @@ public:
     void embedding(const Tensor<T>& out, const Tensor<int64_t>& indices, const Tensor<T>& weight) const override {
         cpu_impl::embedding(out, indices, weight);
     }
-    void embedding_backward(const Tensor<T>& dweight, const Tensor<int64_t>& indices, const Tensor<T>& g) const override {
+    void embedding_backward(const Tensor<T>& dweight, const Tensor<int64_t>& indices,
+                            const Tensor<T>& g) const override {
         cpu_impl::embedding_backward(dweight, indices, g);
     }
     void max_min(const Tensor<T>& values, const Tensor<int64_t>& indices, const Tensor<T>& x, int64_t axis,
