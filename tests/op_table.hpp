@@ -193,6 +193,18 @@ inline std::vector<OpRow> op_table() {
         auto r = coeff_attention(x[0], x[1], x[2], x[3], o);
         return add(r.mixed_maps, r.maps * 0.5);  // gradients flow through the returned maps too
     }, Draw::normal, {true, true, false, true}));  // the maps do not depend on v
+    // misc ops on strided operands (the table's primitives read views in place)
+    t.push_back(row("dropout/strided", {{5, 4}}, [](const auto& x) {
+        Generator g(11);
+        return dropout(x[0].mT(), 0.5, g);
+    }));
+    t.push_back(row("embedding/strided", {{3, 6}}, [](const auto& x) {  // weight [6, 3] transposed, indices a view
+        const auto idx = Tensor<int64_t>::from({4, 2, 4, 0, 5, 4}, {2, 3}, x[0].device()).mT();
+        return embedding(idx, x[0].mT());
+    }));
+    t.push_back(row("min/permuted-keepdim", {{2, 3, 4}}, [](const auto& x) {
+        return add(min(x[0].permute({2, 0, 1}), 0, true).values, max(x[0].select(0, 1).select(0, 2), 0).values);
+    }));
     return t;
 }
 

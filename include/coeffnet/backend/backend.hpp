@@ -173,9 +173,46 @@ public:
 
     // ---- dropout masks, embedding, max/min along an axis ----
 
+    // out (contiguous) = the inverted-dropout multiplier of element i: 1/(1-p) where the i-th word
+    // of Philox(seed) from block first_block, as uniform_from_bits, is >= float(p), else 0 (p = 1: 0).
+    virtual void dropout_mask(const Tensor<T>& out, uint64_t seed, uint64_t first_block, double p) const = 0;
+    // out [..., D] (contiguous) row i = weight [V, D] row indices[i], indices in their logical order
+    // (the op has checked them against V); weight any strides.
+    virtual void embedding(const Tensor<T>& out, const Tensor<int64_t>& indices, const Tensor<T>& weight) const = 0;
+    // dweight [V, D] (contiguous, zeroed by the op) row indices[i] += g [..., D] row i, i ascending (a
+    // repeated index adds in that order).
+    virtual void embedding_backward(const Tensor<T>& dweight, const Tensor<int64_t>& indices,
+                                    const Tensor<T>& g) const = 0;
+    // Along axis `axis` (normalised) of x: indices = the position of the largest (want_max) or
+    // smallest element of each slice (ties: the first; a NaN beats every number: the first NaN) and
+    // values (undefined: not wanted) = that element; both contiguous, x's shape without the axis.
+    virtual void max_min(const Tensor<T>& values, const Tensor<int64_t>& indices, const Tensor<T>& x, int64_t axis,
+                         bool want_max) const = 0;
+    // dx (x's shape, contiguous, zeroed by the op) at position indices[k] along `axis` of slice k
+    // += g[k]: max_min's values' gradient.
+    virtual void max_min_backward(const Tensor<T>& dx, const Tensor<int64_t>& indices, const Tensor<T>& g,
+                                  int64_t axis) const = 0;
+    // out (uint8, contiguous) = 1 where |a - b| <= atol + rtol |b| in double (a NaN: 0; equal
+    // infinities: 1), else 0; a and b broadcast to out's shape.
+    virtual void isclose(const Tensor<uint8_t>& out, const Tensor<T>& a, const Tensor<T>& b, double rtol,
+                         double atol) const = 0;
+
     // ---- coefficient attention ----
 
     // ---- optimiser steps ----
+
+    // One SGD step on one parameter, in place, elementwise (p, grad, buf contiguous, one shape):
+    // s = grad + wd p; with buf defined, buf = first ? s : mu buf + damp s, s = nesterov ? s + mu buf
+    // : buf; p -= lr s.
+    virtual void sgd_step(const Tensor<T>& param, const Tensor<T>& grad, const Tensor<T>& buf, T lr, T wd, T mu,
+                          T damp, bool first, bool nesterov) const = 0;
+    // One AdamW step on one parameter, in place, elementwise (all contiguous, one shape): p *= decay;
+    // m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g g; p -= step_size m / (sqrt(v) / bc2_sqrt + eps).
+    virtual void adamw_step(const Tensor<T>& param, const Tensor<T>& grad, const Tensor<T>& m, const Tensor<T>& v,
+                            T decay, T b1, T b2, T step_size, T bc2_sqrt, T eps) const = 0;
+    // acc (a double scalar on x's device) += the sum of double(x)^2 over x's elements, one running
+    // sum in x's logical order: gradient-norm clipping's norm.
+    virtual void add_squares(const Tensor<double>& acc, const Tensor<T>& x) const = 0;
 };
 
 // What a device's tables are: its memory, and the element types it computes.

@@ -10,6 +10,7 @@
 
 #include "backend.hpp"
 #include "cpu_gemm.hpp"
+#include "cpu_misc.hpp"
 #include "cpu_norm.hpp"
 #include "pointwise.hpp"
 
@@ -295,9 +296,42 @@ public:
 
     // ---- dropout masks, embedding, max/min along an axis ----
 
+    void dropout_mask(const Tensor<T>& out, uint64_t seed, uint64_t first_block, double p) const override {
+        cpu_impl::dropout_mask(out, seed, first_block, p);
+    }
+    void embedding(const Tensor<T>& out, const Tensor<int64_t>& indices, const Tensor<T>& weight) const override {
+        cpu_impl::embedding(out, indices, weight);
+    }
+    void embedding_backward(const Tensor<T>& dweight, const Tensor<int64_t>& indices,
+                            const Tensor<T>& g) const override {
+        cpu_impl::embedding_backward(dweight, indices, g);
+    }
+    void max_min(const Tensor<T>& values, const Tensor<int64_t>& indices, const Tensor<T>& x, int64_t axis,
+                 bool want_max) const override {
+        cpu_impl::max_min(values, indices, x, axis, want_max);
+    }
+    void max_min_backward(const Tensor<T>& dx, const Tensor<int64_t>& indices, const Tensor<T>& g,
+                          int64_t axis) const override {
+        cpu_impl::max_min_backward(dx, indices, g, axis);
+    }
+    void isclose(const Tensor<uint8_t>& out, const Tensor<T>& a, const Tensor<T>& b, double rtol,
+                 double atol) const override {
+        cpu_impl::isclose(out, a, b, rtol, atol);
+    }
+
     // ---- coefficient attention ----
 
     // ---- optimiser steps ----
+
+    void sgd_step(const Tensor<T>& param, const Tensor<T>& grad, const Tensor<T>& buf, T lr, T wd, T mu, T damp,
+                  bool first, bool nesterov) const override {
+        cpu_impl::sgd_step(param, grad, buf, lr, wd, mu, damp, first, nesterov);
+    }
+    void adamw_step(const Tensor<T>& param, const Tensor<T>& grad, const Tensor<T>& m, const Tensor<T>& v, T decay,
+                    T b1, T b2, T step_size, T bc2_sqrt, T eps) const override {
+        cpu_impl::adamw_step(param, grad, m, v, decay, b1, b2, step_size, bc2_sqrt, eps);
+    }
+    void add_squares(const Tensor<double>& acc, const Tensor<T>& x) const override { cpu_impl::add_squares(acc, x); }
 
 private:
     static detail::MatRef<T> last_two(const Tensor<T>& t, int64_t batch_offset) {

@@ -52,7 +52,7 @@ public:
                   " is not a whole number");
             idx[i] = static_cast<int64_t>(d);
         }
-        return embedding(Tensor<int64_t>::from(idx, indices.shape()), weight);
+        return embedding(Tensor<int64_t>::from(idx, indices.shape(), indices.device()), weight);
     }
 };
 

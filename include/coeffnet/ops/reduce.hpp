@@ -2,7 +2,9 @@
 // argmax/argmin along one axis; isclose/allclose.
 //
 // Sums of float accumulate in double. The backward broadcasts the gradient back (expand of
-// the kept-dims gradient), so it costs one pass over the input's size.
+// the kept-dims gradient), so it costs one pass over the input's size. max/min (values, indices
+// and the gradient's scatter) and isclose run in the backend table (Ops::max_min, isclose) on
+// the input's device.
 #pragma once
 
 #include <cmath>
@@ -89,81 +91,63 @@ struct ValuesIndices {
 
 namespace detail {
 
-// The extreme element of every slice of x along `axis`: its index along the axis, in the order
-// of the output (shape out_shape), and x made contiguous as [outer, n, inner] for the caller.
+// Ops::max_min, or for element types the tables do not compute (max/argmax of an int64 tensor)
+// the CPU's loop, on the CPU only.
 template <class T>
-struct Extremes {
-    Tensor<T> xc;
-    Shape out_shape;
-    int64_t outer = 1, n = 1, inner = 1;
-    std::vector<int64_t> idx;
-};
-
-template <class T>
-Extremes<T> extreme_indices(const Tensor<T>& x, int64_t axis, bool keepdim, bool want_max, const char* op) {
-    check(x.defined(), op, ": undefined operand");
-    Extremes<T> e;
-    const int64_t rank = x.dim();
-    const int64_t a = normalize_axis(axis, rank, op);
-    const Shape& s = x.shape();
-    e.n = rank == 0 ? 1 : s[static_cast<size_t>(a)];
-    check(e.n > 0, op, ": axis ", axis, " of shape ", shape_str(s), " is empty (no maximum or minimum to take)");
-    for (int64_t d = 0; d < rank; ++d) {
-        if (d < a) e.outer *= s[static_cast<size_t>(d)];
-        if (d > a) e.inner *= s[static_cast<size_t>(d)];
+void max_min_raw(const Tensor<T>& values, const Tensor<int64_t>& indices, const Tensor<T>& x, int64_t axis,
+                 bool want_max, const char* op) {
+    if constexpr (is_compute_type_v<T>) {
+        backend::ops<T>(x.device()).max_min(values, indices, x, axis, want_max);
+    } else {
+        check(x.device().is_cpu(), op, ": ", dtype_name<T>(), " tensors are computed on the CPU only, this one is on ",
+              x.device().str());
+        backend::cpu_impl::max_min(values, indices, x, axis, want_max);
     }
+}
+
+// The output shape of a max/min along `axis` of x (checked, normalised into *a).
+template <class T>
+Shape extreme_shape(const Tensor<T>& x, int64_t axis, bool keepdim, const char* op, int64_t* a) {
+    check(x.defined(), op, ": undefined operand");
+    const int64_t rank = x.dim();
+    *a = normalize_axis(axis, rank, op);
+    const Shape& s = x.shape();
+    const int64_t n = rank == 0 ? 1 : s[static_cast<size_t>(*a)];
+    check(n > 0, op, ": axis ", axis, " of shape ", shape_str(s), " is empty (no maximum or minimum to take)");
+    Shape out_shape;
     for (int64_t d = 0; d < rank; ++d)
-        if (d != a || keepdim) e.out_shape.push_back(d == a ? 1 : s[static_cast<size_t>(d)]);
-    e.xc = as_contiguous(x);
-    const T* p = e.xc.data();
-    e.idx.resize(static_cast<size_t>(e.outer * e.inner));
-    const int64_t N = e.n, I = e.inner;
-    int64_t* idx = e.idx.data();
-    parallel_for(e.outer * e.inner, N, [&](int64_t b, int64_t end) {
-        for (int64_t k = b; k < end; ++k) {
-            const T* src = p + (k / I) * N * I + k % I;
-            int64_t best = 0;
-            T bv = src[0];
-            for (int64_t j = 1; j < N; ++j) {
-                const T v = src[j * I];
-                if (std::isnan(static_cast<double>(bv))) break;
-                const bool better = std::isnan(static_cast<double>(v)) || (want_max ? v > bv : v < bv);
-                if (better) {
-                    bv = v;
-                    best = j;
-                }
-            }
-            idx[k] = best;
-        }
-    });
-    return e;
+        if (d != *a || keepdim) out_shape.push_back(d == *a ? 1 : s[static_cast<size_t>(d)]);
+    return out_shape;
 }
 
 template <class T>
 ValuesIndices<T> max_min(const Tensor<T>& x, int64_t axis, bool keepdim, bool want_max, const char* op) {
-    const Extremes<T> e = extreme_indices(x, axis, keepdim, want_max, op);
-    Tensor<T> values = Tensor<T>::empty(e.out_shape);
-    const Tensor<int64_t> indices = Tensor<int64_t>::from(e.idx, e.out_shape);
-    const int64_t n = e.n, inner = e.inner;
-    for (int64_t k = 0; k < e.outer * inner; ++k)
-        values.data()[k] = e.xc.data()[(k / inner) * n * inner + e.idx[static_cast<size_t>(k)] * inner + k % inner];
-    const Shape in_shape = x.shape();
-    values = record<T>(values, op, {x}, [idx = e.idx, in_shape, n, inner](const Tensor<T>& g, const std::vector<bool>&) {
-        const Tensor<T> gc = as_contiguous(g);
-        Tensor<T> dx = Tensor<T>::zeros(in_shape);
-        for (size_t k = 0; k < idx.size(); ++k) {
-            const int64_t kk = static_cast<int64_t>(k);
-            dx.data()[(kk / inner) * n * inner + idx[k] * inner + kk % inner] += gc.data()[kk];
-        }
-        return std::vector<Tensor<T>>{dx};
-    });
+    int64_t a = 0;
+    const Shape out_shape = extreme_shape(x, axis, keepdim, op, &a);
+    const Device dev = x.device();
+    Tensor<T> values = Tensor<T>::empty(out_shape, dev);
+    const Tensor<int64_t> indices = Tensor<int64_t>::empty(out_shape, dev);
+    max_min_raw(values, indices, x, a, want_max, op);
+    if constexpr (is_compute_type_v<T>) {  // (other types have no gradients: max of an int64 tensor)
+        const Shape in_shape = x.shape();
+        // The backward's own copy of the indices (the caller may write to the returned ones).
+        const Tensor<int64_t> idx = GradMode::enabled() && x.requires_grad() ? contiguous_copy(indices) : indices;
+        values = record<T>(values, op, {x}, [idx, in_shape, a](const Tensor<T>& g, const std::vector<bool>&) {
+            Tensor<T> dx = Tensor<T>::zeros(in_shape, idx.device());
+            backend::ops<T>(idx.device()).max_min_backward(dx, idx, g, a);
+            return std::vector<Tensor<T>>{dx};
+        });
+    }
     return {values, indices};
 }
 
 template <class T>
 Tensor<int64_t> arg_extreme(const Tensor<T>& x, int64_t axis, bool keepdim, bool want_max, const char* op) {
-    const Extremes<T> e = extreme_indices(x, axis, keepdim, want_max, op);
-    return Tensor<int64_t>::from(e.idx, e.out_shape);
+    int64_t a = 0;
+    const Shape out_shape = extreme_shape(x, axis, keepdim, op, &a);
+    const Tensor<int64_t> indices = Tensor<int64_t>::empty(out_shape, x.device());
+    max_min_raw(Tensor<T>(), indices, x, a, want_max, op);
+    return indices;
 }
 
 }  // namespace detail
@@ -201,27 +185,18 @@ Tensor<uint8_t> isclose(const Tensor<T>& a, const Tensor<T>& b, double rtol = 1e
     check(a.defined() && b.defined(), "isclose: undefined operand");
     check(rtol >= 0 && atol >= 0, "isclose: rtol and atol must be >= 0, got rtol ", rtol, " and atol ", atol);
     const Shape shape = broadcast_shapes(a.shape(), b.shape(), "isclose");
-    const std::vector<T> va = a.detach().expand(shape).to_vector();
-    const std::vector<T> vb = b.detach().expand(shape).to_vector();
-    Tensor<uint8_t> out = Tensor<uint8_t>::empty(shape);
-    for (size_t i = 0; i < va.size(); ++i) {
-        const double x = static_cast<double>(va[i]), y = static_cast<double>(vb[i]);
-        bool close;
-        if (std::isnan(x) || std::isnan(y)) close = false;
-        else if (x == y) close = true;  // equal infinities too
-        else if (std::isinf(x) || std::isinf(y)) close = false;
-        else close = std::abs(x - y) <= atol + rtol * std::abs(y);
-        out.data()[i] = close ? 1 : 0;
-    }
+    const Device dev = detail::same_device("isclose", a, b);
+    Tensor<uint8_t> out = Tensor<uint8_t>::empty(shape, dev);
+    backend::ops<T>(dev).isclose(out, a, b, rtol, atol);
     return out;
 }
 
 template <class T>
 bool allclose(const Tensor<T>& a, const Tensor<T>& b, double rtol = 1e-5, double atol = 1e-8) {
     const Tensor<uint8_t> c = isclose(a, b, rtol, atol);
-    const uint8_t* p = c.data();
-    for (int64_t i = 0; i < c.numel(); ++i)
-        if (!p[i]) return false;
+    const std::vector<uint8_t> v = c.to_vector();  // (a copy off the CPU)
+    for (const uint8_t close : v)
+        if (!close) return false;
     return true;
 }
 

@@ -1,7 +1,8 @@
 // coeffnet/ops/shape.hpp: concat and split along an axis.
 //
-// split returns slice views (no copy), each differentiable; concat copies, and its backward
-// hands each input the matching slice of the gradient.
+// split returns slice views (no copy), each differentiable; concat copies (the device's
+// Memory::copy, on the inputs' device), and its backward hands each input the matching slice of
+// the gradient.
 #pragma once
 
 #include "../tensor/tensor.hpp"
@@ -27,10 +28,13 @@ Tensor<T> concat(const std::vector<Tensor<T>>& parts, int64_t axis) {
         sizes.push_back(s[static_cast<size_t>(a)]);
         out_shape[static_cast<size_t>(a)] += sizes.back();
     }
-    Tensor<T> out = Tensor<T>::empty(out_shape);
+    const Device dev = parts[0].device();
+    for (const auto& p : parts) detail::same_device("concat", parts[0], p);
+    Tensor<T> out = Tensor<T>::empty(out_shape, dev);
     int64_t at = 0;
     for (size_t i = 0; i < parts.size(); ++i) {
-        detail::copy_into(out.detach().slice(a, at, at + sizes[i]), parts[i]);
+        const Tensor<T> dst = out.detach().slice(a, at, at + sizes[i]);
+        backend::memory(dev).copy(sizeof(T), detail::raw_view(dst), detail::raw_view(parts[i]));
         at += sizes[i];
     }
     return record<T>(out, "concat", parts, [a, sizes](const Tensor<T>& g, const std::vector<bool>& needs) {

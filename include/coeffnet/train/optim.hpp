@@ -12,6 +12,9 @@
 // calls. State follows each parameter tensor: a parameter frozen and unfrozen keeps its moments.
 // GroupRule puts the parameters whose names match its patterns (Module::train_only's rules) in a
 // group of their own, in order; the rest form the last group.
+//
+// Each step is one backend-table call per parameter (Ops::sgd_step, Ops::adamw_step), in place on
+// the parameter's device, where its state buffers live too (load_state moves them there).
 #pragma once
 
 #include <cmath>
@@ -173,7 +176,7 @@ protected:
         int64_t step = 0;
     };
 
-    // Calls f(group, param, grad, slot) for each parameter with a gradient.
+    // Calls f(group, param, grad (contiguous), slot) for each parameter with a gradient.
     template <class F>
     void for_each_with_grad(const char* name, F&& f) {
         refresh();
@@ -181,9 +184,9 @@ protected:
         for (size_t gi = 0; gi < groups_.size(); ++gi) {
             for (size_t pi = 0; pi < groups_[gi].params.size(); ++pi) {
                 Tensor<T>& p = groups_[gi].params[pi];
-                const Tensor<T> grad = p.grad();
-                if (!grad.defined()) continue;
+                if (!p.grad().defined()) continue;
                 check(p.is_contiguous(), name, ": parameters must be contiguous");
+                const Tensor<T> grad = detail::as_contiguous(p.grad());
                 f(groups_[gi], p, grad, *slots_[gi][pi]);
             }
         }
@@ -207,13 +210,14 @@ private:
         k += std::to_string(gi);
         return k;
     }
-    // The tensor named `name` in `s` (shape-checked against `like`), or undefined if absent.
+    // The tensor named `name` in `s` (shape-checked against `like`), or undefined if absent: a copy on
+    // `like`'s device.
     static Tensor<T> find_tensor(const OptimizerState<T>& s, const std::string& name, const Tensor<T>& like) {
         for (const auto& [n, t] : s.tensors)
             if (n == name) {
                 check(t.shape() == like.shape(), "optimizer state: '", name, "' has shape ", shape_str(t.shape()),
                       ", the parameter has ", shape_str(like.shape()));
-                return t.clone();
+                return t.device() == like.device() ? t.clone() : t.detach().to(like.device());
             }
         return Tensor<T>();
     }
@@ -295,20 +299,11 @@ public:
                                             typename Optimizer<T>::Slot& sl) {
             const T lr = static_cast<T>(*g.lr), wd = static_cast<T>(*g.weight_decay);
             const T mu = static_cast<T>(o_.momentum), damp = static_cast<T>(1.0 - o_.dampening);
-            T* w = p.data();
-            const T* d = grad.data();
             Tensor<T>& b = sl.buffers[0];
             const bool first = !b.defined();
-            if (o_.momentum != 0.0 && first) b = Tensor<T>::zeros(p.shape());
-            T* pb = b.defined() ? b.data() : nullptr;
-            for (int64_t i = 0; i < p.numel(); ++i) {
-                T step = d[i] + wd * w[i];
-                if (pb) {
-                    pb[i] = first ? step : mu * pb[i] + damp * step;
-                    step = o_.nesterov ? step + mu * pb[i] : pb[i];
-                }
-                w[i] -= lr * step;
-            }
+            if (o_.momentum != 0.0 && first) b = Tensor<T>::zeros(p.shape(), p.device());
+            const Device dev = detail::same_device("SGD", p, grad, b);
+            backend::ops<T>(dev).sgd_step(p, grad, b, lr, wd, mu, damp, first, o_.nesterov);
         });
     }
 
@@ -354,8 +349,8 @@ public:
                                               typename Optimizer<T>::Slot& sl) {
             const double lr = *g.lr, wd = *g.weight_decay;
             if (!sl.buffers[0].defined()) {
-                sl.buffers[0] = Tensor<T>::zeros(p.shape());
-                sl.buffers[1] = Tensor<T>::zeros(p.shape());
+                sl.buffers[0] = Tensor<T>::zeros(p.shape(), p.device());
+                sl.buffers[1] = Tensor<T>::zeros(p.shape(), p.device());
             }
             ++sl.step;
             const double bc1 = 1.0 - std::pow(o_.beta1, static_cast<double>(sl.step));
@@ -363,16 +358,9 @@ public:
             const T step_size = static_cast<T>(lr / bc1), bc2_sqrt = static_cast<T>(std::sqrt(bc2));
             const T decay = static_cast<T>(1.0 - lr * wd), b1 = static_cast<T>(o_.beta1), b2 = static_cast<T>(o_.beta2),
                     eps = static_cast<T>(o_.eps);
-            T *w = p.data(), *m = sl.buffers[0].data(), *v = sl.buffers[1].data();
-            const T* d = grad.data();
-            parallel_for(p.numel(), 16, [&](int64_t b, int64_t e) {
-                for (int64_t i = b; i < e; ++i) {
-                    w[i] *= decay;
-                    m[i] = b1 * m[i] + (T(1) - b1) * d[i];
-                    v[i] = b2 * v[i] + (T(1) - b2) * d[i] * d[i];
-                    w[i] -= step_size * m[i] / (std::sqrt(v[i]) / bc2_sqrt + eps);
-                }
-            });
+            const Device dev = detail::same_device("AdamW", p, grad, sl.buffers[0], sl.buffers[1]);
+            backend::ops<T>(dev).adamw_step(p, grad, sl.buffers[0], sl.buffers[1], decay, b1, b2, step_size, bc2_sqrt,
+                                            eps);
         });
     }
 
