@@ -489,7 +489,8 @@ typename Ops<T>::AttentionSaved tiled_attention_forward(const Tensor<T>& out, co
 }
 
 // Ops<T>::coeff_attention_backward on the CPU: the forward's problem rebuilt from the same
-// arguments and tile height (the same arithmetic in the same order), then tiled_backward.
+// arguments and tile height (the same arithmetic in the same order; an input whose rows do not
+// have unit stride is copied again, as in the forward), then tiled_backward.
 template <class T>
 void tiled_attention_backward(const typename Ops<T>::AttentionGrads& g, const Tensor<T>& dout,
                               const typename Ops<T>::AttentionArgs& a, const typename Ops<T>::AttentionSaved& saved) {
