@@ -61,7 +61,7 @@ mutant layernorm-backward include/coeffnet/backend/cpu_norm.hpp \
   'pd[i * C + j] = pr[i] * (d - a - ph[i * C + j] * b);' \
   'pd[i * C + j] = T(1.05) * pr[i] * (d - a - ph[i * C + j] * b);' \
   tests/test_backend_ops.cpp 'backend/*'
-mutant coeff-attention-backward include/coeffnet/ops/attention_tiled_impl.hpp \
+mutant coeff-attention-backward include/coeffnet/backend/cpu_attention_tiled.hpp \
   'for (int64_t i = 0; i < H * H; ++i) dalpha[i] += s.dalpha[static_cast<size_t>(i)];' \
   'for (int64_t i = 0; i < H * H; ++i) dalpha[i] += T(1.05) * s.dalpha[static_cast<size_t>(i)];' \
   tests/test_attention_tiled.cpp 'tiled*'
@@ -73,7 +73,7 @@ mutant causal-off-by-one include/coeffnet/ops/coeff_spec.hpp \
   'return n + (M - N) + 1; }' \
   'return n + (M - N) + 2; }' \
   tests/test_attention.cpp '*causal*'
-mutant tiled-tail-row-dropped include/coeffnet/ops/attention_tiled_impl.hpp \
+mutant tiled-tail-row-dropped include/coeffnet/backend/cpu_attention_tiled.hpp \
   'int64_t blocks() const { return (N + block_q - 1) / block_q; }' \
   'int64_t blocks() const { return N / block_q; }' \
   tests/test_attention_tiled.cpp 'tiled*'

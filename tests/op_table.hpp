@@ -13,6 +13,9 @@
 #include <vector>
 
 #include <coeffnet/coeffnet.hpp>
+// The fused attention rows call coeff_attention_tiled (the fused op, with the CPU table's tiled
+// kernels, which the umbrella header leaves out).
+#include <coeffnet/ops/attention_tiled_impl.hpp>
 
 namespace coeffnet::optable {
 
@@ -204,6 +207,38 @@ inline std::vector<OpRow> op_table() {
     }));
     t.push_back(row("min/permuted-keepdim", {{2, 3, 4}}, [](const auto& x) {
         return add(min(x[0].permute({2, 0, 1}), 0, true).values, max(x[0].select(0, 1).select(0, 2), 0).values);
+    }));
+    // alpha' with its dropout (the table's alpha_prime and alpha_prime_backward)
+    t.push_back(row("alpha_prime/dropout", {{4, 4}}, [](const auto& x) {
+        Generator g(7);
+        AttentionOptions o;
+        o.training = true;
+        o.coeff.alpha_dropout = 0.5;
+        o.generator = &g;
+        return alpha_prime(x[0], o);
+    }));
+    // the fused path (the table's coeff_attention_forward / _backward; on the CPU the tiled kernels,
+    // blocks of 2 query rows): everything at once, as in test_attention_tiled's finite differences
+    t.push_back(row("coeff_attention/fused", {{2, 3, 5, 4}, {2, 3, 6, 4}, {2, 3, 6, 3}, {3, 3}}, [](const auto& x) {
+        using T = T_of<decltype(x)>;
+        Generator g(13), gm(3);
+        AttentionOptions o;
+        o.causal = true;
+        o.training = true;
+        o.coeff.alpha_dropout = 0.3;
+        o.attn_dropout = 0.2;
+        o.generator = &g;
+        o.scale = 0.6;
+        const Tensor<T> attn_mask = Tensor<double>::randn({2, 1, 1, 6}, gm, 0.0, 0.5).cast<T>().to(x[0].device());
+        return coeff_attention_tiled(x[0], x[1], x[2], x[3], o, attn_mask, heads_mask<T>(2, 6).to(x[0].device()),
+                                     TiledConfig{2})
+            .out;
+    }));
+    t.push_back(row("attention/fused", {{1, 2, 7, 3}, {1, 2, 7, 3}, {1, 2, 7, 2}}, [](const auto& x) {
+        using T = T_of<decltype(x)>;
+        return coeff_attention_tiled(x[0], x[1], x[2], Tensor<T>(), AttentionOptions{}, Tensor<T>(), Tensor<T>(),
+                                     TiledConfig{3})
+            .out;
     }));
     return t;
 }

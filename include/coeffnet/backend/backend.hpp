@@ -198,6 +198,55 @@ public:
                          double atol) const = 0;
 
     // ---- coefficient attention ----
+    // (The rules these follow are ops/coeff_spec.hpp's; the ops are in ops/attention.hpp.)
+
+    // A dropout draw the op reserved on the host (coeff::reserve_dropout): ops/coeff_spec.hpp's
+    // DropoutDraw<T> field for field (this header includes no op's header). Multiplier i is `keep`
+    // where word i of Philox(seed) from block first_block keeps, else 0; every one is 1 when !on.
+    struct AttentionDraw {
+        bool on = false;
+        double p = 0.0;
+        T keep = T(1);
+        uint64_t seed = 0, first_block = 0;
+    };
+
+    // What fused attention reads besides the upstream gradient: its inputs (views on one device,
+    // read in place) and the op's resolved options.
+    struct AttentionArgs {
+        Tensor<T> q, k, v;      // [B, H, N, d], [B, H, M, d], [B, H, M, dv]
+        Tensor<T> alpha_prime;  // [H, H], row = target head; undefined: plain attention (Phat = P)
+        Tensor<T> key_mask;     // [B, M], nonzero = token; may be undefined
+        Tensor<T> attn_mask;    // additive, broadcasts to [B, H, N, M]; may be undefined
+        T scale = T(1);         // the score scale (coeff::score_scale)
+        bool causal = false;    // query n sees the keys m < coeff::causal_key_end(n, N, M)
+        AttentionDraw drop;     // Phat's dropout: element [b, h, n, m] uses word ((b*H + h)*N + n)*M + m
+        int64_t block_q = 0;    // the CPU's query rows per tile (0: its rule; TiledConfig); others ignore it
+    };
+
+    // What the forward returns for its backward, allocated by the backend on the inputs' device.
+    struct AttentionSaved {
+        Tensor<T> lse;        // [B, H, N]: log-sum-exp of each masked score row (-inf: no visible key)
+        int64_t block_q = 0;  // the CPU's tile height as the forward chose it (the backward reuses it)
+    };
+
+    // The backward's outputs: allocated by the caller, contiguous, each the shape of its input
+    // (dalpha_prime [H, H]); an undefined one is not computed.
+    struct AttentionGrads {
+        Tensor<T> dq, dk, dv, dalpha_prime;
+    };
+
+    // Fused (coefficient) attention, never forming the [B, H, N, M] maps: out [B, H, N, dv] (contiguous)
+    // = Dropout(alpha' P) V, P_i = softmax(scale Q_i K_i^T + masks), zeros for a row with no visible key.
+    virtual AttentionSaved coeff_attention_forward(const Tensor<T>& out, const AttentionArgs& a) const = 0;
+    // Its gradients, from dout [B, H, N, dv] (contiguous) and the forward's args and saved state.
+    virtual void coeff_attention_backward(const AttentionGrads& g, const Tensor<T>& dout, const AttentionArgs& a,
+                                          const AttentionSaved& saved) const = 0;
+    // out [H, H] (contiguous) = alpha' of alpha [H, H], element h*H + i = coeff::alpha_prime_element:
+    // (h == i) + alpha * multiplier with residual, alpha * multiplier without.
+    virtual void alpha_prime(const Tensor<T>& out, const Tensor<T>& alpha, const AttentionDraw& draw,
+                             bool residual) const = 0;
+    // dalpha [H, H] (contiguous) = g [H, H] * the draw's multipliers (alpha' = I + alpha * multiplier).
+    virtual void alpha_prime_backward(const Tensor<T>& dalpha, const Tensor<T>& g, const AttentionDraw& draw) const = 0;
 
     // ---- optimiser steps ----
 

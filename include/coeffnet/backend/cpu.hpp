@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "backend.hpp"
+#include "cpu_attention.hpp"
 #include "cpu_gemm.hpp"
 #include "cpu_misc.hpp"
 #include "cpu_norm.hpp"
@@ -320,6 +321,27 @@ public:
     }
 
     // ---- coefficient attention ----
+    // (backend/cpu_attention.hpp; fused attention runs the registered tiled kernels, see there)
+
+    using typename Ops<T>::AttentionDraw;
+    using typename Ops<T>::AttentionArgs;
+    using typename Ops<T>::AttentionSaved;
+    using typename Ops<T>::AttentionGrads;
+
+    AttentionSaved coeff_attention_forward(const Tensor<T>& out, const AttentionArgs& a) const override {
+        return cpu_impl::coeff_attention_forward<T>(out, a);
+    }
+    void coeff_attention_backward(const AttentionGrads& g, const Tensor<T>& dout, const AttentionArgs& a,
+                                  const AttentionSaved& saved) const override {
+        cpu_impl::coeff_attention_backward<T>(g, dout, a, saved);
+    }
+    void alpha_prime(const Tensor<T>& out, const Tensor<T>& alpha, const AttentionDraw& draw,
+                     bool residual) const override {
+        cpu_impl::alpha_prime<T>(out, alpha, draw, residual);
+    }
+    void alpha_prime_backward(const Tensor<T>& dalpha, const Tensor<T>& g, const AttentionDraw& draw) const override {
+        cpu_impl::alpha_prime_backward<T>(dalpha, g, draw);
+    }
 
     // ---- optimiser steps ----
 

@@ -65,10 +65,11 @@ struct AttentionResult {
 
 // Knobs of the tiled backend that a benchmark or test turns; the op's default is TiledConfig{}.
 struct TiledConfig {
-    int64_t block_q = 0;  // query rows per tile; 0 = tiled_block_q's rule (ops/attention_tiled_impl.hpp)
+    int64_t block_q = 0;  // query rows per tile; 0 = tiled_block_q's rule (backend/cpu_attention_tiled.hpp)
 };
 
-// The tiled backend (ops/attention_tiled_impl.hpp); alpha undefined means plain attention.
+// The tiled backend (ops/attention_tiled_impl.hpp: detail::fused_attention below over the CPU
+// table's tiled kernels); alpha undefined means plain attention.
 template <class T>
 AttentionResult<T> coeff_attention_tiled(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v,
                                          const Tensor<T>& alpha, const AttentionOptions& o, const Tensor<T>& attn_mask,
@@ -114,12 +115,12 @@ void check_attention_shapes(const Tensor<T>& q, const Tensor<T>& k, const Tensor
     coeffnet::check_attention_shapes(q.shape(), k.shape(), v.shape(), op);
 }
 
-// One additive mask (broadcastable to [B, H, N, M]) from the causal flag, a key mask [B, M] (1 = token,
-// 0 = padding, the Hugging Face attention_mask convention) and a user additive mask; the rules are
-// ops/coeff_spec.hpp's.
+// One additive mask (broadcastable to [B, H, N, M]) on `dev` from the causal flag, a key mask [B, M]
+// (1 = token, 0 = padding, the Hugging Face attention_mask convention) and a user additive mask; the
+// rules are ops/coeff_spec.hpp's. The causal and key-padding parts are built on the host, then moved.
 template <class T>
 Tensor<T> combined_mask(int64_t B, int64_t H, int64_t N, int64_t M, bool causal, const Tensor<T>& attn_mask,
-                        const Tensor<T>& key_mask, const char* op) {
+                        const Tensor<T>& key_mask, Device dev, const char* op) {
     const T neg_inf = -std::numeric_limits<T>::infinity();
     Tensor<T> mask;
     if (causal) {
@@ -134,13 +135,14 @@ Tensor<T> combined_mask(int64_t B, int64_t H, int64_t N, int64_t M, bool causal,
         Tensor<T> km = Tensor<T>::empty({B, 1, 1, M});
         const std::vector<T> kv = key_mask.to_vector();
         for (int64_t i = 0; i < B * M; ++i) km.data()[i] = coeff::key_is_token(kv[static_cast<size_t>(i)]) ? T(0) : neg_inf;
-        mask = mask.defined() ? map_binary(mask, km, op, [](T a, T b) { return a + b; }) : km;
+        mask = mask.defined() ? binary(backend::BinaryOp::add, mask, km, op) : km;
     }
+    if (mask.defined()) mask = mask.to(dev);
     if (attn_mask.defined()) {
         check(broadcasts_to(attn_mask.shape(), Shape{B, H, N, M}), op, ": additive mask ", shape_str(attn_mask.shape()),
               " does not broadcast to [batch, heads, queries, keys] = ", shape_str({B, H, N, M}));
         const Tensor<T> am = attn_mask.detach();
-        mask = mask.defined() ? map_binary(mask, am, op, [](T a, T b) { return a + b; }) : am;
+        mask = mask.defined() ? binary(backend::BinaryOp::add, mask, am, op) : am;
     }
     return mask;
 }
@@ -150,10 +152,9 @@ Tensor<T> attention_probs(const Tensor<T>& q, const Tensor<T>& k, const Attentio
                           const Tensor<T>& key_mask, const char* op) {
     const int64_t B = q.shape()[0], H = q.shape()[1], N = q.shape()[2], M = k.shape()[2], d = q.shape()[3];
     const double s = coeff::score_scale(o.scale, d);
-    const Tensor<T> mask = combined_mask(B, H, N, M, o.causal, attn_mask, key_mask, op);
+    const Tensor<T> mask = combined_mask(B, H, N, M, o.causal, attn_mask, key_mask, q.device(), op);
     return softmax(scale(matmul(q, k.mT()), s), mask);
 }
-
 
 // The dropout draws of one call (ops/coeff_spec.hpp's order); mix: coefficient attention.
 template <class T>
@@ -161,6 +162,18 @@ coeff::Draws<T> attention_draws(const Tensor<T>& q, const Tensor<T>& k, const At
                                 const char* op) {
     return coeff::reserve_draws<T>(o.coeff, mix, o.attn_dropout, o.training, o.generator, q.shape()[0], q.shape()[1],
                                    q.shape()[2], k.shape()[2], op, "AttentionOptions::generator");
+}
+
+// A draw as the backend table takes it (backend::Ops<T>::AttentionDraw: the same fields).
+template <class T>
+typename backend::Ops<T>::AttentionDraw table_draw(const DropoutDraw<T>& d) {
+    typename backend::Ops<T>::AttentionDraw r;
+    r.on = d.on;
+    r.p = d.p;
+    r.keep = d.keep;
+    r.seed = d.seed;
+    r.first_block = d.first_block;
+    return r;
 }
 
 // x times the draw's multipliers, as the dropout op (ops/dropout.hpp) computes and differentiates
@@ -207,16 +220,14 @@ Tensor<T> alpha_prime(const Tensor<T>& alpha, const DropoutDraw<T>& draw, bool r
           "coeff_attention: alpha must be square [heads, heads], got ",
           alpha.defined() ? shape_str(alpha.shape()) : std::string("undefined"));
     const int64_t H = alpha.shape()[0];
-    const std::vector<T> av = alpha.to_vector();
-    Tensor<T> out = Tensor<T>::empty({H, H});
-    for (int64_t h = 0; h < H; ++h)
-        for (int64_t i = 0; i < H; ++i)
-            out.data()[h * H + i] = coeff::alpha_prime_element(draw, H, h, i, av[static_cast<size_t>(h * H + i)], residual);
+    const Device dev = alpha.device();
+    Tensor<T> out = Tensor<T>::empty({H, H}, dev);
+    backend::ops<T>(dev).alpha_prime(out, alpha, detail::table_draw(draw), residual);
     return record<T>(out, "alpha_prime", {alpha}, [draw, H](const Tensor<T>& g, const std::vector<bool>&) {
         if (!draw.on) return std::vector<Tensor<T>>{g};
-        Tensor<T> mult = Tensor<T>::empty({H, H});
-        for (int64_t j = 0; j < H * H; ++j) mult.data()[j] = draw.multiplier(static_cast<uint64_t>(j));
-        return std::vector<Tensor<T>>{detail::map_binary(g, mult, "alpha_prime backward", [](T a, T m) { return a * m; })};
+        Tensor<T> dalpha = Tensor<T>::empty({H, H}, g.device());
+        backend::ops<T>(g.device()).alpha_prime_backward(dalpha, g, detail::table_draw(draw));
+        return std::vector<Tensor<T>>{dalpha};
     });
 }
 
@@ -230,6 +241,80 @@ Tensor<T> alpha_prime(const Tensor<T>& alpha, const AttentionOptions& o) {
                                   static_cast<uint64_t>(alpha.numel()), "coeff_attention", "AttentionOptions::generator");
     return alpha_prime(alpha, d, o.coeff.alpha_residual);
 }
+
+namespace detail {
+
+// The fused path (AttentionBackend::tiled) of attention (alpha undefined) and coeff_attention
+// (alpha [H, H]), on the inputs' device: the options checked and resolved as on the materialised
+// path, the generator drawn in its order, alpha' from the alpha_prime op (its own node: dalpha =
+// dalpha' * multiplier is that op's backward), then the table's fused forward, and its fused
+// backward recorded. On the CPU the table runs the tiled kernels (backend/cpu_attention_tiled.hpp),
+// which only files that include ops/attention_tiled_impl.hpp compile: coeff_attention_tiled there
+// is this function with them registered, and the dispatch reaches it through
+// tiled_attention_backend<T>.
+template <class T>
+AttentionResult<T> fused_attention(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v, const Tensor<T>& alpha,
+                                   const AttentionOptions& o, const Tensor<T>& attn_mask, const Tensor<T>& key_mask,
+                                   const TiledConfig& cfg) {
+    const bool mix = alpha.defined();
+    const char* op = mix ? "coeff_attention (tiled)" : "attention (tiled)";
+    check_attention_shapes(q, k, v, op);
+    check(!o.return_maps, op,
+          ": return_maps needs the materialised backend (the tiled backend never forms the [batch, heads, queries, "
+          "keys] maps); set AttentionOptions::backend to AttentionBackend::materialised or automatic");
+    const int64_t B = q.shape()[0], H = q.shape()[1], N = q.shape()[2], d = q.shape()[3], M = k.shape()[2],
+                  dv = v.shape()[3];
+    if (mix)
+        check(alpha.shape() == Shape{H, H}, op, ": alpha ", shape_str(alpha.shape()), " must be [heads, heads] = [", H,
+              ", ", H, "] for q ", shape_str(q.shape()));
+    if (key_mask.defined())
+        check(key_mask.shape() == Shape{B, M}, op, ": key mask ", shape_str(key_mask.shape()),
+              " must be [batch, keys] = [", B, ", ", M, "]");
+    if (attn_mask.defined())
+        check(broadcasts_to(attn_mask.shape(), Shape{B, H, N, M}), op, ": additive mask ", shape_str(attn_mask.shape()),
+              " does not broadcast to [batch, heads, queries, keys] = ", shape_str({B, H, N, M}));
+    const Device dev = same_device(op, q, k, v, alpha, key_mask, attn_mask);
+    // The generator draws as on the materialised path (ops/coeff_spec.hpp's order).
+    const coeff::Draws<T> draws = attention_draws(q, k, o, mix, mix ? "coeff_attention" : "attention");
+    typename backend::Ops<T>::AttentionArgs a;
+    a.q = q.detach();
+    a.k = k.detach();
+    a.v = v.detach();
+    Tensor<T> ap;
+    if (mix) {
+        ap = alpha_prime(alpha, draws.alpha, o.coeff.alpha_residual);
+        a.alpha_prime = ap.detach();
+    }
+    if (key_mask.defined()) a.key_mask = key_mask.detach();
+    if (attn_mask.defined()) a.attn_mask = attn_mask.detach();
+    a.scale = static_cast<T>(coeff::score_scale(o.scale, d));
+    a.causal = o.causal;
+    a.drop = table_draw(draws.phat);
+    a.block_q = cfg.block_q;
+
+    Tensor<T> out = Tensor<T>::empty({B, H, N, dv}, dev);
+    const typename backend::Ops<T>::AttentionSaved saved = backend::ops<T>(dev).coeff_attention_forward(out, a);
+    std::vector<Tensor<T>> inputs{q, k, v};
+    if (mix) inputs.push_back(ap);
+    out = record<T>(out, mix ? "coeff_attention_tiled" : "attention_tiled", inputs,
+                    [a, saved](const Tensor<T>& g, const std::vector<bool>& needs) {
+                        const Tensor<T> gc = as_contiguous(g);
+                        const Device at = gc.device();
+                        typename backend::Ops<T>::AttentionGrads r;
+                        if (needs[0]) r.dq = Tensor<T>::empty(a.q.shape(), at);
+                        if (needs[1]) r.dk = Tensor<T>::empty(a.k.shape(), at);
+                        if (needs[2]) r.dv = Tensor<T>::empty(a.v.shape(), at);
+                        const bool mixed = a.alpha_prime.defined();
+                        if (mixed && needs[3]) r.dalpha_prime = Tensor<T>::empty(a.alpha_prime.shape(), at);
+                        backend::ops<T>(at).coeff_attention_backward(r, gc, a, saved);
+                        std::vector<Tensor<T>> grads{r.dq, r.dk, r.dv};
+                        if (mixed) grads.push_back(r.dalpha_prime);
+                        return grads;
+                    });
+    return AttentionResult<T>{out, {}, {}};
+}
+
+}  // namespace detail
 
 // Plain multi-head attention: out_h = softmax(scale q_h k_h^T + mask) v_h.
 // q [B, H, N, d], k [B, H, M, d], v [B, H, M, dv]; attn_mask additive, broadcastable to
