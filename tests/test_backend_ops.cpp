@@ -11,8 +11,10 @@
 //             error 3e-9), output and gradients on that device.
 // The loss is sum(out * R) for a fixed random R = randn(out.shape(), Generator(99)) (gradcheck's
 // projection v), so every output element matters.
-// Columns: one per device with a compute table when the program starts; this program has the
-// CPU's (the CUDA and emulated columns come with their tables). Time per op: bench/backend_ops.
+// Columns: one per device with a compute table when the program starts (this program has the
+// CPU's; the CUDA and emulated columns come with their tables), and `alias`: the stand-in device
+// of alias_backend.hpp, which runs the CPU table on device-labelled memory, so an op that computes
+// or allocates anywhere but through its device's table fails there. Time per op: bench/backend_ops.
 // Run one row: build/tests/coeffnet_tests -tc='backend/softmax/*' (or ctest -R backend/softmax/).
 #include <doctest/doctest.h>
 
@@ -26,6 +28,7 @@
 #include <coeffnet/autograd/gradcheck.hpp>
 #include <coeffnet/coeffnet.hpp>
 
+#include "alias_backend.hpp"
 #include "op_table.hpp"
 #include "test_util.hpp"
 
@@ -106,6 +109,7 @@ void check_row(const OpRow& r, Device dev) {
 struct Registered {
     OpRow row;
     Device device;
+    bool alias = false;  // run on the stand-in device of alias_backend.hpp
     std::string name;
 };
 
@@ -114,12 +118,14 @@ std::deque<Registered>& registered() {
     return r;
 }
 
-constexpr size_t kMaxCases = 256;
+constexpr size_t kMaxCases = 512;
 
 template <size_t I>
 void thunk() {
     const Registered& c = registered().at(I);
-    check_row(c.row, c.device);
+    if (!c.alias) return check_row(c.row, c.device);
+    AliasDevice dev;
+    check_row(c.row, Device::emulated());
 }
 
 template <size_t... I>
@@ -151,7 +157,8 @@ const bool registered_cases = [] {
     static constexpr auto thunks = make_thunks(std::make_index_sequence<kMaxCases>{});
     const auto rows = op_table();
     for (const Device dev : computing_devices())
-        for (const OpRow& r : rows) registered().push_back({r, dev, "backend/" + r.name + "/" + dev.str()});
+        for (const OpRow& r : rows) registered().push_back({r, dev, false, "backend/" + r.name + "/" + dev.str()});
+    for (const OpRow& r : rows) registered().push_back({r, Device::emulated(), true, "backend/" + r.name + "/alias"});
     if (registered().size() > kMaxCases) register_too_many(registered().size());
     for (size_t i = 0; i < registered().size() && i < kMaxCases; ++i)
         doctest::detail::regTest(doctest::detail::TestCase(thunks[i], __FILE__, __LINE__,

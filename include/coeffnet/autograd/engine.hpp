@@ -18,21 +18,17 @@
 namespace coeffnet {
 namespace detail {
 
-// dst += src, elementwise; dst contiguous and owned by the caller, src any strides.
+// dst += src, elementwise, on their device; dst contiguous and owned by the caller, src any strides.
 template <class T>
 void add_into(const Tensor<T>& dst, const Tensor<T>& src) {
-    T* d = dst.data();
-    const T* s = src.data();
-    const Shape cs = contiguous_strides(dst.shape());
-    for_each_row<2>(dst.shape(), {&cs, &src.strides()},
-                    [&](const std::array<int64_t, 2>& off, int64_t len, const std::array<int64_t, 2>& inner) {
-                        for (int64_t j = 0; j < len; ++j) d[off[0] + j] += s[off[1] + j * inner[1]];
-                    });
+    const Device dev = same_device("backward (accumulating a gradient)", dst, src);
+    backend::ops<T>(dev).binary(backend::BinaryOp::add, dst, dst, src);
 }
 
+// 0 + src: a contiguous copy that owns its storage (-0 becomes +0, as a sum would make it).
 template <class T>
 Tensor<T> fresh_copy(const Tensor<T>& src) {
-    Tensor<T> out = Tensor<T>::zeros(src.shape());
+    Tensor<T> out = Tensor<T>::zeros(src.shape(), src.device());
     add_into(out, src);
     return out;
 }
@@ -212,7 +208,7 @@ void Tensor<T>::backward(const Tensor& grad, bool retain_graph) const {
     if (!seed.defined()) {
         check(numel() == 1, "backward: the output has shape ", shape_str(shape()),
               "; a non-scalar output needs an explicit upstream gradient of that shape");
-        seed = Tensor::ones(shape());
+        seed = Tensor::ones(shape(), device());
     } else {
         check(seed.shape() == shape(), "backward: upstream gradient of shape ", shape_str(seed.shape()),
               " for an output of shape ", shape_str(shape()));
@@ -238,7 +234,7 @@ std::vector<Tensor<T>> grad_impl(const std::vector<Tensor<T>>& outputs, const st
         if (!g.defined()) {
             check(y.numel() == 1, "grad: output ", i, " has shape ", shape_str(y.shape()),
                   "; a non-scalar output needs a grad_outputs entry of that shape");
-            seeds[i] = Tensor<T>::ones(y.shape());
+            seeds[i] = Tensor<T>::ones(y.shape(), y.device());
         } else {
             check(g.shape() == y.shape(), "grad: grad_outputs[", i, "] has shape ", shape_str(g.shape()),
                   " for output ", i, " of shape ", shape_str(y.shape()));

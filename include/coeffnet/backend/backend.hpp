@@ -49,6 +49,7 @@
 #include "../core/error.hpp"
 #include "../core/shape.hpp"
 #include "../core/storage.hpp"
+#include "../ops/coeff_spec.hpp"
 
 namespace coeffnet {
 
@@ -200,15 +201,9 @@ public:
     // ---- coefficient attention ----
     // (The rules these follow are ops/coeff_spec.hpp's; the ops are in ops/attention.hpp.)
 
-    // A dropout draw the op reserved on the host (coeff::reserve_dropout): ops/coeff_spec.hpp's
-    // DropoutDraw<T> field for field (this header includes no op's header). Multiplier i is `keep`
+    // A dropout draw the op reserved on the host (coeff::reserve_dropout): multiplier i is `keep`
     // where word i of Philox(seed) from block first_block keeps, else 0; every one is 1 when !on.
-    struct AttentionDraw {
-        bool on = false;
-        double p = 0.0;
-        T keep = T(1);
-        uint64_t seed = 0, first_block = 0;
-    };
+    using AttentionDraw = DropoutDraw<T>;
 
     // What fused attention reads besides the upstream gradient: its inputs (views on one device,
     // read in place) and the op's resolved options.

@@ -55,23 +55,11 @@ void coeff_attention_backward(const typename Ops<T>::AttentionGrads& g, const Te
     registered_tiled_kernels<T>().backward(g, dout, a, saved);
 }
 
-// The table's draw as ops/coeff_spec.hpp's DropoutDraw<T> (the same fields).
-template <class T>
-DropoutDraw<T> dropout_draw(const typename Ops<T>::AttentionDraw& d) {
-    DropoutDraw<T> r;
-    r.on = d.on;
-    r.p = d.p;
-    r.keep = d.keep;
-    r.seed = d.seed;
-    r.first_block = d.first_block;
-    return r;
-}
-
 template <class T>
 void alpha_prime(const Tensor<T>& out, const Tensor<T>& alpha, const typename Ops<T>::AttentionDraw& draw,
                  bool residual) {
     const int64_t H = alpha.shape()[0];
-    const DropoutDraw<T> d = dropout_draw<T>(draw);
+    const DropoutDraw<T>& d = draw;
     const std::vector<T> av = alpha.to_vector();
     T* o = out.data();
     for (int64_t h = 0; h < H; ++h)
@@ -81,7 +69,7 @@ void alpha_prime(const Tensor<T>& out, const Tensor<T>& alpha, const typename Op
 
 template <class T>
 void alpha_prime_backward(const Tensor<T>& dalpha, const Tensor<T>& g, const typename Ops<T>::AttentionDraw& draw) {
-    const DropoutDraw<T> d = dropout_draw<T>(draw);
+    const DropoutDraw<T>& d = draw;
     const Tensor<T> gc = detail::as_contiguous(g);
     const T* pg = gc.data();
     T* o = dalpha.data();

@@ -466,7 +466,7 @@ TiledProblem<T> tiled_problem(const typename Ops<T>::AttentionArgs& a, int64_t b
         p.mix = true;
         p.alpha_prime = a.alpha_prime.to_vector();
     }
-    p.drop = dropout_draw<T>(a.drop);
+    p.drop = a.drop;
     p.q = with_unit_rows(a.q);
     p.k = with_unit_rows(a.k);
     p.v = with_unit_rows(a.v);

@@ -164,18 +164,6 @@ coeff::Draws<T> attention_draws(const Tensor<T>& q, const Tensor<T>& k, const At
                                    q.shape()[2], k.shape()[2], op, "AttentionOptions::generator");
 }
 
-// A draw as the backend table takes it (backend::Ops<T>::AttentionDraw: the same fields).
-template <class T>
-typename backend::Ops<T>::AttentionDraw table_draw(const DropoutDraw<T>& d) {
-    typename backend::Ops<T>::AttentionDraw r;
-    r.on = d.on;
-    r.p = d.p;
-    r.keep = d.keep;
-    r.seed = d.seed;
-    r.first_block = d.first_block;
-    return r;
-}
-
 // x times the draw's multipliers, as the dropout op (ops/dropout.hpp) computes and differentiates
 // it, from the words the draw reserved.
 template <class T>
@@ -222,11 +210,11 @@ Tensor<T> alpha_prime(const Tensor<T>& alpha, const DropoutDraw<T>& draw, bool r
     const int64_t H = alpha.shape()[0];
     const Device dev = alpha.device();
     Tensor<T> out = Tensor<T>::empty({H, H}, dev);
-    backend::ops<T>(dev).alpha_prime(out, alpha, detail::table_draw(draw), residual);
+    backend::ops<T>(dev).alpha_prime(out, alpha, draw, residual);
     return record<T>(out, "alpha_prime", {alpha}, [draw, H](const Tensor<T>& g, const std::vector<bool>&) {
         if (!draw.on) return std::vector<Tensor<T>>{g};
         Tensor<T> dalpha = Tensor<T>::empty({H, H}, g.device());
-        backend::ops<T>(g.device()).alpha_prime_backward(dalpha, g, detail::table_draw(draw));
+        backend::ops<T>(g.device()).alpha_prime_backward(dalpha, g, draw);
         return std::vector<Tensor<T>>{dalpha};
     });
 }
@@ -289,7 +277,7 @@ AttentionResult<T> fused_attention(const Tensor<T>& q, const Tensor<T>& k, const
     if (attn_mask.defined()) a.attn_mask = attn_mask.detach();
     a.scale = static_cast<T>(coeff::score_scale(o.scale, d));
     a.causal = o.causal;
-    a.drop = table_draw(draws.phat);
+    a.drop = draws.phat;
     a.block_q = cfg.block_q;
 
     Tensor<T> out = Tensor<T>::empty({B, H, N, dv}, dev);

@@ -43,12 +43,8 @@ inline Shape infer_shape(const Shape& from, Shape to, const char* op) {
 // dst[...] = src[...] for two same-shaped, possibly strided tensors (dst must not overlap itself).
 template <class T>
 void copy_into(const Tensor<T>& dst, const Tensor<T>& src) {
-    T* d = dst.data();
-    const T* s = src.data();
-    for_each_row<2>(dst.shape(), {&dst.strides(), &src.strides()},
-                    [&](const std::array<int64_t, 2>& off, int64_t len, const std::array<int64_t, 2>& in) {
-                        for (int64_t j = 0; j < len; ++j) d[off[0] + j * in[0]] = s[off[1] + j * in[1]];
-                    });
+    const Device dev = same_device("copy", dst, src);
+    backend::memory(dev).copy(sizeof(T), raw_view(dst), raw_view(src));
 }
 
 }  // namespace detail
@@ -130,7 +126,7 @@ Tensor<T> Tensor<T>::slice(int64_t axis, int64_t start, int64_t end, int64_t ste
     Tensor out = detail::view_of(*this, s, st, offset() + start * strides()[static_cast<size_t>(axis)]);
     const Shape in_shape = shape();
     return record<T>(out, "slice", {*this}, [in_shape, axis, start, end, step](const Tensor& g, const std::vector<bool>&) {
-        Tensor full = Tensor::zeros(in_shape);
+        Tensor full = Tensor::zeros(in_shape, g.device());
         detail::copy_into(full.slice(axis, start, end, step), g);
         return std::vector<Tensor>{full};
     });
