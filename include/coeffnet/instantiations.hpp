@@ -9,7 +9,7 @@
 // COEFFNET_TEMPLATES(X, T) calls X(declaration) once per entry, T being the element type. An entry
 // is a class template (all its members that are not templates themselves) or one function
 // template's signature, without default arguments, as seen from namespace coeffnet. Templates
-// whose other parameters are callables (map_unary, for_each_row, ...) cannot be listed; they are
+// whose other parameters are callables (for_each_row, with_unary, ...) cannot be listed; they are
 // instantiated where they are used, which is inside the listed functions. Member functions defined
 // in a class body are inline: GCC still instantiates those a program calls (to inline them), but
 // does not emit a copy of one it does not inline.

@@ -26,15 +26,24 @@
 // untyped, and the float/double code that exists would gain nothing. Only fp32/fp64 compute now.
 //
 // Primitives and their contracts (out is allocated by the caller, on the same device, with the
-// shape the op computed; inputs are strided views, read in place):
-//   unary(op, out, x, c)                 out = f_op(x; c), x and out of one shape
-//   unary_backward(op, dx, g, x, y, c)   dx = g * f_op'(x, y; c), y = f_op(x)
-//   binary(op, out, a, b)                out = a op b, a and b broadcast to out's shape (NumPy rules;
-//                                        out may alias a when a has out's shape)
-//   sum(out, x, reduce, factor)          out[kept] = factor * (sum over the axes where reduce[i] of x),
-//                                        out keeps those axes with size 1; sums accumulate in acc_t<T>
-//   matmul(out, a, b)                    out [..., M, N] = a [..., M, K] @ b [..., K, N], batch axes
-//                                        broadcast; any strides (transposed views read in place)
+// shape the op computed, contiguous unless a primitive says otherwise; inputs are strided views,
+// read in place). Each primitive's comment in Ops<T> below is its contract; in short:
+//   unary(op, out, x, c) / unary_backward   out = f_op(x; c); dx = g * f_op'(x, y; c)
+//   binary(op, out, a, b)                    out = a op b, NumPy broadcasting (out may alias a
+//                                            when a has out's shape: in-place accumulation)
+//   sum(out, x, reduce, factor)              sums over axes (acc_t<T> accumulation), kept as size 1
+//   matmul(out, a, b)                        batched, broadcast batch axes, any strides
+//   softmax, log_softmax, cross_entropy,     over the last axis, each with its backward; the
+//   layer_norm                               forward returns what its backward reads (outputs or
+//                                            xhat and rstd) through caller-allocated tensors
+//   dropout_mask, embedding, max_min,        dropout masks from a Philox counter the op reserved on
+//   isclose                                  the host (seed, first block), so every device draws
+//                                            the same mask; gather/scatter-add; values + indices
+//   coeff_attention_forward / _backward      fused coefficient attention (never the B*H*N*M maps),
+//   alpha_prime / _backward                  the forward returning its saved state (row log-sum-exp)
+//   sgd_step, adamw_step, add_squares        optimiser updates in place; clipping's sum of squares
+// An op that reads values back to decide something (cross_entropy's and embedding's index checks,
+// clipping's norm) copies them to the host through Memory; nothing else crosses.
 #pragma once
 
 #include <array>

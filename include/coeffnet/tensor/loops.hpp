@@ -1,5 +1,5 @@
 // coeffnet/tensor/loops.hpp: the raw operations views and ops share (no autograd here): copies,
-// sums and pointwise maps through the backend table, and two CPU-only lambda maps.
+// sums and pointwise maps, each through the backend table of its tensors' device.
 // Part of tensor.hpp, which includes this file at its end; included alone, it includes tensor.hpp.
 #include "tensor.hpp"
 #ifndef COEFFNET_TENSOR_LOOPS_HPP
@@ -64,45 +64,6 @@ Tensor<T> sum_to(const Tensor<T>& g, const Shape& shape) {
     }
     Tensor<T> s = sum_keepdim(g, reduce);
     return make_tensor<T>(s.storage(), shape, contiguous_strides(shape), 0);
-}
-
-// CPU loops for code not yet in the backend table: a same-shaped tensor whose elements are f(x)
-// for contiguous or strided x.
-template <class T, class F>
-Tensor<T> map_unary(const Tensor<T>& x, F&& f) {
-    const Tensor<T> xc = as_contiguous(x);
-    Tensor<T> out = Tensor<T>::empty(x.shape());
-    const T* s = xc.data();
-    T* d = out.data();
-    parallel_for(out.numel(), 8, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) d[i] = f(s[i]);
-    });
-    return out;
-}
-
-// out[i] = f(a[i], b[i]) with NumPy broadcasting of a and b.
-template <class T, class F>
-Tensor<T> map_binary(const Tensor<T>& a, const Tensor<T>& b, const char* op, F&& f) {
-    const Shape shape = broadcast_shapes(a.shape(), b.shape(), op);
-    Tensor<T> out = Tensor<T>::empty(shape);
-    T* d = out.data();
-    const T* pa = a.data();
-    const T* pb = b.data();
-    if (a.shape() == shape && b.shape() == shape && a.is_contiguous() && b.is_contiguous()) {
-        parallel_for(out.numel(), 4, [&](int64_t lo, int64_t hi) {
-            for (int64_t i = lo; i < hi; ++i) d[i] = f(pa[i], pb[i]);
-        });
-        return out;
-    }
-    const Shape cs = contiguous_strides(shape);
-    const Shape sa = broadcast_strides(a.shape(), a.strides(), shape);
-    const Shape sb = broadcast_strides(b.shape(), b.strides(), shape);
-    for_each_row<3>(shape, {&cs, &sa, &sb},
-                    [&](const std::array<int64_t, 3>& off, int64_t len, const std::array<int64_t, 3>& in) {
-                        for (int64_t j = 0; j < len; ++j)
-                            d[off[0] + j] = f(pa[off[1] + j * in[1]], pb[off[2] + j * in[2]]);
-                    });
-    return out;
 }
 
 }  // namespace coeffnet::detail
