@@ -49,9 +49,13 @@ public:
             const W* s = static_cast<const W*>(src.data);
             for_each_row<2>(dst.shape, {&dst.strides, &src.strides},
                             [&](const std::array<int64_t, 2>& off, int64_t len, const std::array<int64_t, 2>& in) {
-                                if (in[0] == 1 && in[1] == 1) std::copy_n(s + off[1], len, d + off[0]);
+                                W* dr = d + off[0];
+                                const W* sr = s + off[1];
+                                if (in[0] == 1 && in[1] == 1) std::copy_n(sr, len, dr);
+                                else if (in[0] == 1)  // a contiguous destination row: the common gather
+                                    for (int64_t j = 0; j < len; ++j) dr[j] = sr[j * in[1]];
                                 else
-                                    for (int64_t j = 0; j < len; ++j) d[off[0] + j * in[0]] = s[off[1] + j * in[1]];
+                                    for (int64_t j = 0; j < len; ++j) dr[j * in[0]] = sr[j * in[1]];
                             });
         });
         if (!ok) {
@@ -139,6 +143,8 @@ public:
                                 const T* br = pb + off[2];
                                 if (in[0] == 1 && in[1] == 1 && in[2] == 1) {  // rows of unit stride: vectorised
                                     for (int64_t j = 0; j < len; ++j) dr[j] = F::f(ar[j], br[j]);
+                                } else if (in[0] == 1) {  // a contiguous output row, strided inputs
+                                    for (int64_t j = 0; j < len; ++j) dr[j] = F::f(ar[j * in[1]], br[j * in[2]]);
                                 } else {
                                     for (int64_t j = 0; j < len; ++j) dr[j * in[0]] = F::f(ar[j * in[1]], br[j * in[2]]);
                                 }
