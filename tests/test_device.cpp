@@ -84,7 +84,7 @@ TEST_CASE("asking for a device whose backend is not linked names what to link") 
     const std::string m = message_of([] { Tensor<float>::zeros({2}, Device::cuda(1)); });
     CHECK(m.find("cuda:1") != std::string::npos);
     CHECK(m.find("coeffnet::cuda") != std::string::npos);
-    CHECK(m.find("coeffnet::cuda::init()") != std::string::npos);
+    CHECK(m.find("no tensor table yet") != std::string::npos);
     const std::string m2 = message_of([] { Tensor<float>::ones({2}).to(Device::cuda()); });
     CHECK(m2.find("coeffnet::cuda") != std::string::npos);
 }

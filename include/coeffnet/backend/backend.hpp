@@ -284,15 +284,18 @@ inline constexpr size_t kind_index(DeviceKind k) { return static_cast<size_t>(k)
 // Installs (or replaces) a device kind's tables: a backend library's init() calls this.
 inline void register_backend(DeviceKind kind, Entry entry) { registry[kind_index(kind)] = entry; }
 
-// What a program must do to use `d`: named in the error for a device with no table.
+// What a program must do to use `d`: named in the error for a device with no table. The tables of
+// the CUDA and emulated backends are not written yet (their kernels are: the CUDA backend's own API
+// is include/coeffnet/cuda/), so for now the message says that too.
 inline std::string how_to_link(Device d) {
     switch (d.kind) {
         case DeviceKind::cuda:
-            return "link the CMake target coeffnet::cuda (built with COEFFNET_CUDA=ON) and call "
-                   "coeffnet::cuda::init() before creating tensors on it";
+            return "the CUDA backend (the CMake target coeffnet::cuda, COEFFNET_CUDA=ON) registers its table "
+                   "with register_backend(); this version's coeffnet::cuda has no tensor table yet, so use its "
+                   "own API (coeffnet/cuda/launchers.hpp, DeviceTensor) for GPU work";
         case DeviceKind::emulated:
-            return "link the emulator's backend (the CMake target coeffnet_emulator, tests only) and call "
-                   "coeffnet::emulated::init() before creating tensors on it";
+            return "the emulated GPU's table (the emulator library coeffnet_emulated, tests only) registers "
+                   "itself with register_backend(); this version has none yet";
         case DeviceKind::cpu: break;
     }
     return "the CPU backend is header-only and always present";
