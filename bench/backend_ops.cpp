@@ -42,13 +42,6 @@ void usage(std::FILE* to) {
                  "  --filter STR    rows whose name contains STR\n");
 }
 
-std::vector<Device> computing_devices() {
-    std::vector<Device> out{Device::cpu()};
-    for (const Device d : {Device::cuda(0), Device::emulated()})
-        if (backend::capabilities(d).f32) out.push_back(d);
-    return out;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {

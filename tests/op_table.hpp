@@ -38,6 +38,14 @@ OpRow row(std::string name, std::vector<Shape> shapes, F f, Draw draw = Draw::no
 template <class V>
 using T_of = typename std::decay_t<V>::value_type::value_type;
 
+// The devices whose compute table this program has registered (the CPU's always): the columns.
+inline std::vector<Device> computing_devices() {
+    std::vector<Device> out{Device::cpu()};
+    for (const Device d : {Device::cuda(0), Device::emulated()})
+        if (backend::capabilities(d).f32) out.push_back(d);
+    return out;
+}
+
 inline std::vector<Tensor<double>> draw_inputs(const OpRow& r, uint64_t seed) {
     Generator gen(seed);
     std::vector<Tensor<double>> in;

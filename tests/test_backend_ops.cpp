@@ -145,14 +145,6 @@ void register_too_many(size_t n) {
                              why.c_str());
 }
 
-// The devices whose compute table this program has (the CPU's always).
-std::vector<Device> computing_devices() {
-    std::vector<Device> out{Device::cpu()};
-    for (const Device d : {Device::cuda(0), Device::emulated()})
-        if (backend::capabilities(d).f32) out.push_back(d);
-    return out;
-}
-
 const bool registered_cases = [] {
     static constexpr auto thunks = make_thunks(std::make_index_sequence<kMaxCases>{});
     const auto rows = op_table();
