@@ -39,10 +39,16 @@
 
 // With COEFFNET_COMPILED (set by the CMake target coeffnet::compiled for the programs that link it),
 // the float and double instantiations of instantiations.hpp's templates are declared extern: the
-// program calls the compiled companion library's copies instead of compiling its own.
+// program calls the compiled companion library's copies instead of compiling its own. Those copies
+// and the program must agree on OpenMP (parallel_for's inline body differs with and without it):
+// coeffnet::compiled is built without it; this project's own programs link copies built with it
+// (the internal target coeffnet_instances), which also define COEFFNET_COMPILED_OPENMP.
 #ifdef COEFFNET_COMPILED
-#ifdef _OPENMP
+#if defined(_OPENMP) && !defined(COEFFNET_COMPILED_OPENMP)
 #error "coeffnet::compiled is built without OpenMP: link coeffnet::openmp with the header-only target instead"
+#endif
+#if !defined(_OPENMP) && defined(COEFFNET_COMPILED_OPENMP)
+#error "these compiled instantiations were built with OpenMP: compile this program with it too (-fopenmp)"
 #endif
 #include "instantiations.hpp"
 #define COEFFNET_EXTERN_TEMPLATE_(...) extern template __VA_ARGS__;
