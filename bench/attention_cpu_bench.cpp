@@ -67,15 +67,6 @@ using bench::TimingConfig;
 using bench::time_calls;
 using json = nlohmann::ordered_json;
 
-long long status_kib(const char* name) {
-    std::ifstream st("/proc/self/status");
-    std::string line;
-    const size_t n = std::strlen(name);
-    while (std::getline(st, line))
-        if (line.compare(0, n, name) == 0) return std::stoll(line.substr(n + 1));
-    return -1;
-}
-
 volatile float g_sink = 0.0f;
 
 // ---- shapes and inputs ------------------------------------------------------------------------
@@ -242,13 +233,13 @@ int child_main(const std::string& shape, bool backward, const std::string& backe
             call(t, backward, AttentionBackend::tiled, rc);  // start the OpenMP team, fault in code pages
             call(t, backward, AttentionBackend::materialised, rc);
         }
-        const long long before = status_kib("VmRSS:");
+        const long long before = bench::proc_status_kib("VmRSS:");
         {
             std::ofstream cr("/proc/self/clear_refs");
             cr << "5";  // reset VmHWM to the current RSS
         }
         const auto r = call(in, backward, backend == "tiled" ? AttentionBackend::tiled : AttentionBackend::materialised, rc);
-        const long long hwm = status_kib("VmHWM:");
+        const long long hwm = bench::proc_status_kib("VmHWM:");
         g_sink = g_sink + r[0].data()[0];
         std::printf("%lld\n", hwm - before);
         return 0;

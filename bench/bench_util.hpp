@@ -68,6 +68,17 @@ inline double loadavg_1min() {
     return v;
 }
 
+// A "Name:  123 kB" line of /proc/self/status in KiB (VmRSS, VmHWM: the peak resident set of this
+// process since it started or since /proc/self/clear_refs was given 5), or -1 where absent.
+inline long long proc_status_kib(const char* name) {
+    std::ifstream st("/proc/self/status");
+    std::string line;
+    const size_t n = std::string(name).size();
+    while (std::getline(st, line))
+        if (line.compare(0, n, name) == 0) return std::stoll(line.substr(n + 1));
+    return -1;
+}
+
 struct Timing {
     double median_s = 0, min_s = 0, max_s = 0;  // per call
     int64_t calls_per_rep = 0;

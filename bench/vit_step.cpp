@@ -1,36 +1,46 @@
-// vit_step: a ViT-B/16 forward and a Coeff-Tuning alpha step on the CPU, end to end, float32.
+// vit_step: a ViT-B/16 forward and the tuning steps (Coeff-Tuning alpha, alpha + LoRA, full) on
+// the CPU, end to end, float32.
 //
-// What it measures: the wall time of two pieces of work through the whole library (model, ops,
+// What it measures: the wall time of these pieces of work through the whole library (model, ops,
 // autograd, optimiser), on coeffnet::models::ViTForImageClassification<float> with the ViT-B/16
 // config (ViTConfig's defaults: width 768, 12 layers, 12 heads, MLP 3072, 224 x 224, patch 16)
-// and --labels classes (default 1000):
+// and --labels classes (default 1000), or the checkpoint in --model DIR:
 //   fwd    the forward pass to the logits at batch --batch (default 8), under coeffnet::NoGrad,
 //          in evaluation mode, Coeff-Tuning off (inference);
-//   alpha  one Coeff-Tuning step at the same batch, as train::Finetuner takes one for the alpha
-//          method: every parameter of the backbone and the head frozen, enable_coeff(true,
-//          CoeffSpec{0.0, true}) (a zero alpha [12, 12] per layer, residual, no alpha dropout),
-//          training mode (every dropout p of the config is 0, so this is deterministic), forward,
-//          cross_entropy(logits, labels), backward, one AdamW step on the 12 alphas (lr 1e-2,
-//          weight decay 0: the Finetuner's alpha group), zero_grad.
-// The model is built once and initialised from a fixed seed as transformers' _init_weights does
+//   alpha  one Coeff-Tuning step at the same batch: every parameter of the backbone and the head
+//          frozen, enable_coeff(true, CoeffSpec{0.0, true}) (alpha [12, 12] per layer, residual,
+//          no alpha dropout), training mode (every dropout p of the config is 0, so this is
+//          deterministic), forward, cross_entropy(logits, labels), backward, one AdamW step on the
+//          12 alphas (lr 1e-2, weight decay 0: the Finetuner's alpha group), zero_grad;
+//   lora   the same with LoRA (rank 4, alpha 8, PEFT's init: A random, B zero) on every layer's
+//          query and value (the model's lora_targets) trained beside the alphas (AdamW group lr
+//          3e-3, as the Finetuner's coeff_lora method);
+//   full   full fine-tuning: Coeff-Tuning and LoRA off, every parameter trained (AdamW lr 3e-4,
+//          weight decay 0.01, the Finetuner's backbone group).
+// The works run in that order on one model (full last: it changes the weights). Without --model
+// the model is built once and initialised from a fixed seed as transformers' _init_weights does
 // (ViTModel::init_weights: every weight, the CLS token and the position embeddings normal(0,
 // 0.02), biases zero, layer-norm gains one), and the classifier's weight normal(0, 0.02) with a
-// zero bias; pixels are randn [B, 3, 224, 224] from another fixed seed; label i is i % labels.
+// zero bias; pixels are randn [B, 3, 224, 224] from another fixed seed, or the first --batch
+// images of the tensor "pixel_values" in --pixels FILE (safetensors); label i is i % labels.
 // Two builds of this program therefore compute the same thing, and print the same checksums up
-// to rounding differences between their kernels.
+// to rounding differences between their kernels. --logits-out FILE writes the fwd check run's
+// logits (tensor "logits", safetensors) for comparison with another implementation
+// (bench/cpu_vs_torch.py compares them with PyTorch's before it times anything).
 //
 // Method. Before anything is timed, each work runs once outside the timed functions and is
-// checked: the logits are finite; for alpha, every alpha has a gradient that is finite and not
-// all zero, no frozen parameter has one, and the AdamW step leaves every alpha finite and moved.
+// checked: the logits are finite; for a step, every trained parameter has a finite gradient (each
+// alpha's not all zero; LoRA's A gets none in the first step, its B being zero), no frozen
+// parameter has one, and the AdamW step leaves every trained parameter finite.
 // That run's logits give the checksum (sum and sum of |x|, in double), printed so two builds can
 // be compared. Then --warmup untimed and --reps timed calls (default 1 and 5), one work after the
-// other (fwd first, then alpha, whatever the order in --work), each timed alone on
-// std::chrono::steady_clock; reported: min, median and max ms and every rep. The alpha reps
-// keep stepping the same optimiser (the alphas move; the work per step does not change).
+// other (in the order above, whatever the order in --work), each timed alone on
+// std::chrono::steady_clock; reported: min, median and max ms and every rep. A step's reps
+// keep stepping the same optimiser (the parameters move; the work per step does not change).
 // Progress goes to stderr, one line per call.
 //
 // Callgrind. Each timed call is one call of a noinline (and, with GCC, noclone) function with a
-// distinctive name, vit_step_timed_fwd or vit_step_timed_alpha, and nothing else runs inside
+// distinctive name, vit_step_timed_fwd or vit_step_timed_step, and nothing else runs inside
 // them (the check run does not go through them), so callgrind can count exactly the timed work:
 // --warmup + --reps calls of it. Valgrind 3.19 cannot run AVX-512 code: build a copy without
 // -march=native (as for gemm_bench, bench/README.md), and use one thread (OpenMP's workers
@@ -39,12 +49,14 @@
 //   cmake -S . -B build-callgrind -G Ninja -DCMAKE_BUILD_TYPE=Release -DCOEFFNET_NATIVE=OFF -DCMAKE_CXX_FLAGS="-march=x86-64-v3 -g" -DCOEFFNET_CUDA=OFF
 //   cmake --build build-callgrind --target vit_step -j1
 //   OMP_NUM_THREADS=1 valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*vit_step_timed_fwd*' ./build-callgrind/bench/vit_step --work fwd --reps 1 --warmup 0
-// (then --toggle-collect='*vit_step_timed_alpha*' with --work alpha); the "Collected" line of
+// (then --toggle-collect='*vit_step_timed_step*' with --work alpha); the "Collected" line of
 // valgrind's summary, or callgrind_annotate's total, is the instruction count of that one call.
 //
-// Usage: vit_step [--work fwd,alpha] [--batch N] [--labels N] [--reps N] [--warmup N] [--json] [--help]
+// Usage: vit_step [--work fwd,alpha,lora,full] [--batch N] [--labels N] [--model DIR] [--pixels FILE]
+//                 [--logits-out FILE] [--reps N] [--warmup N] [--json] [--help]
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -58,25 +70,27 @@
 #include <nlohmann/json.hpp>
 
 #include <coeffnet/coeffnet.hpp>
+#include <coeffnet/io/safetensors.hpp>
 #include <coeffnet/models/vit.hpp>
+#include <coeffnet/train/finetune.hpp>
 
 #include "bench_util.hpp"
 
 using coeffnet::Tensor;
 using Model = coeffnet::models::ViTForImageClassification<float>;
 
-// What one alpha step hands back: the logits (detached: the graph is freed inside the step) and
-// the loss.
-struct AlphaStepOut {
+// What one step hands back: the logits (detached: the graph is freed inside the step) and the loss.
+struct StepOut {
     Tensor<float> logits;
     double loss = 0;
 };
 
 // What the check run looks at between backward and the optimiser step.
-struct AlphaProbe {
-    bool every_grad_ok = true;  // each alpha: gradient defined, finite, not all zero
-    std::string bad;            // the first alpha that failed, and why
-    double grad_abs_sum = 0;    // sum of |gradient| over every alpha
+struct StepProbe {
+    bool every_grad_ok = true;  // each trained parameter: gradient defined and finite
+    std::string bad;            // the first parameter that failed, and why
+    double grad_abs_sum = 0;    // sum of |gradient| over the trained parameters
+    double alpha_grad_abs_sum = 0;  // the same over the alphas alone
     int64_t frozen_with_grad = 0;
 };
 
@@ -85,33 +99,43 @@ namespace {
 // The forward pass: logits [B, labels], no recording (the caller holds NoGrad), evaluation mode.
 Tensor<float> run_fwd(Model& model, const Tensor<float>& pixels) { return model.forward(pixels).logits; }
 
-// One alpha step: forward, loss, backward, (probe), AdamW step, zero_grad.
-AlphaStepOut run_alpha(Model& model, coeffnet::AdamW<float>& opt, const std::vector<Tensor<float>>& alphas,
-                       const Tensor<float>& pixels, const Tensor<int64_t>& labels, AlphaProbe* probe) {
+double abs_sum(const Tensor<float>& t, bool* finite = nullptr) {
+    double s = 0;
+    for (float v : t.to_vector()) {
+        if (finite && !std::isfinite(v)) *finite = false;
+        s += std::fabs(static_cast<double>(v));
+    }
+    return s;
+}
+
+// One training step: forward, loss, backward, (probe), AdamW step, zero_grad. `alphas` are
+// checked for a non-zero gradient each (they get one from the first step on).
+StepOut run_step(Model& model, coeffnet::AdamW<float>& opt, const Tensor<float>& pixels, const Tensor<int64_t>& labels,
+                 StepProbe* probe) {
     const Tensor<float> logits = model.forward(pixels).logits;
     const Tensor<float> loss = coeffnet::cross_entropy(logits, labels);
     loss.backward();
     if (probe) {
-        for (size_t i = 0; i < alphas.size(); ++i) {
-            const Tensor<float> g = alphas[i].grad();
-            std::string why;
-            double abs_sum = 0;
-            if (!g.defined()) why = "no gradient";
-            else {
-                for (float v : g.to_vector()) {
-                    if (!std::isfinite(v)) why = "a non-finite gradient entry";
-                    abs_sum += std::fabs(static_cast<double>(v));
-                }
-                if (why.empty() && abs_sum == 0) why = "an all-zero gradient";
+        for (const auto& [name, p, role] : model.named_roles()) {
+            if (!p->defined()) continue;
+            const Tensor<float> g = p->grad();
+            if (!p->requires_grad()) {
+                if (g.defined()) ++probe->frozen_with_grad;
+                continue;
             }
-            probe->grad_abs_sum += abs_sum;
+            std::string why;
+            bool finite = true;
+            const double s = g.defined() ? abs_sum(g, &finite) : 0.0;
+            if (!g.defined()) why = "no gradient";
+            else if (!finite) why = "a non-finite gradient entry";
+            else if (role == coeffnet::nn::ParamRole::alpha && s == 0) why = "an all-zero gradient";
+            probe->grad_abs_sum += s;
+            if (role == coeffnet::nn::ParamRole::alpha) probe->alpha_grad_abs_sum += s;
             if (!why.empty() && probe->every_grad_ok) {
                 probe->every_grad_ok = false;
-                probe->bad = "alpha of layer " + std::to_string(i) + ": " + why;
+                probe->bad = name + ": " + why;
             }
         }
-        for (const auto& [name, p] : model.named_parameters())
-            if (!p.requires_grad() && p.grad().defined()) ++probe->frozen_with_grad;
     }
     opt.step();
     opt.zero_grad();
@@ -120,7 +144,7 @@ AlphaStepOut run_alpha(Model& model, coeffnet::AdamW<float>& opt, const std::vec
 
 }  // namespace
 
-// The timed functions, the only calls of run_fwd / run_alpha inside a timed interval. External
+// The timed functions, the only calls of run_fwd / run_step inside a timed interval. External
 // linkage, noinline and (GCC) noclone, so that each exists under its own name in the binary and
 // callgrind's --toggle-collect='*vit_step_timed_fwd*' finds it. Declared here to keep
 // -Wmissing-declarations quiet where it is on.
@@ -130,9 +154,8 @@ AlphaStepOut run_alpha(Model& model, coeffnet::AdamW<float>& opt, const std::vec
 #define VIT_STEP_TIMED __attribute__((noinline))
 #endif
 VIT_STEP_TIMED Tensor<float> vit_step_timed_fwd(Model& model, const Tensor<float>& pixels);
-VIT_STEP_TIMED AlphaStepOut vit_step_timed_alpha(Model& model, coeffnet::AdamW<float>& opt,
-                                                 const std::vector<Tensor<float>>& alphas, const Tensor<float>& pixels,
-                                                 const Tensor<int64_t>& labels);
+VIT_STEP_TIMED StepOut vit_step_timed_step(Model& model, coeffnet::AdamW<float>& opt, const Tensor<float>& pixels,
+                                           const Tensor<int64_t>& labels);
 
 // The empty asm after each call keeps the compiler from turning it into a tail call (a jump out
 // of the function, after which it would no longer be on the stack while the work runs).
@@ -142,9 +165,9 @@ Tensor<float> vit_step_timed_fwd(Model& model, const Tensor<float>& pixels) {
     return logits;
 }
 
-AlphaStepOut vit_step_timed_alpha(Model& model, coeffnet::AdamW<float>& opt, const std::vector<Tensor<float>>& alphas,
-                                  const Tensor<float>& pixels, const Tensor<int64_t>& labels) {
-    AlphaStepOut out = run_alpha(model, opt, alphas, pixels, labels, nullptr);
+StepOut vit_step_timed_step(Model& model, coeffnet::AdamW<float>& opt, const Tensor<float>& pixels,
+                            const Tensor<int64_t>& labels) {
+    StepOut out = run_step(model, opt, pixels, labels, nullptr);
     __asm__ __volatile__("" ::: "memory");
     return out;
 }
@@ -187,10 +210,25 @@ std::string compiler_name() {
 #endif
 }
 
+// The works, in the order they run.
+enum class Work { fwd, alpha, lora, full };
+constexpr std::array<Work, 4> kWorks{Work::fwd, Work::alpha, Work::lora, Work::full};
+const char* work_name(Work w) {
+    switch (w) {
+        case Work::fwd: return "fwd";
+        case Work::alpha: return "alpha";
+        case Work::lora: return "lora";
+        case Work::full: return "full";
+    }
+    return "?";
+}
+
 struct Options {
-    bool fwd = true, alpha = true, as_json = false;
+    std::array<bool, 4> run{true, true, false, false};  // by Work; default fwd,alpha
+    bool as_json = false, batch_given = false, labels_given = false;
     int64_t batch = 8, labels = 1000;
     int reps = 5, warmup = 1;
+    std::string model_dir, pixels_file, logits_out;
 };
 
 // Times `call` warmup + reps times, one line per call on stderr; returns the timed reps in ms.
@@ -229,25 +267,32 @@ void print_row(const char* work, const Options& o, const std::vector<double>& ms
 
 void usage(std::FILE* to) {
     std::fprintf(to,
-                 "usage: vit_step [--work fwd,alpha] [--batch N] [--labels N] [--reps N] [--warmup N] [--json] [--help]\n"
+                 "usage: vit_step [--work fwd,alpha,lora,full] [--batch N] [--labels N] [--model DIR] [--pixels FILE]\n"
+                 "                [--logits-out FILE] [--reps N] [--warmup N] [--json] [--help]\n"
                  "\n"
-                 "Wall time of a ViT-B/16 forward (fwd: NoGrad, evaluation mode) and of a Coeff-Tuning alpha\n"
-                 "step (alpha: backbone and head frozen, forward, cross-entropy, backward, AdamW on the 12\n"
-                 "alphas, zero_grad) on the CPU, float32, random weights and pixels from fixed seeds.\n"
+                 "Wall time of a ViT-B/16 forward (fwd: NoGrad, evaluation mode) and of training steps on the\n"
+                 "CPU, float32 (alpha: Coeff-Tuning, backbone and head frozen; lora: alpha + LoRA r=4 on query\n"
+                 "and value; full: every parameter; each forward, cross-entropy, backward, AdamW, zero_grad).\n"
                  "\n"
-                 "  --work LIST   comma-separated works to run: fwd, alpha (default fwd,alpha; run in that order)\n"
-                 "  --batch N     images per call (default 8)\n"
-                 "  --labels N    classes of the head (default 1000)\n"
-                 "  --reps N      timed calls per work (default 5)\n"
-                 "  --warmup N    untimed calls before them (default 1)\n"
-                 "  --json        print one JSON object instead of the table\n"
-                 "  --help        this text\n"
+                 "  --work LIST       comma-separated works: fwd, alpha, lora, full (default fwd,alpha; they\n"
+                 "                    run in that order)\n"
+                 "  --batch N         images per call (default 8)\n"
+                 "  --labels N        classes of the head of the random model (default 1000)\n"
+                 "  --model DIR       a save_pretrained ViTForImageClassification instead of random weights\n"
+                 "  --pixels FILE     safetensors with \"pixel_values\" [>= N, 3, H, W]: its first N images\n"
+                 "                    instead of random pixels\n"
+                 "  --logits-out FILE write the fwd check run's logits there (safetensors, \"logits\")\n"
+                 "  --reps N          timed calls per work (default 5)\n"
+                 "  --warmup N        untimed calls before them (default 1)\n"
+                 "  --json            print one JSON object instead of the table\n"
+                 "  --help            this text\n"
                  "\n"
                  "Threads: OMP_NUM_THREADS or COEFFNET_NUM_THREADS (default: all cores). Each work runs once\n"
-                 "and is checked (finite logits; for alpha, a finite non-zero gradient on every alpha) before\n"
-                 "it is timed; exit 1 when a check fails, 2 on a bad argument. The logits' checksum (sum, sum\n"
-                 "of |x|) is printed so two builds can be compared. For callgrind, the timed calls are the\n"
-                 "functions vit_step_timed_fwd and vit_step_timed_alpha; see the header of bench/vit_step.cpp.\n");
+                 "and is checked (finite logits; for a step, a finite gradient on every trained parameter,\n"
+                 "non-zero on every alpha, none on a frozen one) before it is timed; exit 1 when a check\n"
+                 "fails, 2 on a bad argument. The logits' checksum (sum, sum of |x|) is printed so two builds\n"
+                 "can be compared. For callgrind, the timed calls are the functions vit_step_timed_fwd and\n"
+                 "vit_step_timed_step; see the header of bench/vit_step.cpp.\n");
 }
 
 // A whole number in [lo, hi], or exit 2 naming the flag.
@@ -263,15 +308,17 @@ int64_t parse_int(const char* flag, const char* s, int64_t lo, int64_t hi) {
     return v;
 }
 
+[[noreturn]] void bad_argument(const std::string& why) {
+    std::fprintf(stderr, "vit_step: %s (try --help)\n", why.c_str());
+    std::exit(2);
+}
+
 Options parse_args(int argc, char** argv) {
     Options o;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         auto value = [&](const char* flag) -> const char* {
-            if (i + 1 >= argc) {
-                std::fprintf(stderr, "vit_step: %s needs a value (try --help)\n", flag);
-                std::exit(2);
-            }
+            if (i + 1 >= argc) bad_argument(std::string(flag) + " needs a value");
             return argv[++i];
         };
         if (a == "--help" || a == "-h") {
@@ -281,66 +328,118 @@ Options parse_args(int argc, char** argv) {
             o.as_json = true;
         } else if (a == "--batch") {
             o.batch = parse_int("--batch", value("--batch"), 1, 4096);
+            o.batch_given = true;
         } else if (a == "--labels") {
             o.labels = parse_int("--labels", value("--labels"), 1, 1000000);
+            o.labels_given = true;
         } else if (a == "--reps") {
             o.reps = static_cast<int>(parse_int("--reps", value("--reps"), 1, 1000));
         } else if (a == "--warmup") {
             o.warmup = static_cast<int>(parse_int("--warmup", value("--warmup"), 0, 1000));
+        } else if (a == "--model") {
+            o.model_dir = value("--model");
+        } else if (a == "--pixels") {
+            o.pixels_file = value("--pixels");
+        } else if (a == "--logits-out") {
+            o.logits_out = value("--logits-out");
         } else if (a == "--work") {
             const std::string list = value("--work");
-            o.fwd = o.alpha = false;
+            o.run.fill(false);
             size_t start = 0;
             for (;;) {
                 const size_t comma = list.find(',', start);
                 const std::string w = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-                if (w == "fwd") o.fwd = true;
-                else if (w == "alpha") o.alpha = true;
-                else {
-                    std::fprintf(stderr, "vit_step: --work: unknown work '%s' in '%s' (fwd, alpha)\n", w.c_str(),
-                                 list.c_str());
-                    std::exit(2);
-                }
+                bool known = false;
+                for (Work k : kWorks)
+                    if (w == work_name(k)) o.run[static_cast<size_t>(k)] = known = true;
+                if (!known) bad_argument("--work: unknown work '" + w + "' in '" + list + "' (fwd, alpha, lora, full)");
                 if (comma == std::string::npos) break;
                 start = comma + 1;
             }
         } else {
-            std::fprintf(stderr, "vit_step: unknown argument '%s' (try --help)\n", argv[i]);
-            std::exit(2);
+            bad_argument("unknown argument '" + a + "'");
         }
     }
+    if (!o.model_dir.empty() && o.labels_given) bad_argument("--labels is for the random model; --model has its own");
+    if (!o.logits_out.empty() && !o.run[static_cast<size_t>(Work::fwd)])
+        bad_argument("--logits-out writes the fwd work's logits: add fwd to --work");
     return o;
+}
+
+// Sets the model up for a step work and returns its optimiser's groups: everything frozen and
+// Coeff-Tuning and LoRA off, then what the work trains (see the header).
+std::vector<coeffnet::ParamGroup<float>> setup_step(Model& model, Work w, coeffnet::Generator& init) {
+    model.enable_coeff(false, {});
+    for (auto& [name, lin] : model.lora_targets()) lin->disable_lora();
+    model.set_requires_grad(false);
+    model.train();
+    std::vector<coeffnet::ParamGroup<float>> groups;
+    if (w == Work::alpha || w == Work::lora) {
+        model.enable_coeff(true, coeffnet::CoeffSpec{0.0, true});
+        groups.push_back({model.vit.alphas(), 1e-2, 0.0, "alpha"});
+    }
+    if (w == Work::lora) {
+        for (auto& [name, lin] : model.lora_targets()) lin->enable_lora(4, 8.0, init);
+        groups.push_back({coeffnet::train::parameters_with_role(model, coeffnet::nn::ParamRole::lora), 3e-3, 0.0, "lora"});
+    }
+    if (w == Work::full) {
+        std::vector<Tensor<float>> all;
+        for (auto& p : model.parameters()) all.push_back(p.set_requires_grad(true));
+        groups.push_back({all, 3e-4, 0.01, "all"});
+    }
+    return groups;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    const Options o = parse_args(argc, argv);
+    const Options opt_in = parse_args(argc, argv);
+    Options o = opt_in;
     try {
         (void)coeffnet::num_threads();  // applies COEFFNET_NUM_THREADS, if set, before anything runs
         const double load_before = bench::loadavg_1min();
 
         // ---- the model, its weights, the batch ----------------------------------------------
         const auto t_setup = Clock::now();
-        coeffnet::models::ViTConfig cfg;  // ViT-B/16
-        cfg.id2label.clear();
-        for (int64_t i = 0; i < o.labels; ++i) cfg.id2label.push_back("LABEL_" + std::to_string(i));
-        auto model = std::make_unique<Model>(cfg);
-        {
+        std::unique_ptr<Model> model;
+        if (!o.model_dir.empty()) {
+            coeffnet::nn::LoadReport report;
+            model = coeffnet::models::load_vit_for_image_classification<float>(o.model_dir, &report);
+            o.labels = model->config().num_labels();
+        } else {
+            coeffnet::models::ViTConfig cfg;  // ViT-B/16
+            cfg.id2label.clear();
+            for (int64_t i = 0; i < o.labels; ++i) cfg.id2label.push_back("LABEL_" + std::to_string(i));
+            model = std::make_unique<Model>(cfg);
             coeffnet::Generator gen(kModelSeed);
             model->vit.init_weights(gen);
             coeffnet::nn::init_normal(model->classifier.weight, gen, cfg.initializer_range);
             model->classifier.bias.fill_(0.0f);
         }
+        const coeffnet::models::ViTConfig& cfg = model->config();
         model->set_requires_grad(false);
         const int64_t n_params = model->num_parameters();
-        coeffnet::Generator pixel_gen(kPixelSeed);
-        const Tensor<float> pixels =
-            Tensor<float>::randn({o.batch, cfg.num_channels, cfg.image_height, cfg.image_width}, pixel_gen);
+        Tensor<float> pixels;
+        if (!o.pixels_file.empty()) {
+            const coeffnet::io::SafeTensors st = coeffnet::io::SafeTensors::open(o.pixels_file);
+            const Tensor<float> all = st.get_as<float>("pixel_values");
+            const coeffnet::Shape want{cfg.num_channels, cfg.image_height, cfg.image_width};
+            if (all.dim() != 4 || coeffnet::Shape(all.shape().begin() + 1, all.shape().end()) != want ||
+                all.shape()[0] < o.batch)
+                throw std::runtime_error(o.pixels_file + ": pixel_values is " + coeffnet::shape_str(all.shape()) +
+                                         "; the model needs [>= " + std::to_string(o.batch) + ", " +
+                                         std::to_string(cfg.num_channels) + ", " + std::to_string(cfg.image_height) +
+                                         ", " + std::to_string(cfg.image_width) + "]");
+            pixels = all.slice(0, 0, o.batch).contiguous();
+        } else {
+            coeffnet::Generator pixel_gen(kPixelSeed);
+            pixels = Tensor<float>::randn({o.batch, cfg.num_channels, cfg.image_height, cfg.image_width}, pixel_gen);
+        }
         std::vector<int64_t> label_values;
         for (int64_t i = 0; i < o.batch; ++i) label_values.push_back(i % o.labels);
         const Tensor<int64_t> labels = Tensor<int64_t>::from(label_values, {o.batch});
-        std::fprintf(stderr, "vit_step: model built and initialised (%lld parameters) in %.1f s\n",
+        std::fprintf(stderr, "vit_step: model %s (%lld parameters) in %.1f s\n",
+                     o.model_dir.empty() ? "built and initialised" : ("loaded from " + o.model_dir).c_str(),
                      static_cast<long long>(n_params), seconds_since(t_setup));
 
         const char* omp_env = std::getenv("OMP_NUM_THREADS");
@@ -357,7 +456,7 @@ int main(int argc, char** argv) {
                                               "." + std::to_string(EIGEN_MINOR_VERSION)},
                         {"eigen_simd", Eigen::SimdInstructionSetsInUse()},
                         {"loadavg_1min_at_start", load_before}};
-        j["config"] = {{"model", "ViT-B/16"},
+        j["config"] = {{"model", o.model_dir.empty() ? json("ViT-B/16 (random)") : json(o.model_dir)},
                        {"hidden_size", cfg.hidden_size},
                        {"num_hidden_layers", cfg.num_hidden_layers},
                        {"num_attention_heads", cfg.num_attention_heads},
@@ -370,8 +469,9 @@ int main(int argc, char** argv) {
                        {"batch", o.batch},
                        {"reps", o.reps},
                        {"warmup", o.warmup},
-                       {"model_seed", kModelSeed},
-                       {"pixel_seed", kPixelSeed}};
+                       {"model_seed", o.model_dir.empty() ? json(kModelSeed) : json(nullptr)},
+                       {"pixels", o.pixels_file.empty() ? json("randn, seed " + std::to_string(kPixelSeed))
+                                                        : json(o.pixels_file)}};
         j["results"] = json::array();
 
         if (!o.as_json) {
@@ -381,24 +481,30 @@ int main(int argc, char** argv) {
                         omp_env || cn_env ? " (from the environment)" : "", compiler_name().c_str(),
                         j["machine"]["eigen_version"].get<std::string>().c_str(), Eigen::SimdInstructionSetsInUse(),
                         load_before);
-            std::printf("model: ViT-B/16 (%lld wide, %lld layers, %lld heads, %lldx%lld, patch %lld), %lld labels, "
+            std::printf("model: %s (%lld wide, %lld layers, %lld heads, %lldx%lld, patch %lld), %lld labels, "
                         "%lld parameters, float32; batch %lld; %d warm-up + %d timed calls per work\n\n",
-                        static_cast<long long>(cfg.hidden_size), static_cast<long long>(cfg.num_hidden_layers),
-                        static_cast<long long>(cfg.num_attention_heads), static_cast<long long>(cfg.image_height),
-                        static_cast<long long>(cfg.image_width), static_cast<long long>(cfg.patch_height),
-                        static_cast<long long>(o.labels), static_cast<long long>(n_params),
-                        static_cast<long long>(o.batch), o.warmup, o.reps);
+                        j["config"]["model"].get<std::string>().c_str(), static_cast<long long>(cfg.hidden_size),
+                        static_cast<long long>(cfg.num_hidden_layers), static_cast<long long>(cfg.num_attention_heads),
+                        static_cast<long long>(cfg.image_height), static_cast<long long>(cfg.image_width),
+                        static_cast<long long>(cfg.patch_height), static_cast<long long>(o.labels),
+                        static_cast<long long>(n_params), static_cast<long long>(o.batch), o.warmup, o.reps);
             std::printf("%-6s %5s %5s %10s %10s %10s %8s %16s %16s\n", "work", "batch", "reps", "min ms", "median ms",
                         "max ms", "img/s", "logits sum", "logits sum|x|");
             std::fflush(stdout);
         }
 
         // ---- fwd ----------------------------------------------------------------------------
-        if (o.fwd) {
+        if (o.run[static_cast<size_t>(Work::fwd)]) {
             coeffnet::NoGrad no_grad;
             model->eval();
-            const Checksum c = checksum(run_fwd(*model, pixels));
+            const Tensor<float> first = run_fwd(*model, pixels);
+            const Checksum c = checksum(first);
             if (!c.finite) fail_check("fwd: the logits are not all finite");
+            if (!o.logits_out.empty()) {
+                coeffnet::io::SafeTensorsWriter w;
+                w.add("logits", first);
+                w.write(o.logits_out);
+            }
             bool repeatable = true;
             const std::vector<double> ms = time_reps("fwd", o, [&] {
                 const Tensor<float> logits = vit_step_timed_fwd(*model, pixels);
@@ -416,73 +522,79 @@ int main(int argc, char** argv) {
             if (!o.as_json) print_row("fwd", o, ms, c);
         }
 
-        // ---- alpha --------------------------------------------------------------------------
-        if (o.alpha) {
-            model->enable_coeff(true, coeffnet::CoeffSpec{0.0, true});
-            model->train();
-            const std::vector<Tensor<float>> alphas = model->vit.alphas();
-            if (alphas.size() != static_cast<size_t>(cfg.num_hidden_layers))
-                fail_check("alpha: " + std::to_string(alphas.size()) + " alphas, expected one per layer");
-            coeffnet::AdamW<float> opt(std::vector<coeffnet::ParamGroup<float>>{{alphas, 1e-2, 0.0, "alpha"}},
-                                       coeffnet::AdamW<float>::Options{.lr = 1e-2, .weight_decay = 0.0});
-            int64_t trainable = 0;
-            for (const auto& [name, p] : model->named_parameters())
-                if (p.requires_grad()) trainable += p.numel();
-            if (trainable != cfg.num_hidden_layers * cfg.num_attention_heads * cfg.num_attention_heads)
-                fail_check("alpha: " + std::to_string(trainable) + " trainable parameters, expected only the alphas");
+        // ---- the steps ----------------------------------------------------------------------
+        coeffnet::Generator lora_init(kModelSeed + 1);
+        for (Work w : {Work::alpha, Work::lora, Work::full}) {
+            if (!o.run[static_cast<size_t>(w)]) continue;
+            const char* name = work_name(w);
+            const std::vector<coeffnet::ParamGroup<float>> groups = setup_step(*model, w, lora_init);
+            coeffnet::AdamW<float> opt(groups, coeffnet::AdamW<float>::Options{});
+            const int64_t trainable = coeffnet::train::count_parameters(groups);
+            int64_t needing_grad = 0;
+            for (const auto& p : model->parameters())
+                if (p.requires_grad()) needing_grad += p.numel();
+            if (needing_grad != trainable)
+                fail_check(std::string(name) + ": " + std::to_string(needing_grad) + " parameters require a gradient, " +
+                           std::to_string(trainable) + " are in the optimiser");
+            const int64_t n_alphas = static_cast<int64_t>(model->vit.alphas().size());
+            if (w != Work::full && n_alphas != cfg.num_hidden_layers)
+                fail_check(std::string(name) + ": " + std::to_string(n_alphas) + " alphas, expected one per layer");
 
-            AlphaProbe probe;
-            const AlphaStepOut first = run_alpha(*model, opt, alphas, pixels, labels, &probe);
+            StepProbe probe;
+            const StepOut first = run_step(*model, opt, pixels, labels, &probe);
             const Checksum c = checksum(first.logits);
-            if (!c.finite) fail_check("alpha: the logits are not all finite");
-            if (!std::isfinite(first.loss)) fail_check("alpha: the loss is not finite");
-            if (!probe.every_grad_ok) fail_check("alpha: " + probe.bad);
+            if (!c.finite) fail_check(std::string(name) + ": the logits are not all finite");
+            if (!std::isfinite(first.loss)) fail_check(std::string(name) + ": the loss is not finite");
+            if (!probe.every_grad_ok) fail_check(std::string(name) + ": " + probe.bad);
             if (probe.frozen_with_grad > 0)
-                fail_check("alpha: " + std::to_string(probe.frozen_with_grad) + " frozen parameters got a gradient");
-            double alpha_abs_sum = 0;
-            for (const auto& a : alphas) {
-                if (a.grad().defined()) fail_check("alpha: zero_grad left a gradient on an alpha");
-                const Checksum ac = checksum(a);
-                if (!ac.finite) fail_check("alpha: an alpha is not finite after the AdamW step");
-                if (ac.abs_sum == 0) fail_check("alpha: an alpha did not move in the AdamW step");
-                alpha_abs_sum += ac.abs_sum;
-            }
+                fail_check(std::string(name) + ": " + std::to_string(probe.frozen_with_grad) +
+                           " frozen parameters got a gradient");
+            double param_abs_sum = 0;
+            for (const auto& g : groups)
+                for (const auto& p : g.params) {
+                    if (p.grad().defined()) fail_check(std::string(name) + ": zero_grad left a gradient");
+                    bool finite = true;
+                    param_abs_sum += abs_sum(p, &finite);
+                    if (!finite) fail_check(std::string(name) + ": a parameter is not finite after the AdamW step");
+                }
 
             std::vector<double> losses;
-            const std::vector<double> ms = time_reps("alpha", o, [&] {
-                const AlphaStepOut r = vit_step_timed_alpha(*model, opt, alphas, pixels, labels);
+            const std::vector<double> ms = time_reps(name, o, [&] {
+                const StepOut r = vit_step_timed_step(*model, opt, pixels, labels);
                 losses.push_back(r.loss);
             });
             for (double l : losses)
-                if (!std::isfinite(l)) fail_check("alpha: a timed step's loss is not finite");
-            json row = {{"work", "alpha"}, {"batch", o.batch}, {"reps", o.reps}, {"warmup", o.warmup}};
+                if (!std::isfinite(l)) fail_check(std::string(name) + ": a timed step's loss is not finite");
+            json row = {{"work", name}, {"batch", o.batch}, {"reps", o.reps}, {"warmup", o.warmup}};
             row.update(timing_json(ms));
             row["images_per_s"] = static_cast<double>(o.batch) / (bench::median(ms) * 1e-3);
             row["checksum"] = {{"logits_sum", c.sum},
                                {"logits_abs_sum", c.abs_sum},
                                {"loss", first.loss},
-                               {"alpha_grad_abs_sum", probe.grad_abs_sum},
-                               {"alpha_abs_sum_after_step", alpha_abs_sum}};
-            row["alphas"] = alphas.size();
+                               {"grad_abs_sum", probe.grad_abs_sum},
+                               {"alpha_grad_abs_sum", probe.alpha_grad_abs_sum},
+                               {"trained_abs_sum_after_step", param_abs_sum}};
             row["trainable_parameters"] = trainable;
             row["losses"] = losses;
             j["results"].push_back(row);
             if (!o.as_json) {
-                print_row("alpha", o, ms, c);
-                std::printf("       check step: loss %.9g, sum|grad| over the %zu alphas %.9g, sum|alpha| after its "
-                            "AdamW step %.9g\n",
-                            first.loss, alphas.size(), probe.grad_abs_sum, alpha_abs_sum);
+                print_row(name, o, ms, c);
+                std::printf("       check step: loss %.9g, sum|grad| over the %lld trained parameters %.9g (alphas "
+                            "%.9g), sum|p| after its AdamW step %.9g\n",
+                            first.loss, static_cast<long long>(trainable), probe.grad_abs_sum,
+                            probe.alpha_grad_abs_sum, param_abs_sum);
             }
-            model->enable_coeff(false, {});
         }
 
         const double load_after = bench::loadavg_1min();
         j["machine"]["loadavg_1min_at_end"] = load_after;
+        // The whole process's peak resident set (model, inputs, every work run).
+        j["peak_rss_mb"] = static_cast<double>(bench::proc_status_kib("VmHWM:")) / 1024.0;
         if (o.as_json) std::printf("%s\n", j.dump(2).c_str());
         else
-            std::printf("\nChecks passed (finite logits%s). Checksums are of the check run's logits, in double. "
-                        "Load average at end %.2f.\n",
-                        o.alpha ? "; every alpha got a finite, non-zero gradient" : "", load_after);
+            std::printf("\nChecks passed (finite logits; for the steps, finite gradients on every trained parameter). "
+                        "Checksums are of the check run's logits, in double. Load average at end %.2f.\n",
+                        load_after);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "vit_step: error: %s\n", e.what());
         return 1;
