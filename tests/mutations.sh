@@ -61,6 +61,10 @@ mutant layernorm-backward include/coeffnet/backend/cpu_norm.hpp \
   'pd[i * C + j] = pr[i] * (d - a - ph[i * C + j] * b);' \
   'pd[i * C + j] = T(1.05) * pr[i] * (d - a - ph[i * C + j] * b);' \
   tests/test_backend_ops.cpp 'backend/*'
+mutant layernorm-affine-bias-dropped include/coeffnet/backend/cpu_norm.hpp \
+  'for (int64_t j = 0; j < C; ++j) yr[j] = hr[j] * pw[j] + pb[j];' \
+  'for (int64_t j = 0; j < C; ++j) yr[j] = hr[j] * pw[j];' \
+  tests/test_backend_ops.cpp 'backend/*'
 mutant coeff-attention-backward include/coeffnet/backend/cpu_attention_tiled.hpp \
   'for (int64_t i = 0; i < H * H; ++i) dalpha[i] += s.dalpha[static_cast<size_t>(i)];' \
   'for (int64_t i = 0; i < H * H; ++i) dalpha[i] += T(1.05) * s.dalpha[static_cast<size_t>(i)];' \

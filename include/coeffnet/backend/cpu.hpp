@@ -222,6 +222,7 @@ public:
             for (int64_t k = k0; k < k1; ++k) {
                 A acc(0);
                 const T* src = p + k * red;
+                COEFFNET_SIMD_REDUCE(+, acc)
                 for (int64_t j = 0; j < red; ++j) acc += static_cast<A>(src[j]);
                 o[k] = store(acc);
             }

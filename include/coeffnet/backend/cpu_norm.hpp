@@ -36,16 +36,19 @@ void softmax(const Tensor<T>& y, const Tensor<T>& x, const Tensor<T>& mask) {
                         const T* row = px + off[0];
                         T* out = py + off[0];
                         T mx = -std::numeric_limits<T>::infinity();
-                        for (int64_t j = 0; j < n; ++j) {
-                            out[j] = pm ? row[j] + pm[off[1] + j * in[1]] : row[j];
-                            mx = std::max(mx, out[j]);
-                        }
+                        if (pm)
+                            for (int64_t j = 0; j < n; ++j) out[j] = row[j] + pm[off[1] + j * in[1]];
+                        else
+                            std::copy_n(row, n, out);
+                        COEFFNET_SIMD_REDUCE(max, mx)
+                        for (int64_t j = 0; j < n; ++j) mx = std::max(mx, out[j]);
                         if (mx == -std::numeric_limits<T>::infinity()) {
                             std::fill_n(out, n, T(0));
                             return;
                         }
                         for (int64_t j = 0; j < n; ++j) out[j] = vmath::exp(out[j] - mx);
                         acc_t<T> s = 0;
+                        COEFFNET_SIMD_REDUCE(+, s)
                         for (int64_t j = 0; j < n; ++j) s += out[j];
                         const T inv = static_cast<T>(1.0 / s);
                         for (int64_t j = 0; j < n; ++j) out[j] *= inv;
@@ -63,6 +66,7 @@ void softmax_backward(const Tensor<T>& dx, const Tensor<T>& y, const Tensor<T>& 
         for (int64_t r = r0; r < r1; ++r) {
             const T *yr = py + r * n, *gr = pg + r * n;
             acc_t<T> dot = 0;
+            COEFFNET_SIMD_REDUCE(+, dot)
             for (int64_t j = 0; j < n; ++j) dot += static_cast<acc_t<T>>(gr[j]) * yr[j];
             const T d = static_cast<T>(dot);
             for (int64_t j = 0; j < n; ++j) pd[r * n + j] = yr[j] * (gr[j] - d);
@@ -178,8 +182,10 @@ void layer_norm(const Tensor<T>& y, const Tensor<T>& xhat, const Tensor<T>& rstd
         for (int64_t r = r0; r < r1; ++r) {
             const T* row = px + r * C;
             acc_t<T> mu = 0, var = 0;
+            COEFFNET_SIMD_REDUCE(+, mu)
             for (int64_t j = 0; j < C; ++j) mu += row[j];
             mu /= static_cast<acc_t<T>>(C);
+            COEFFNET_SIMD_REDUCE(+, var)
             for (int64_t j = 0; j < C; ++j) {
                 const acc_t<T> d = row[j] - mu;
                 var += d * d;
@@ -187,11 +193,12 @@ void layer_norm(const Tensor<T>& y, const Tensor<T>& xhat, const Tensor<T>& rstd
             var /= static_cast<acc_t<T>>(C);
             const acc_t<T> rs = 1.0 / std::sqrt(var + eps);
             pr[r] = static_cast<T>(rs);
-            for (int64_t j = 0; j < C; ++j) {
-                const T h = static_cast<T>((row[j] - mu) * rs);
-                ph[r * C + j] = h;
-                py[r * C + j] = (pw ? h * pw[j] : h) + (pb ? pb[j] : T(0));
-            }
+            T *hr = ph + r * C, *yr = py + r * C;
+            for (int64_t j = 0; j < C; ++j) hr[j] = static_cast<T>((row[j] - mu) * rs);
+            if (pw && pb)
+                for (int64_t j = 0; j < C; ++j) yr[j] = hr[j] * pw[j] + pb[j];
+            else
+                for (int64_t j = 0; j < C; ++j) yr[j] = (pw ? hr[j] * pw[j] : hr[j]) + (pb ? pb[j] : T(0));
         }
     });
 }
@@ -211,6 +218,7 @@ void layer_norm_backward(const Tensor<T>& dx, const Tensor<T>& g, const Tensor<T
     parallel_for(rows, C * 4, [&](int64_t r0, int64_t r1) {
         for (int64_t i = r0; i < r1; ++i) {
             acc_t<T> m1 = 0, m2 = 0;
+            COEFFNET_SIMD_REDUCE(+, m1, m2)
             for (int64_t j = 0; j < C; ++j) {
                 const T d = pw ? pg[i * C + j] * pw[j] : pg[i * C + j];
                 m1 += d;

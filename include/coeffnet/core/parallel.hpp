@@ -11,6 +11,18 @@
 #include <omp.h>
 #endif
 
+// COEFFNET_SIMD_REDUCE(op, vars...) before a loop lets the compiler vectorise that loop's reduction
+// of the variables with `op` (+ or max): `#pragma omp simd reduction(op : var)`, which allows it to reorder
+// the reduction (lanes, then the lanes combined) where it would otherwise keep the strict
+// left-to-right order and run one element at a time. Results then differ from the sequential
+// order by rounding only. Honoured with OpenMP; without it, nothing (and the loop runs in order).
+#ifdef _OPENMP
+#define COEFFNET_PRAGMA_(x) _Pragma(#x)
+#define COEFFNET_SIMD_REDUCE(op, ...) COEFFNET_PRAGMA_(omp simd reduction(op : __VA_ARGS__))
+#else
+#define COEFFNET_SIMD_REDUCE(op, ...)
+#endif
+
 namespace coeffnet {
 
 // The COEFFNET_NUM_THREADS environment variable: the thread count it asks for, or 0 when it is
