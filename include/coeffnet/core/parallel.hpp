@@ -15,8 +15,10 @@
 // of the variables with `op` (+ or max): `#pragma omp simd reduction(op : var)`, which allows it to reorder
 // the reduction (lanes, then the lanes combined) where it would otherwise keep the strict
 // left-to-right order and run one element at a time. Results then differ from the sequential
-// order by rounding only. Honoured with OpenMP; without it, nothing (and the loop runs in order).
-#ifdef _OPENMP
+// order by rounding only. Honoured with OpenMP under GCC; elsewhere nothing (the loop runs in
+// order): Clang below -O2 does not vectorise and reports each such loop as a failed transformation
+// (-Wpass-failed), which -Werror turns into an error in the programs that include this header.
+#if defined(_OPENMP) && !defined(__clang__)
 #define COEFFNET_PRAGMA_(x) _Pragma(#x)
 #define COEFFNET_SIMD_REDUCE(op, ...) COEFFNET_PRAGMA_(omp simd reduction(op : __VA_ARGS__))
 #else
