@@ -60,6 +60,17 @@ inline std::string cpu_model() {
     return "unknown";
 }
 
+// The compiler that built the benchmark, with its version ("gcc 12.2.0", "clang 19.1.7 ...").
+inline std::string compiler_name() {
+#if defined(__clang__)
+    return std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+    return std::string("gcc ") + __VERSION__;
+#else
+    return "unknown";
+#endif
+}
+
 // The 1-minute load average, or -1 where /proc/loadavg is absent.
 inline double loadavg_1min() {
     std::ifstream f("/proc/loadavg");

@@ -400,16 +400,6 @@ std::vector<Case> make_cases(const std::string& filter) {
 }
 
 
-std::string compiler_name() {
-#if defined(__clang__)
-    return std::string("clang ") + __clang_version__;
-#elif defined(__GNUC__)
-    return std::string("gcc ") + __VERSION__;
-#else
-    return "unknown";
-#endif
-}
-
 
 void usage(std::FILE* to) {
     std::fprintf(to,
@@ -516,7 +506,7 @@ int main(int argc, char** argv) {
                         {"eigen_version", std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) +
                                               "." + std::to_string(EIGEN_MINOR_VERSION)},
                         {"eigen_simd", Eigen::SimdInstructionSetsInUse()},
-                        {"compiler", compiler_name()},
+                        {"compiler", bench::compiler_name()},
                         {"loadavg_1min_at_start", load_before}};
         j["peak"] = {{"isa", peak.isa},
                      {"threads", peak.threads},

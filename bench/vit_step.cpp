@@ -200,16 +200,6 @@ Checksum checksum(const Tensor<float>& t) {
     std::exit(1);
 }
 
-std::string compiler_name() {
-#if defined(__clang__)
-    return std::string("clang ") + __clang_version__;
-#elif defined(__GNUC__)
-    return std::string("gcc ") + __VERSION__;
-#else
-    return "unknown";
-#endif
-}
-
 // The works, in the order they run.
 enum class Work { fwd, alpha, lora, full };
 constexpr std::array<Work, 4> kWorks{Work::fwd, Work::alpha, Work::lora, Work::full};
@@ -451,7 +441,7 @@ int main(int argc, char** argv) {
                         {"threads", bench::max_threads()},
                         {"omp_num_threads_env", omp_env ? json(omp_env) : json(nullptr)},
                         {"coeffnet_num_threads_env", cn_env ? json(cn_env) : json(nullptr)},
-                        {"compiler", compiler_name()},
+                        {"compiler", bench::compiler_name()},
                         {"eigen_version", std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) +
                                               "." + std::to_string(EIGEN_MINOR_VERSION)},
                         {"eigen_simd", Eigen::SimdInstructionSetsInUse()},
@@ -478,7 +468,7 @@ int main(int argc, char** argv) {
             std::printf("vit_step  %s\n", j["date_utc"].get<std::string>().c_str());
             std::printf("cpu: %s | threads: %d%s | %s | Eigen %s (%s) | load average %.2f\n",
                         j["machine"]["cpu"].get<std::string>().c_str(), bench::max_threads(),
-                        omp_env || cn_env ? " (from the environment)" : "", compiler_name().c_str(),
+                        omp_env || cn_env ? " (from the environment)" : "", bench::compiler_name().c_str(),
                         j["machine"]["eigen_version"].get<std::string>().c_str(), Eigen::SimdInstructionSetsInUse(),
                         load_before);
             std::printf("model: %s (%lld wide, %lld layers, %lld heads, %lldx%lld, patch %lld), %lld labels, "
