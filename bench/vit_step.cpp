@@ -383,8 +383,7 @@ std::vector<coeffnet::ParamGroup<float>> setup_step(Model& model, Work w, coeffn
 }  // namespace
 
 int main(int argc, char** argv) {
-    const Options opt_in = parse_args(argc, argv);
-    Options o = opt_in;
+    Options o = parse_args(argc, argv);  // o.labels is replaced by --model's
     try {
         (void)coeffnet::num_threads();  // applies COEFFNET_NUM_THREADS, if set, before anything runs
         const double load_before = bench::loadavg_1min();
