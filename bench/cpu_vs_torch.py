@@ -97,6 +97,20 @@ def torch_worker(a):
     labels = torch.arange(a.batch) % model.config.num_labels
     heads, layers = model.config.num_attention_heads, model.vit.layers
 
+    class LoRALinear(torch.nn.Module):
+        """y = base(x) + (alpha / r) x A^T B^T; A kaiming-uniform (a = sqrt 5), B zero (PEFT's init)."""
+
+        def __init__(self, base, rank, alpha):
+            super().__init__()
+            self.base = base
+            self.scale = alpha / rank
+            self.lora_a = torch.nn.Parameter(torch.empty(rank, base.in_features))
+            self.lora_b = torch.nn.Parameter(torch.zeros(base.out_features, rank))
+            torch.nn.init.kaiming_uniform_(self.lora_a, a=5 ** 0.5)
+
+        def forward(self, x):
+            return self.base(x) + (x @ self.lora_a.t() @ self.lora_b.t()) * self.scale
+
     if a.work == "fwd":
         model.eval()
 
@@ -144,35 +158,8 @@ def torch_worker(a):
         ms.append((time.perf_counter() - t0) * 1e3)
     hwm = next((int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")), -1)
     json.dump({"ms": ms, "peak_rss_mb": hwm / 1024.0, "attn": attn, "torch": torch.__version__, "threads": torch.get_num_threads(),
-               "mkldnn": torch.backends.mkldnn.is_available(), "blas": torch.__config__.show().count("MKL") > 0},
+               "mkldnn": torch.backends.mkldnn.is_available(), "mkl": torch.backends.mkl.is_available()},
               sys.stdout)
-
-
-def _make_lora_class():
-    import torch
-
-    class LoRA(torch.nn.Module):
-        """y = base(x) + (alpha / r) x A^T B^T; A kaiming-uniform (a = sqrt 5), B zero (PEFT's init)."""
-
-        def __init__(self, base, rank, alpha):
-            super().__init__()
-            self.base = base
-            self.scale = alpha / rank
-            self.lora_a = torch.nn.Parameter(torch.empty(rank, base.in_features))
-            self.lora_b = torch.nn.Parameter(torch.zeros(base.out_features, rank))
-            torch.nn.init.kaiming_uniform_(self.lora_a, a=5 ** 0.5)
-
-        def forward(self, x):
-            return self.base(x) + (x @ self.lora_a.t() @ self.lora_b.t()) * self.scale
-
-    return LoRA
-
-
-def LoRALinear(base, rank, alpha):  # noqa: N802 (a class made on first use: torch is imported late)
-    global _LoRA
-    if "_LoRA" not in globals():
-        _LoRA = _make_lora_class()
-    return _LoRA(base, rank, alpha)
 
 
 # ---- running processes -------------------------------------------------------------------------

@@ -99,13 +99,20 @@ namespace {
 // The forward pass: logits [B, labels], no recording (the caller holds NoGrad), evaluation mode.
 Tensor<float> run_fwd(Model& model, const Tensor<float>& pixels) { return model.forward(pixels).logits; }
 
-double abs_sum(const Tensor<float>& t, bool* finite = nullptr) {
-    double s = 0;
+// Sum and sum of |x| of a tensor, in double, and whether every entry is finite.
+struct Checksum {
+    double sum = 0, abs_sum = 0;
+    bool finite = true;
+};
+
+Checksum checksum(const Tensor<float>& t) {
+    Checksum c;
     for (float v : t.to_vector()) {
-        if (finite && !std::isfinite(v)) *finite = false;
-        s += std::fabs(static_cast<double>(v));
+        if (!std::isfinite(v)) c.finite = false;
+        c.sum += static_cast<double>(v);
+        c.abs_sum += std::fabs(static_cast<double>(v));
     }
-    return s;
+    return c;
 }
 
 // One training step: forward, loss, backward, (probe), AdamW step, zero_grad. `alphas` are
@@ -124,10 +131,10 @@ StepOut run_step(Model& model, coeffnet::AdamW<float>& opt, const Tensor<float>&
                 continue;
             }
             std::string why;
-            bool finite = true;
-            const double s = g.defined() ? abs_sum(g, &finite) : 0.0;
+            const Checksum c = g.defined() ? checksum(g) : Checksum{};
+            const double s = c.abs_sum;
             if (!g.defined()) why = "no gradient";
-            else if (!finite) why = "a non-finite gradient entry";
+            else if (!c.finite) why = "a non-finite gradient entry";
             else if (role == coeffnet::nn::ParamRole::alpha && s == 0) why = "an all-zero gradient";
             probe->grad_abs_sum += s;
             if (role == coeffnet::nn::ParamRole::alpha) probe->alpha_grad_abs_sum += s;
@@ -179,21 +186,6 @@ using bench::seconds_since;
 using json = nlohmann::ordered_json;  // keys in the order written
 
 constexpr uint64_t kModelSeed = 2024, kPixelSeed = 7;
-
-struct Checksum {
-    double sum = 0, abs_sum = 0;
-    bool finite = true;
-};
-
-Checksum checksum(const Tensor<float>& t) {
-    Checksum c;
-    for (float v : t.to_vector()) {
-        if (!std::isfinite(v)) c.finite = false;
-        c.sum += static_cast<double>(v);
-        c.abs_sum += std::fabs(static_cast<double>(v));
-    }
-    return c;
-}
 
 [[noreturn]] void fail_check(const std::string& what) {
     std::fprintf(stderr, "vit_step: CHECK FAILED: %s\n", what.c_str());
@@ -542,9 +534,9 @@ int main(int argc, char** argv) {
             for (const auto& g : groups)
                 for (const auto& p : g.params) {
                     if (p.grad().defined()) fail_check(std::string(name) + ": zero_grad left a gradient");
-                    bool finite = true;
-                    param_abs_sum += abs_sum(p, &finite);
-                    if (!finite) fail_check(std::string(name) + ": a parameter is not finite after the AdamW step");
+                    const Checksum c = checksum(p);
+                    param_abs_sum += c.abs_sum;
+                    if (!c.finite) fail_check(std::string(name) + ": a parameter is not finite after the AdamW step");
                 }
 
             std::vector<double> losses;
