@@ -65,6 +65,10 @@ mutant layernorm-affine-bias-dropped include/coeffnet/backend/cpu_norm.hpp \
   'for (int64_t j = 0; j < C; ++j) yr[j] = hr[j] * pw[j] + pb[j];' \
   'for (int64_t j = 0; j < C; ++j) yr[j] = hr[j] * pw[j];' \
   tests/test_backend_ops.cpp 'backend/*'
+mutant blis-gemm-accumulate-dropped include/coeffnet/backend/cpu_gemm.hpp \
+  'T one(1), beta(accumulate ? 1 : 0);' \
+  'T one(1), beta(accumulate && M < 0 ? 1 : 0);' \
+  tests/test_ops_forward.cpp '*detail::gemm*'
 mutant coeff-attention-backward include/coeffnet/backend/cpu_attention_tiled.hpp \
   'for (int64_t i = 0; i < H * H; ++i) dalpha[i] += s.dalpha[static_cast<size_t>(i)];' \
   'for (int64_t i = 0; i < H * H; ++i) dalpha[i] += T(1.05) * s.dalpha[static_cast<size_t>(i)];' \
@@ -295,6 +299,15 @@ fi
 EIGEN=$(pkg-config --cflags-only-I eigen3 2>/dev/null || echo -I/usr/include/eigen3)
 EIGEN=${EIGEN//-I/-isystem }
 CXXFLAGS=(-std=gnu++20 -O1 -fopenmp -Iinclude -Iexamples $EIGEN "-DCOEFFNET_TEST_DATA=\"$ROOT/tests/data\"")
+# The CPU GEMM as the project's build has it: on BLIS where Debian's libblis-openmp-dev is installed
+# (cmake/CoeffnetFindBlis.cmake), so the mutants of its BLIS path are built with it.
+LIBS=()
+BLIS_INC=$(ls -d /usr/include/*/blis-openmp 2>/dev/null | head -n 1)
+BLIS_LIB=$(ls /usr/lib/*/blis-openmp/libblis.so 2>/dev/null | head -n 1)
+if [ -n "$BLIS_INC" ] && [ -n "$BLIS_LIB" ]; then
+  CXXFLAGS+=(-DCOEFFNET_BLIS -isystem "$BLIS_INC")
+  LIBS=("$BLIS_LIB")
+fi
 
 # copy_tree DIR: the sources of the repository's working tree (not tests/data, read in place) in DIR.
 copy_tree() {
@@ -319,7 +332,7 @@ build() {
       while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
     done
     for p in "${pids[@]}"; do wait "$p" || ok=1; done
-    [ $ok -eq 0 ] && "$CXX" -fopenmp "${objs[@]}" -o test 2>>build.log
+    [ $ok -eq 0 ] && "$CXX" -fopenmp "${objs[@]}" "${LIBS[@]}" -o test 2>>build.log
   )
 }
 

@@ -67,6 +67,92 @@ TEST_CASE_TEMPLATE("matmul matches the definition on every path", T, float, doub
     }
 }
 
+// The one CPU GEMM directly, at sizes on both sides of its kernel rule (backend/cpu_gemm.hpp: with
+// BLIS, products from 2^18 multiply-adds go to BLIS, A B^T only from 2^23; smaller ones and every
+// product without BLIS to Eigen's kernel): every storage order of A and B, operands with no unit
+// stride or a broadcast row (packed), C with a leading dimension wider than N, accumulation, a
+// one-row product. Each entry within 4 K eps of sum_k |a_ik b_kj| of the double product; the same
+// bits with one thread and two.
+TEST_CASE_TEMPLATE("detail::gemm: every storage order, both kernels, strides, accumulation, any thread count", T,
+                   float, double) {
+    using detail::MatRef;
+    const double eps = std::numeric_limits<T>::epsilon();
+    Generator g(11);
+    // A [M, K] in storage order ao (1: row-major, 0: column-major, 2: every other element of a
+    // row-major [M, 2K], 3: one row broadcast), likewise B [K, N].
+    struct Operand {
+        Tensor<T> data;
+        MatRef<T> ref;
+    };
+    auto make = [&](int64_t rows, int64_t cols, int order) {
+        Operand o;
+        if (order == 1) {
+            o.data = Tensor<T>::randn({rows, cols}, g);
+            o.ref = detail::rows_ref(o.data.data(), rows, cols, cols);
+        } else if (order == 0) {
+            o.data = Tensor<T>::randn({cols, rows}, g);
+            o.ref = detail::rows_ref(o.data.data(), cols, rows, rows).t();
+        } else if (order == 2) {
+            o.data = Tensor<T>::randn({rows, 2 * cols}, g);
+            o.ref = {o.data.data(), rows, cols, 2 * cols, 2};
+        } else {
+            o.data = Tensor<T>::randn({cols}, g);
+            o.ref = {o.data.data(), rows, cols, 0, 1};
+        }
+        return o;
+    };
+    auto at = [](const MatRef<T>& m, int64_t i, int64_t j) { return static_cast<double>(m.p[i * m.rs + j * m.cs]); };
+    struct Case {
+        int64_t M, N, K;
+        int ao, bo;
+    };
+    const Case cases[] = {
+        {5, 7, 3, 1, 1},        {1, 300, 40, 1, 0},     {64, 64, 64, 1, 1},     {64, 64, 64, 0, 1},
+        {64, 64, 64, 0, 0},     {64, 64, 64, 1, 0},     {300, 200, 150, 1, 0},  {97, 130, 71, 2, 1},
+        {90, 70, 60, 1, 3},     {1, 513, 600, 1, 1},    {40, 33, 300, 3, 0},    {130, 70, 65, 0, 2}};
+    for (const Case& c : cases) {
+        CAPTURE(c.M);
+        CAPTURE(c.N);
+        CAPTURE(c.K);
+        CAPTURE(c.ao);
+        CAPTURE(c.bo);
+        const Operand a = make(c.M, c.K, c.ao), b = make(c.K, c.N, c.bo);
+        const int64_t ldc = c.N + 3;
+        std::vector<T> prior(static_cast<size_t>(c.M * ldc));
+        for (size_t i = 0; i < prior.size(); ++i) prior[i] = static_cast<T>(static_cast<double>(i % 7) - 3);
+        for (bool accumulate : {false, true}) {
+            CAPTURE(accumulate);
+            std::vector<T> out = prior;
+            detail::gemm(a.ref, b.ref, out.data(), ldc, accumulate);
+            double worst = 0;  // the largest error in units of its bound
+            for (int64_t i = 0; i < c.M; ++i)
+                for (int64_t j = 0; j < ldc; ++j) {
+                    const size_t o = static_cast<size_t>(i * ldc + j);
+                    if (j >= c.N) {
+                        REQUIRE(out[o] == prior[o]);  // the padding past N is never written
+                        continue;
+                    }
+                    double s = accumulate ? static_cast<double>(prior[o]) : 0.0, mag = std::abs(s);
+                    for (int64_t k = 0; k < c.K; ++k) {
+                        s += at(a.ref, i, k) * at(b.ref, k, j);
+                        mag += std::abs(at(a.ref, i, k) * at(b.ref, k, j));
+                    }
+                    worst = std::max(worst, std::abs(static_cast<double>(out[o]) - s) / (4 * (c.K + 1) * eps * mag));
+                }
+            CHECK(worst <= 1.0);
+            const int had = num_threads();
+            std::vector<T> one = prior, two = prior;
+            set_num_threads(1);
+            detail::gemm(a.ref, b.ref, one.data(), ldc, accumulate);
+            set_num_threads(2);
+            detail::gemm(a.ref, b.ref, two.data(), ldc, accumulate);
+            set_num_threads(had);
+            CHECK(one == two);
+            CHECK(one == out);
+        }
+    }
+}
+
 TEST_CASE("linear is x W^T + b") {
     Generator g(2);
     auto x = Tensor<double>::randn({2, 3, 4}, g), w = Tensor<double>::randn({5, 4}, g), b = Tensor<double>::randn({5}, g);

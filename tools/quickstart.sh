@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
 JOBS=${JOBS:-$(nproc)}
 
-packages=(cmake make ninja-build g++ libeigen3-dev nlohmann-json3-dev doctest-dev libstb-dev)
+# libblis-openmp-dev: the CPU GEMM (coeffnet::blis; without it the build falls back to Eigen's)
+packages=(cmake make ninja-build g++ libeigen3-dev libblis-openmp-dev nlohmann-json3-dev doctest-dev libstb-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -50,6 +50,14 @@
 #if !defined(_OPENMP) && defined(COEFFNET_COMPILED_OPENMP)
 #error "these compiled instantiations were built with OpenMP: compile this program with it too (-fopenmp)"
 #endif
+// Likewise the GEMM (backend/cpu_gemm.hpp): coeffnet::compiled's is Eigen's; coeffnet_instances's
+// is BLIS's where the project found it (COEFFNET_COMPILED_BLIS).
+#if defined(COEFFNET_BLIS) && !defined(COEFFNET_COMPILED_BLIS)
+#error "coeffnet::compiled is built without BLIS: link coeffnet::blis with the header-only target instead"
+#endif
+#if !defined(COEFFNET_BLIS) && defined(COEFFNET_COMPILED_BLIS)
+#error "these compiled instantiations were built with BLIS: link coeffnet::blis too (COEFFNET_BLIS)"
+#endif
 #include "instantiations.hpp"
 #define COEFFNET_EXTERN_TEMPLATE_(...) extern template __VA_ARGS__;
 namespace coeffnet {

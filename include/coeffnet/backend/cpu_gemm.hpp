@@ -1,14 +1,28 @@
-// coeffnet/backend/cpu_gemm.hpp: the one CPU GEMM (detail::gemm), on Eigen's GEMM kernel.
+// coeffnet/backend/cpu_gemm.hpp: the one CPU GEMM (detail::gemm), on BLIS where the build has it
+// (COEFFNET_BLIS, set by the CMake target coeffnet::blis), else on Eigen's GEMM kernel.
 //
 // Every CPU matrix product in the library (the CPU table's matmul, and the tiled attention) goes
-// through detail::gemm, one call into Eigen's GEMM kernel. Operands are read in place whenever
-// one of their last two strides is 1: a transposed view is a column-major matrix to Eigen, so a
-// backward's A^T and B^T cost no copy; an operand with no unit stride is packed first.
+// through detail::gemm, one call into the GEMM kernel. Operands are read in place whenever one of
+// their last two strides is 1: a transposed view is a column-major matrix, so a backward's A^T and
+// B^T cost no copy; an operand with no unit stride (or a broadcast one, stride 0) is packed first.
+//
+// Measured on ViT-B/16's batch-8 linear shapes, fp32, 2 threads, AMD Zen 4 (2 cores, AVX-512),
+// Debian 12 packages (bench/cblas_probe.cpp, bench/gemm_bench.cpp, 2026-12-07): BLIS 0.9 194-204
+// GFLOP/s, 83-87% of the measured FMA peak (230.9); OpenBLAS 0.3.21 171-194; Eigen 3.4 146-163.
+// BLIS splits the m and n loops among threads, never k, so a product's value does not depend on
+// the thread count; one called inside a parallel region (per-item products) runs on one thread.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
+
+#include "../core/parallel.hpp"
+
+#ifdef COEFFNET_BLIS
+#include <blis.h>
+#endif
 
 // GCC 12 reports its own AVX-512 intrinsics as reading uninitialised values (GCC bug 105593,
 // the `__Y = __Y` idiom) when Eigen's GEMM is inlined; silence that for Eigen only.
@@ -84,17 +98,18 @@ struct EigenGemm {
     }
 };
 
-// The storage order and leading stride Eigen reads m with: row-major when its columns are
-// adjacent, column-major when its rows are; -1 when neither (the caller packs it).
+// The storage order and leading stride the kernel reads m with: row-major when its columns are
+// adjacent and its rows do not overlap, column-major when its rows are adjacent and its columns do
+// not overlap; -1 when neither (no unit stride, or a broadcast one: the caller packs it).
 template <class T>
 int storage_order(const MatRef<T>& m, int64_t& ld) {
     if (m.cs == 1 || m.cols == 1) {
         ld = m.rows == 1 ? m.cols : m.rs;
-        return Eigen::RowMajor;
+        if (ld >= m.cols) return Eigen::RowMajor;
     }
     if (m.rs == 1 || m.rows == 1) {
         ld = m.cols == 1 ? m.rows : m.cs;
-        return Eigen::ColMajor;
+        if (ld >= m.rows) return Eigen::ColMajor;
     }
     return -1;
 }
@@ -108,15 +123,66 @@ MatRef<T> packed(const MatRef<T>& m, std::vector<T>& buf) {
     return {buf.data(), m.rows, m.cols, m.cols, 1};
 }
 
+#ifdef COEFFNET_BLIS
+// Which products BLIS computes; the rest go to Eigen's kernel. By shape and storage order only,
+// never by thread count, so a product's value does not depend on the threads either. Measured
+// per call, fp32, AMD Zen 4, BLIS 0.9 against Eigen 3.4 (2026-12-07, one thread unless said):
+//   - below 2^18 multiply-adds BLIS's fixed cost (about 1 us a call: its objects, its memory
+//     pool's lock) loses: 17x17x16 1.25 us against 0.29, 32^3 2.25 against 1.19, 64^3 about even;
+//   - A row-major times B column-major (A B^T: linear's forward, attention's Q K^T) BLIS reads
+//     with its dot-product kernels for small and middle sizes, slower than Eigen at one thread
+//     (197x197x64 64 GFLOP/s against 79; 544x128x128 even) and faster at two only from about
+//     2^23 (544x128x128: 158 against 114); per-item products run one to a thread;
+//   - everything else from 2^18 up: BLIS equal or faster, at two threads 1.3-1.5x (2448x128x384
+//     with B row-major: 202 GFLOP/s against 155), and ViT-B/16's linear layers 80-94% of the FMA
+//     peak against 60-71% (bench/gemm_bench --quick).
+inline bool use_blis(int64_t M, int64_t N, int64_t K, int ao, int bo) {
+    const int64_t macs = M * N * K;
+    if (macs < (int64_t(1) << 18)) return false;
+    if (ao == Eigen::RowMajor && bo == Eigen::ColMajor && macs < (int64_t(1) << 23)) return false;
+    return true;
+}
+
+// C (row-major, leading dimension ldc) = A B, or += with accumulate, by BLIS's typed expert API
+// (any strides; its threads set per call, one inside a parallel region).
+template <class T>
+void blis_gemm(const MatRef<T>& a, int ao, int64_t lda, const MatRef<T>& b, int bo, int64_t ldb, T* c, int64_t ldc,
+               bool accumulate) {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "BLIS GEMM: float or double");
+    const int64_t M = a.rows, N = b.cols, K = a.cols;
+    T one(1), beta(accumulate ? 1 : 0);  // beta 0: C is written, never read
+    // One thread per 2^18 multiply-adds at most (about 5 us of one core's work): a parallel region
+    // costs microseconds, and BLIS's threads wait for each other at barriers by spinning.
+    rntm_t rntm = BLIS_RNTM_INITIALIZER;
+    bli_rntm_set_num_threads(static_cast<dim_t>(std::clamp<int64_t>(M * N * K >> 18, 1, num_threads())), &rntm);
+    auto* ap = const_cast<T*>(a.p);  // BLIS's typed API takes non-const operands; it only reads them
+    auto* bp = const_cast<T*>(b.p);
+    constexpr int R = Eigen::RowMajor;
+    const inc_t rsa = ao == R ? lda : 1, csa = ao == R ? 1 : lda;
+    const inc_t rsb = bo == R ? ldb : 1, csb = bo == R ? 1 : ldb;
+    const inc_t rsc = M == 1 ? N : ldc;
+    if constexpr (std::is_same_v<T, float>)
+        bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, M, N, K, &one, ap, rsa, csa, bp, rsb, csb, &beta, c, rsc, 1,
+                     nullptr, &rntm);
+    else
+        bli_dgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, M, N, K, &one, ap, rsa, csa, bp, rsb, csb, &beta, c, rsc, 1,
+                     nullptr, &rntm);
+}
+#endif
+
 // The one CPU GEMM: C (row-major, leading dimension ldc) = A B, or += A B with accumulate.
 // A [M, K] and B [K, N] are strided matrices read in place when one of their strides is 1.
 template <class T>
 void gemm(const MatRef<T>& a_in, const MatRef<T>& b_in, T* c, int64_t ldc, bool accumulate) {
     const int64_t M = a_in.rows, N = b_in.cols, K = a_in.cols;
     if (M == 0 || N == 0) return;
-    if (!accumulate)
+    auto zero_c = [&] {
         for (int64_t i = 0; i < M; ++i) std::fill_n(c + i * ldc, N, T(0));
-    if (K == 0) return;
+    };
+    if (K == 0) {
+        if (!accumulate) zero_c();
+        return;
+    }
     std::vector<T> abuf, bbuf;
     int64_t lda = 0, ldb = 0;
     int ao = storage_order(a_in, lda), bo = storage_order(b_in, ldb);
@@ -124,6 +190,13 @@ void gemm(const MatRef<T>& a_in, const MatRef<T>& b_in, T* c, int64_t ldc, bool 
     const MatRef<T> b = bo < 0 ? packed(b_in, bbuf) : b_in;
     if (ao < 0) ao = storage_order(a, lda);
     if (bo < 0) bo = storage_order(b, ldb);
+#ifdef COEFFNET_BLIS
+    if (use_blis(M, N, K, ao, bo)) {
+        blis_gemm(a, ao, lda, b, bo, ldb, c, ldc, accumulate);
+        return;
+    }
+#endif
+    if (!accumulate) zero_c();
     constexpr int R = Eigen::RowMajor, C = Eigen::ColMajor;
     if (ao == R && bo == R) EigenGemm<T, R, R>::run(a.p, lda, b.p, ldb, c, ldc, M, N, K);
     else if (ao == R) EigenGemm<T, R, C>::run(a.p, lda, b.p, ldb, c, ldc, M, N, K);
