@@ -126,28 +126,30 @@ MatRef<T> packed(const MatRef<T>& m, std::vector<T>& buf) {
 #ifdef COEFFNET_BLIS
 // Which products BLIS computes; the rest go to Eigen's kernel. By shape and storage order only,
 // never by thread count, so a product's value does not depend on the threads either. Measured
-// per call, fp32, AMD Zen 4, BLIS 0.9 against Eigen 3.4 (2026-12-07, one thread unless said):
+// per call, fp32, AMD Zen 4, BLIS 0.9 against Eigen 3.4 (2026-12-08, one thread unless said):
 //   - below 2^18 multiply-adds BLIS's fixed cost (about 1 us a call: its objects, its memory
-//     pool's lock) loses: 17x17x16 1.25 us against 0.29, 32^3 2.25 against 1.19, 64^3 about even;
-//   - A row-major times B column-major (A B^T: linear's forward, attention's Q K^T) BLIS reads
-//     with its dot-product kernels for small and middle sizes, slower than Eigen at one thread
-//     (197x197x64 64 GFLOP/s against 79; 544x128x128 even) and faster at two only from about
-//     2^23 (544x128x128: 158 against 114); per-item products run one to a thread;
-//   - everything else from 2^18 up: BLIS equal or faster, at two threads 1.3-1.5x (2448x128x384
-//     with B row-major: 202 GFLOP/s against 155), and ViT-B/16's linear layers 80-94% of the FMA
-//     peak against 60-71% (bench/gemm_bench --quick).
-inline bool use_blis(int64_t M, int64_t N, int64_t K, int ao, int bo) {
+//     pool's lock) loses: 17x17x16 1.25 us against 0.29, 32^3 2.25 against 1.19; 64^3 is even;
+//   - A row-major times B column-major (A B^T: linear's forward, attention's Q K^T): BLIS's
+//     small-matrix path ("sup", no packing) reads it with dot-product kernels, slower than Eigen
+//     (197x197x64 64 GFLOP/s against 79); its packed path is faster from about 2^19 (96^3 86
+//     against 78, 197x197x64 88, 544x128x128 101 against 84; at two threads 544x128x128 186
+//     against 114) and slower below (64^3 58 against 75). So: Eigen below 2^19, BLIS packed above;
+//   - every other order from 2^18 up: BLIS as it chooses (sup for small), equal or faster: 1-thread
+//     197x64x197 with B row-major 107 against 87; at two threads 2448x128x384 202 against 155;
+//     ViT-B/16's linear layers 89-97% of the FMA peak against 69-78% (bench/gemm_bench --quick).
+enum class BlisPath { none, any, packed };
+inline BlisPath blis_path(int64_t M, int64_t N, int64_t K, int ao, int bo) {
     const int64_t macs = M * N * K;
-    if (macs < (int64_t(1) << 18)) return false;
-    if (ao == Eigen::RowMajor && bo == Eigen::ColMajor && macs < (int64_t(1) << 23)) return false;
-    return true;
+    if (ao == Eigen::RowMajor && bo == Eigen::ColMajor)
+        return macs < (int64_t(1) << 19) ? BlisPath::none : BlisPath::packed;
+    return macs < (int64_t(1) << 18) ? BlisPath::none : BlisPath::any;
 }
 
 // C (row-major, leading dimension ldc) = A B, or += with accumulate, by BLIS's typed expert API
 // (any strides; its threads set per call, one inside a parallel region).
 template <class T>
 void blis_gemm(const MatRef<T>& a, int ao, int64_t lda, const MatRef<T>& b, int bo, int64_t ldb, T* c, int64_t ldc,
-               bool accumulate) {
+               bool accumulate, BlisPath path) {
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "BLIS GEMM: float or double");
     const int64_t M = a.rows, N = b.cols, K = a.cols;
     T one(1), beta(accumulate ? 1 : 0);  // beta 0: C is written, never read
@@ -155,6 +157,7 @@ void blis_gemm(const MatRef<T>& a, int ao, int64_t lda, const MatRef<T>& b, int 
     // costs microseconds, and BLIS's threads wait for each other at barriers by spinning.
     rntm_t rntm = BLIS_RNTM_INITIALIZER;
     bli_rntm_set_num_threads(static_cast<dim_t>(std::clamp<int64_t>(M * N * K >> 18, 1, num_threads())), &rntm);
+    if (path == BlisPath::packed) bli_rntm_disable_l3_sup(&rntm);
     auto* ap = const_cast<T*>(a.p);  // BLIS's typed API takes non-const operands; it only reads them
     auto* bp = const_cast<T*>(b.p);
     constexpr int R = Eigen::RowMajor;
@@ -191,8 +194,8 @@ void gemm(const MatRef<T>& a_in, const MatRef<T>& b_in, T* c, int64_t ldc, bool 
     if (ao < 0) ao = storage_order(a, lda);
     if (bo < 0) bo = storage_order(b, ldb);
 #ifdef COEFFNET_BLIS
-    if (use_blis(M, N, K, ao, bo)) {
-        blis_gemm(a, ao, lda, b, bo, ldb, c, ldc, accumulate);
+    if (const BlisPath path = blis_path(M, N, K, ao, bo); path != BlisPath::none) {
+        blis_gemm(a, ao, lda, b, bo, ldb, c, ldc, accumulate, path);
         return;
     }
 #endif
