@@ -213,37 +213,57 @@ struct Options {
     std::string model_dir, pixels_file, logits_out;
 };
 
+// What the host caching allocator did during the timed reps (core/host_allocator.hpp): raw
+// mallocs per rep (0 in steady state) and what it holds.
+struct CacheUse {
+    std::vector<int64_t> raw_mallocs;
+    double reserved_mb = 0, peak_in_use_mb = 0;
+};
+
 // Times `call` warmup + reps times, one line per call on stderr; returns the timed reps in ms.
 template <class F>
-std::vector<double> time_reps(const char* work, const Options& o, F&& call) {
+std::vector<double> time_reps(const char* work, const Options& o, CacheUse& cache, F&& call) {
     std::vector<double> ms;
+    coeffnet::host_allocator().reset_peak();
     for (int i = 0; i < o.warmup + o.reps; ++i) {
         const bool warm = i < o.warmup;
+        const int64_t mallocs = coeffnet::host_allocator().stats().num_raw_malloc;
         const auto t0 = Clock::now();
         call();
         const double t = seconds_since(t0) * 1e3;
         if (!warm) ms.push_back(t);
+        if (!warm) cache.raw_mallocs.push_back(coeffnet::host_allocator().stats().num_raw_malloc - mallocs);
         std::fprintf(stderr, "vit_step: %s %s %d/%d: %.1f ms\n", work, warm ? "warm-up" : "rep",
                      warm ? i + 1 : i - o.warmup + 1, warm ? o.warmup : o.reps, t);
     }
+    const coeffnet::AllocatorStats st = coeffnet::host_allocator().stats();
+    cache.reserved_mb = static_cast<double>(st.bytes_reserved) / 1e6;
+    cache.peak_in_use_mb = static_cast<double>(st.peak_in_use) / 1e6;
     return ms;
 }
 
-json timing_json(const std::vector<double>& ms) {
+json timing_json(const std::vector<double>& ms, const CacheUse& cache) {
     return {{"ms", ms},
             {"ms_min", *std::min_element(ms.begin(), ms.end())},
             {"ms_median", bench::median(ms)},
-            {"ms_max", *std::max_element(ms.begin(), ms.end())}};
+            {"ms_max", *std::max_element(ms.begin(), ms.end())},
+            {"host_cache",
+             {{"raw_mallocs_per_rep", cache.raw_mallocs},
+              {"reserved_mb", cache.reserved_mb},
+              {"peak_in_use_mb", cache.peak_in_use_mb}}}};
 }
 
-void print_row(const char* work, const Options& o, const std::vector<double>& ms, const Checksum& c) {
+void print_row(const char* work, const Options& o, const std::vector<double>& ms, const CacheUse& cache,
+               const Checksum& c) {
     const double med = bench::median(ms);
     std::printf("%-6s %5lld %5d %10.1f %10.1f %10.1f %8.2f %16.6f %16.6f\n", work, static_cast<long long>(o.batch),
                 o.reps, *std::min_element(ms.begin(), ms.end()), med, *std::max_element(ms.begin(), ms.end()),
                 static_cast<double>(o.batch) / (med * 1e-3), c.sum, c.abs_sum);
     std::printf("       per rep (ms):");
     for (double t : ms) std::printf(" %.1f", t);
-    std::printf("\n");
+    std::printf("\n       host cache: raw mallocs per rep");
+    for (int64_t n : cache.raw_mallocs) std::printf(" %lld", static_cast<long long>(n));
+    std::printf(", reserved %.0f MB, peak in use %.0f MB\n", cache.reserved_mb, cache.peak_in_use_mb);
     std::fflush(stdout);
 }
 
@@ -487,7 +507,8 @@ int main(int argc, char** argv) {
                 w.write(o.logits_out);
             }
             bool repeatable = true;
-            const std::vector<double> ms = time_reps("fwd", o, [&] {
+            CacheUse cache;
+            const std::vector<double> ms = time_reps("fwd", o, cache, [&] {
                 const Tensor<float> logits = vit_step_timed_fwd(*model, pixels);
                 const Checksum r = checksum(logits);
                 if (r.sum != c.sum || r.abs_sum != c.abs_sum) repeatable = false;
@@ -495,12 +516,12 @@ int main(int argc, char** argv) {
             if (!repeatable)
                 std::fprintf(stderr, "vit_step: warning: fwd: a timed call's logits differ from the check run's\n");
             json row = {{"work", "fwd"}, {"batch", o.batch}, {"reps", o.reps}, {"warmup", o.warmup}};
-            row.update(timing_json(ms));
+            row.update(timing_json(ms, cache));
             row["images_per_s"] = static_cast<double>(o.batch) / (bench::median(ms) * 1e-3);
             row["checksum"] = {{"logits_sum", c.sum}, {"logits_abs_sum", c.abs_sum}};
             row["reps_match_check"] = repeatable;
             j["results"].push_back(row);
-            if (!o.as_json) print_row("fwd", o, ms, c);
+            if (!o.as_json) print_row("fwd", o, ms, cache, c);
         }
 
         // ---- the steps ----------------------------------------------------------------------
@@ -540,14 +561,15 @@ int main(int argc, char** argv) {
                 }
 
             std::vector<double> losses;
-            const std::vector<double> ms = time_reps(name, o, [&] {
+            CacheUse cache;
+            const std::vector<double> ms = time_reps(name, o, cache, [&] {
                 const StepOut r = vit_step_timed_step(*model, opt, pixels, labels);
                 losses.push_back(r.loss);
             });
             for (double l : losses)
                 if (!std::isfinite(l)) fail_check(std::string(name) + ": a timed step's loss is not finite");
             json row = {{"work", name}, {"batch", o.batch}, {"reps", o.reps}, {"warmup", o.warmup}};
-            row.update(timing_json(ms));
+            row.update(timing_json(ms, cache));
             row["images_per_s"] = static_cast<double>(o.batch) / (bench::median(ms) * 1e-3);
             row["checksum"] = {{"logits_sum", c.sum},
                                {"logits_abs_sum", c.abs_sum},
@@ -559,7 +581,7 @@ int main(int argc, char** argv) {
             row["losses"] = losses;
             j["results"].push_back(row);
             if (!o.as_json) {
-                print_row(name, o, ms, c);
+                print_row(name, o, ms, cache, c);
                 std::printf("       check step: loss %.9g, sum|grad| over the %lld trained parameters %.9g (alphas "
                             "%.9g), sum|p| after its AdamW step %.9g\n",
                             first.loss, static_cast<long long>(trainable), probe.grad_abs_sum,

@@ -69,6 +69,18 @@ mutant blis-gemm-accumulate-dropped include/coeffnet/backend/cpu_gemm.hpp \
   'T one(1), beta(accumulate ? 1 : 0);' \
   'T one(1), beta(accumulate && M < 0 ? 1 : 0);' \
   tests/test_ops_forward.cpp '*detail::gemm*'
+mutant cache-release-no-merge include/coeffnet/core/caching_allocator.hpp \
+  'if (next != blocks_.end() && !next->second.in_use && next->second.segment == it->second.segment) {' \
+  'if (next != blocks_.end() && !next->second.in_use && next->second.segment == nullptr) {' \
+  tests/test_caching_allocator.cpp '*caching allocator*'
+mutant cache-split-overlaps include/coeffnet/core/caching_allocator.hpp \
+  'blocks_.emplace(ptr + size, tail);' \
+  'blocks_.emplace(ptr + size - min_split_small, tail);' \
+  tests/test_caching_allocator.cpp '*caching allocator*'
+mutant host-cache-bypassed include/coeffnet/core/host_allocator.hpp \
+  'if (nbytes > CachingAllocator::small_request && host_caching_enabled())' \
+  'if (nbytes > (CachingAllocator::small_request << 12) && host_caching_enabled())' \
+  tests/test_caching_allocator.cpp 'host memory*'
 mutant coeff-attention-backward include/coeffnet/backend/cpu_attention_tiled.hpp \
   'for (int64_t i = 0; i < H * H; ++i) dalpha[i] += s.dalpha[static_cast<size_t>(i)];' \
   'for (int64_t i = 0; i < H * H; ++i) dalpha[i] += T(1.05) * s.dalpha[static_cast<size_t>(i)];' \

@@ -105,226 +105,34 @@ std::string describe() {
     return os.str();
 }
 
-// ---- CachingAllocator ------------------------------------------------------------------------
+// ---- the raw device memory under the caching allocator ----------------------------------------
 
 namespace {
 
 // A failed call also clears the runtime's last error, so that it is not reported again by the
 // next launch check.
-class CudaRawMemory final : public RawDeviceMemory {
+class CudaRawMemory final : public RawMemory {
 public:
-    cudaError_t device_malloc(void** ptr, size_t bytes) override { return cleared(cudaMalloc(ptr, bytes)); }
-    cudaError_t device_free(void* ptr) override { return cleared(cudaFree(ptr)); }
-    cudaError_t synchronize() override { return cleared(cudaDeviceSynchronize()); }
-    const char* error_name(cudaError_t e) override { return cudaGetErrorName(e); }
+    int raw_malloc(void** ptr, size_t bytes) override { return cleared(cudaMalloc(ptr, bytes)); }
+    int raw_free(void* ptr) override { return cleared(cudaFree(ptr)); }
+    int synchronize() override { return cleared(cudaDeviceSynchronize()); }
+    bool out_of_memory(int e) const override { return e == cudaErrorMemoryAllocation; }
+    std::string error_name(int e) const override { return cudaGetErrorName(static_cast<cudaError_t>(e)); }
+    const char* malloc_name() const override { return "cudaMalloc"; }
+    const char* free_name() const override { return "cudaFree"; }
 
 private:
-    static cudaError_t cleared(cudaError_t e) {
+    static int cleared(cudaError_t e) {
         if (e != cudaSuccess) (void)cudaGetLastError();
-        return e;
+        return static_cast<int>(e);
     }
 };
 
 }  // namespace
 
-RawDeviceMemory& cuda_raw_memory() {
+RawMemory& cuda_raw_memory() {
     static CudaRawMemory raw;
     return raw;
-}
-
-size_t CachingAllocator::round_size(size_t bytes) {
-    constexpr size_t small = 512, mib = size_t{1} << 20;
-    if (bytes == 0) return small;
-    if (bytes < mib) return (bytes + small - 1) / small * small;
-    size_t p = mib;
-    while (p <= bytes / 2) p *= 2;  // p = the largest power of two <= bytes
-    const size_t step = p / 8;
-    return (bytes + step - 1) / step * step;
-}
-
-// Hands out the free block at `it` for `size` bytes: split when the remainder is worth keeping.
-char* CachingAllocator::take_locked(std::map<char*, Block>::iterator it, size_t size, bool large) {
-    Block& b = it->second;
-    char* ptr = it->first;
-    free_.erase(FreeKey{large, b.stream, b.size, ptr});
-    const size_t rest = b.size - size;
-    if (rest >= (large ? min_split_large : min_split_small)) {
-        Block tail{rest, b.stream, b.segment, false};
-        b.size = size;
-        blocks_.emplace(ptr + size, tail);
-        free_.insert(FreeKey{large, tail.stream, rest, ptr + size});
-        ++stats_.num_splits;
-    }
-    b.in_use = true;
-    stats_.bytes_cached -= b.size;
-    stats_.bytes_in_use += b.size;
-    stats_.peak_in_use = std::max(stats_.peak_in_use, stats_.bytes_in_use);
-    return ptr;
-}
-
-void* CachingAllocator::allocate(size_t bytes, cudaStream_t stream) {
-    const size_t size = round_size(bytes);
-    const bool large = size > small_request;
-    const uintptr_t key = reinterpret_cast<uintptr_t>(stream);
-    std::lock_guard<std::mutex> lock(mutex_);
-    ++stats_.num_allocs;
-    auto fit = free_.lower_bound(FreeKey{large, key, size, nullptr});
-    if (fit != free_.end() && std::get<0>(*fit) == large && std::get<1>(*fit) == key) {
-        ++stats_.num_cache_hits;
-        return take_locked(blocks_.find(std::get<3>(*fit)), size, large);
-    }
-    // A miss: memory cached for other (older) large shapes goes back before more is reserved.
-    std::string free_errors;
-    if (large) free_errors = free_segments_locked(false);
-    const size_t seg = large ? size : small_segment;
-    void* raw = nullptr;
-    cudaError_t e = raw_->device_malloc(&raw, seg);
-    if (e == cudaErrorMemoryAllocation) {
-        free_errors += free_segments_locked(true);
-        e = raw_->device_malloc(&raw, seg);
-    }
-    if (e != cudaSuccess) {
-        fail("CachingAllocator: cudaMalloc of ", seg, " bytes (", bytes, " requested) failed: ", raw_->error_name(e),
-             "; in use ", stats_.bytes_in_use, " bytes, reserved ", stats_.bytes_reserved, " bytes, cached ",
-             stats_.bytes_cached, " bytes", free_errors.empty() ? "" : "; ", free_errors);
-    }
-    ++stats_.num_cuda_malloc;
-    ++stats_.num_segments;
-    stats_.bytes_reserved += seg;
-    stats_.bytes_cached += seg;
-    char* base = static_cast<char*>(raw);
-    segments_.emplace(base, Segment{seg, large});
-    const auto it = blocks_.emplace(base, Block{seg, key, base, false}).first;
-    free_.insert(FreeKey{large, key, seg, base});
-    return take_locked(it, size, large);
-}
-
-void CachingAllocator::release(void* ptr) noexcept {
-    if (ptr == nullptr) return;
-    try {
-        std::lock_guard<std::mutex> lock(mutex_);
-        auto it = blocks_.find(static_cast<char*>(ptr));
-        if (it == blocks_.end() || !it->second.in_use) {
-            std::fprintf(stderr, "coeffnet: CachingAllocator::release: %p was not allocated here (ignored)\n", ptr);
-            return;
-        }
-        const bool large = segments_.at(it->second.segment).large;
-        it->second.in_use = false;
-        stats_.bytes_in_use -= it->second.size;
-        stats_.bytes_cached += it->second.size;
-        // Merge with the free neighbours of the same segment (address-adjacent blocks of another
-        // segment are never merged: they are separate raw allocations).
-        auto next = std::next(it);
-        if (next != blocks_.end() && !next->second.in_use && next->second.segment == it->second.segment) {
-            free_.erase(FreeKey{large, next->second.stream, next->second.size, next->first});
-            it->second.size += next->second.size;
-            blocks_.erase(next);
-        }
-        if (it != blocks_.begin()) {
-            auto prev = std::prev(it);
-            if (!prev->second.in_use && prev->second.segment == it->second.segment) {
-                free_.erase(FreeKey{large, prev->second.stream, prev->second.size, prev->first});
-                prev->second.size += it->second.size;
-                blocks_.erase(it);
-                it = prev;
-            }
-        }
-        free_.insert(FreeKey{large, it->second.stream, it->second.size, it->first});
-    } catch (...) {
-        std::fprintf(stderr, "coeffnet: CachingAllocator::release: unexpected exception (block leaked)\n");
-    }
-}
-
-std::shared_ptr<void> CachingAllocator::allocate_shared(size_t bytes, cudaStream_t stream) {
-    void* p = allocate(bytes, stream);
-    try {
-        return std::shared_ptr<void>(p, [this](void* q) { release(q); });
-    } catch (...) {
-        release(p);
-        throw;
-    }
-}
-
-AllocatorStats CachingAllocator::stats() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return stats_;
-}
-
-void CachingAllocator::reset_peak() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stats_.peak_in_use = stats_.bytes_in_use;
-}
-
-std::string CachingAllocator::free_segments_locked(bool small_too) {
-    std::vector<char*> whole;
-    for (const auto& [base, seg] : segments_) {
-        if (!seg.large && !small_too) continue;
-        const Block& b = blocks_.at(base);
-        if (!b.in_use && b.size == seg.size) whole.push_back(base);
-    }
-    if (whole.empty()) return {};
-    std::string errors;
-    // A cached block may still be read by kernels queued before its release: wait for them.
-    const cudaError_t se = raw_->synchronize();
-    if (se != cudaSuccess) {
-        std::fprintf(stderr, "coeffnet: CachingAllocator: synchronize before freeing failed: %s (nothing freed)\n",
-                     raw_->error_name(se));
-        return std::string("synchronize before freeing failed: ") + raw_->error_name(se);
-    }
-    for (char* base : whole) {
-        const Segment seg = segments_.at(base);
-        const Block b = blocks_.at(base);
-        free_.erase(FreeKey{seg.large, b.stream, b.size, base});
-        blocks_.erase(base);
-        segments_.erase(base);
-        stats_.bytes_cached -= seg.size;
-        const cudaError_t e = raw_->device_free(base);
-        if (e == cudaSuccess) {
-            stats_.bytes_reserved -= seg.size;
-            --stats_.num_segments;
-            ++stats_.num_cuda_free;
-        } else {
-            // The memory may still be held: it stays reserved (never handed out again) until a free succeeds.
-                ++stats_.num_free_failures;
-            stats_.bytes_unfreed += seg.size;
-            unfreed_.emplace(base, seg.size);
-            std::fprintf(stderr, "coeffnet: CachingAllocator: cudaFree of a %zu-byte segment failed: %s (kept as reserved)\n",
-                         seg.size, raw_->error_name(e));
-            errors += (errors.empty() ? "" : "; ") + std::string("cudaFree of ") + std::to_string(seg.size) +
-                      " bytes failed: " + raw_->error_name(e);
-        }
-    }
-    return errors;
-}
-
-void CachingAllocator::empty_cache() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    std::string errors;
-    for (auto it = unfreed_.begin(); it != unfreed_.end();) {  // first retry the frees that failed before
-        const cudaError_t e = raw_->device_free(it->first);
-        if (e == cudaSuccess) {
-            stats_.bytes_reserved -= it->second;
-            stats_.bytes_unfreed -= it->second;
-            --stats_.num_segments;
-            ++stats_.num_cuda_free;
-            it = unfreed_.erase(it);
-        } else {
-                ++stats_.num_free_failures;
-            errors += (errors.empty() ? "" : "; ") + std::string("cudaFree of ") + std::to_string(it->second) +
-                      " bytes failed again: " + raw_->error_name(e);
-            ++it;
-        }
-    }
-    const std::string now = free_segments_locked(true);
-    if (!now.empty()) errors += (errors.empty() ? "" : "; ") + now;
-    if (!errors.empty())
-        fail("CachingAllocator::empty_cache: ", errors, "; still reserved ", stats_.bytes_reserved, " bytes (",
-             stats_.bytes_unfreed, " of them unfreed)");
-}
-
-CachingAllocator::~CachingAllocator() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    (void)free_segments_locked(true);
 }
 
 // ---- Context -----------------------------------------------------------------------------------

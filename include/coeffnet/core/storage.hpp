@@ -3,9 +3,10 @@
 //
 // A Storage is a value that shares its memory (copying it copies the handle, like ATen's
 // c10::Storage over StorageImpl, or candle's Storage over BackendStorage). The handle is a
-// shared_ptr<void> whose deleter gives the memory back to whoever made it: ::operator delete for
-// the CPU backend's allocations, the CUDA caching allocator's release() for its blocks (see
-// cuda/runtime.hpp, CachingAllocator::allocate_shared), or nothing of ours for memory owned
+// shared_ptr<void> whose deleter gives the memory back to whoever made it: the host's allocator
+// for the CPU backend's (core/host_allocator.hpp: its caching allocator for large buffers,
+// ::operator delete for small ones), the CUDA backend's caching allocator for its blocks (see
+// cuda/runtime.hpp), or nothing of ours for memory owned
 // elsewhere (a memory-mapped file, via Tensor::from_blob). data() is an address on the storage's
 // device: a host pointer only where device().is_cpu().
 //
@@ -15,10 +16,10 @@
 
 #include <cstddef>
 #include <memory>
-#include <new>
 #include <utility>
 
 #include "device.hpp"
+#include "host_allocator.hpp"
 
 namespace coeffnet {
 
@@ -28,12 +29,9 @@ public:
     Storage(std::shared_ptr<void> handle, size_t nbytes, Device device)
         : handle_(std::move(handle)), nbytes_(nbytes), device_(device) {}
 
-    // 64-byte aligned host memory of at least one byte (an empty tensor still has an address).
-    static Storage allocate_host(size_t nbytes) {
-        void* p = ::operator new[](nbytes == 0 ? 1 : nbytes, std::align_val_t{64});
-        return {std::shared_ptr<void>(p, [](void* q) { ::operator delete[](q, std::align_val_t{64}); }), nbytes,
-                Device::cpu()};
-    }
+    // 64-byte aligned host memory of at least one byte (an empty tensor still has an address),
+    // from allocate_host_memory (core/host_allocator.hpp: large buffers are cached).
+    static Storage allocate_host(size_t nbytes) { return {allocate_host_memory(nbytes), nbytes, Device::cpu()}; }
 
     void* data() const { return handle_.get(); }  // an address on device()
     size_t nbytes() const { return nbytes_; }
