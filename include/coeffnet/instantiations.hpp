@@ -18,6 +18,11 @@
 // uses it cannot also use OpenMP through coeffnet::openmp: use the header-only target for threads.
 #pragma once
 
+// Templates without an element type, compiled once (in the float file, src/compiled_float.cpp):
+// the caching allocator (core/caching_allocator.hpp), whose red-black trees cost every program
+// that includes coeffnet.hpp 0.6 CPU s to compile.
+#define COEFFNET_UNTYPED_TEMPLATES(X) X(class BasicCachingAllocator<std::mutex>)
+
 #define COEFFNET_TEMPLATES(X, T)                                                                                  \
     /* tensors and autograd */                                                                                   \
     X(class Tensor<T>)                                                                                           \

@@ -97,21 +97,21 @@ public:
     virtual void leave_cache(void* /*ptr*/, size_t /*bytes*/) {}
 };
 
-class CachingAllocator {
+// A template only so that coeffnet::compiled can compile it once (an `extern template` of
+// instantiations.hpp); every use is CachingAllocator, below, with std::mutex.
+template <class Mutex>
+class BasicCachingAllocator {
 public:
     static constexpr size_t small_request = size_t{1} << 20;  // <= this: the small pool
     static constexpr size_t small_segment = size_t{2} << 20;  // the small pool's segment size
     static constexpr size_t min_split_small = 512;
     static constexpr size_t min_split_large = size_t{1} << 20;
 
-    explicit CachingAllocator(RawMemory& raw) : raw_(&raw) {}
-    CachingAllocator(const CachingAllocator&) = delete;
-    CachingAllocator& operator=(const CachingAllocator&) = delete;
+    explicit BasicCachingAllocator(RawMemory& raw) : raw_(&raw) {}
+    BasicCachingAllocator(const BasicCachingAllocator&) = delete;
+    BasicCachingAllocator& operator=(const BasicCachingAllocator&) = delete;
     // Gives back the wholly free segments (blocks still in use are left to the raw layer).
-    ~CachingAllocator() {
-        std::lock_guard<std::mutex> lock(mutex_);
-        (void)free_segments_locked(true);
-    }
+    ~BasicCachingAllocator();
 
     // bytes > 0 (0 is served as 512); aligned as the raw memory's segments.
     void* allocate(size_t bytes, const void* stream = nullptr);
@@ -128,11 +128,11 @@ public:
     }
 
     AllocatorStats stats() const {
-        std::lock_guard<std::mutex> lock(mutex_);
+        std::lock_guard<Mutex> lock(mutex_);
         return stats_;
     }
     void reset_peak() {
-        std::lock_guard<std::mutex> lock(mutex_);
+        std::lock_guard<Mutex> lock(mutex_);
         stats_.peak_in_use = stats_.bytes_in_use;
     }
     // Synchronises, then gives back every wholly free segment (and retries the frees that failed
@@ -163,7 +163,7 @@ private:
     // Free-block index: (pool, stream, size, address); lower_bound gives the best fit.
     using FreeKey = std::tuple<bool, uintptr_t, size_t, char*>;
 
-    char* take_locked(std::map<char*, Block>::iterator it, size_t size, bool large);
+    char* take_locked(typename std::map<char*, Block>::iterator it, size_t size, bool large);
     // Gives back the wholly free segments (large only, or both pools); returns the failures' text.
     std::string free_segments_locked(bool small_too);
     std::string free_failed(size_t bytes, int e, const char* again) const {
@@ -172,7 +172,7 @@ private:
     }
 
     RawMemory* raw_;
-    mutable std::mutex mutex_;
+    mutable Mutex mutex_;
     std::map<char*, Block> blocks_;      // every block of every live segment, by address
     std::map<char*, Segment> segments_;  // live segments by base (unfreed ones in unfreed_ instead)
     std::set<FreeKey> free_;
@@ -181,7 +181,8 @@ private:
 };
 
 // Hands out the free block at `it` for `size` bytes: split when the remainder is worth keeping.
-inline char* CachingAllocator::take_locked(std::map<char*, Block>::iterator it, size_t size, bool large) {
+template <class Mutex>
+char* BasicCachingAllocator<Mutex>::take_locked(typename std::map<char*, Block>::iterator it, size_t size, bool large) {
     Block& b = it->second;
     char* ptr = it->first;
     free_.erase(FreeKey{large, b.stream, b.size, ptr});
@@ -201,11 +202,12 @@ inline char* CachingAllocator::take_locked(std::map<char*, Block>::iterator it, 
     return ptr;
 }
 
-inline void* CachingAllocator::allocate(size_t bytes, const void* stream) {
+template <class Mutex>
+void* BasicCachingAllocator<Mutex>::allocate(size_t bytes, const void* stream) {
     const size_t size = round_size(bytes);
     const bool large = size > small_request;
     const auto key = reinterpret_cast<uintptr_t>(stream);
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<Mutex> lock(mutex_);
     ++stats_.num_allocs;
     auto fit = free_.lower_bound(FreeKey{large, key, size, nullptr});
     if (fit != free_.end() && std::get<0>(*fit) == large && std::get<1>(*fit) == key) {
@@ -240,10 +242,11 @@ inline void* CachingAllocator::allocate(size_t bytes, const void* stream) {
     return take_locked(it, size, large);
 }
 
-inline void CachingAllocator::release(void* ptr) noexcept {
+template <class Mutex>
+void BasicCachingAllocator<Mutex>::release(void* ptr) noexcept {
     if (ptr == nullptr) return;
     try {
-        std::lock_guard<std::mutex> lock(mutex_);
+        std::lock_guard<Mutex> lock(mutex_);
         auto it = blocks_.find(static_cast<char*>(ptr));
         if (it == blocks_.end() || !it->second.in_use) {
             std::fprintf(stderr, "coeffnet: CachingAllocator::release: %p was not allocated here (ignored)\n", ptr);
@@ -277,7 +280,8 @@ inline void CachingAllocator::release(void* ptr) noexcept {
     }
 }
 
-inline std::string CachingAllocator::free_segments_locked(bool small_too) {
+template <class Mutex>
+std::string BasicCachingAllocator<Mutex>::free_segments_locked(bool small_too) {
     std::vector<char*> whole;
     for (const auto& [base, seg] : segments_) {
         if (!seg.large && !small_too) continue;
@@ -319,8 +323,9 @@ inline std::string CachingAllocator::free_segments_locked(bool small_too) {
     return errors;
 }
 
-inline void CachingAllocator::empty_cache() {
-    std::lock_guard<std::mutex> lock(mutex_);
+template <class Mutex>
+void BasicCachingAllocator<Mutex>::empty_cache() {
+    std::lock_guard<Mutex> lock(mutex_);
     std::string errors;
     for (auto it = unfreed_.begin(); it != unfreed_.end();) {  // first retry the frees that failed before
         const int e = raw_->raw_free(it->first);
@@ -342,5 +347,13 @@ inline void CachingAllocator::empty_cache() {
         fail("CachingAllocator::empty_cache: ", errors, "; still reserved ", stats_.bytes_reserved, " bytes (",
              stats_.bytes_unfreed, " of them unfreed)");
 }
+
+template <class Mutex>
+BasicCachingAllocator<Mutex>::~BasicCachingAllocator() {
+    std::lock_guard<Mutex> lock(mutex_);
+    (void)free_segments_locked(true);
+}
+
+using CachingAllocator = BasicCachingAllocator<std::mutex>;
 
 }  // namespace coeffnet
