@@ -38,6 +38,10 @@ What it does, in order:
     4096, against PyTorch eager and SDPA), GEMM GFLOP/s on the ViT-B/16 shapes next to the
     measured FMA peak (bench/gemm_bench) and the nominal peak, `coeffnet tune --quick` wall time,
     and the CPU model.
+ 6. PyTorch under torch.compile (SDPA, installed environment) for fwd8 and full8: a reported
+    column, not a target (--no-compile skips it).
+ 7. Contention: fwd1 at the largest thread count, each side idle and then beside one busy-loop
+    process per core (`sh -c 'while :; do :; done'`); the slowdown is loaded / idle.
 
 Ratios are PyTorch's time / coeffnet's time (above 1: coeffnet is faster), from this one run.
 Exit status: 0 done, 1 a check failed or a program failed, 2 bad arguments.
@@ -74,6 +78,11 @@ TORCH_ENV_CANDIDATES = [
 ]
 JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
 LOGITS_TOL = 1e-4  # of max |PyTorch's logits|
+# Works also timed with torch.compile (its first call compiles: about a minute per process here).
+COMPILED_WORKS = ("fwd8", "full8")
+# The contention measurement: the batch-1 forward at the largest thread count, idle and then with
+# one busy process per core beside it (a researcher's laptop on an ordinary day).
+BUSY_LOOP = ["sh", "-c", "while :; do :; done"]
 
 
 def log(msg):
@@ -94,6 +103,8 @@ def torch_worker(a):
     pixels = load_file(a.pixels)["pixel_values"][: a.batch].contiguous()
     attn = "eager" if a.attn == "eager" or a.work in ("alpha", "lora") else "sdpa"
     model = ViTForImageClassification.from_pretrained(a.model, attn_implementation=attn)
+    if a.attn == "compile":  # torch.compile (inductor's C++ kernels) over the SDPA model
+        attn = "sdpa+compile"
     labels = torch.arange(a.batch) % model.config.num_labels
     heads, layers = model.config.num_attention_heads, model.vit.layers
 
@@ -146,7 +157,9 @@ def torch_worker(a):
             opt.zero_grad(set_to_none=True)
             return logits
 
-    out = call()  # the check run: finite logits
+    if a.attn == "compile":
+        model.forward = torch.compile(model.forward)  # the module's own forward; its parameters stay shared
+    out = call()  # the check run (for compile: the compilation): finite logits
     if not torch.isfinite(out).all():
         raise SystemExit("torch worker: non-finite logits")
     for _ in range(a.warmup):
@@ -280,7 +293,9 @@ def main(argv):
     p.add_argument("--quick", action="store_true", help="2 threads only, 2 reps, no attention or tune rows")
     p.add_argument("--works", default=",".join(WORKS), help="works to time (default all: " + ",".join(WORKS) + ")")
     p.add_argument("--build", default=str(ROOT / "build"), help="the coeffnet build directory (default build/)")
-    p.add_argument("--no-extras", action="store_true", help="skip the attention, GEMM and tune rows")
+    p.add_argument("--no-extras", action="store_true",
+                   help="skip the attention, GEMM, tune and contention rows")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
     p.add_argument("--json", help="write the record here too (PATH.tmp, then renamed)")
     p.add_argument("--table", metavar="JSON", help="print the table of a record written by --json, and exit")
     a = p.parse_args(argv)
@@ -296,7 +311,7 @@ def main(argv):
     if not Path(a.vit_step).exists():
         p.error(f"{a.vit_step} is missing: build first (bash tools/quickstart.sh)")
     if a.quick:
-        a.threads, a.reps, a.no_extras = "2", 2, True
+        a.threads, a.reps, a.no_extras, a.no_compile = "2", 2, True, True
     try:
         threads = [int(t) for t in a.threads.split(",")]
         assert threads and all(t > 0 for t in threads)
@@ -358,6 +373,10 @@ def main(argv):
                         key = f"torch_{attn}_{env_name}"
                         log(f"{w} at {t} thread(s): PyTorch {attn}, {env_name} environment")
                         row[key] = torch_work(a, model_dir, pixels_file, work, batch, t, reps, attn, env)
+                if w in COMPILED_WORKS and not a.no_compile:  # a reported column, not a target
+                    log(f"{w} at {t} thread(s): PyTorch SDPA under torch.compile, installed environment")
+                    row["torch_compile_installed"] = torch_work(a, model_dir, pixels_file, work, batch, t, reps,
+                                                                "compile", {})
                 cn = row["coeffnet"]["ms_median"]
                 row["ratios"] = {k[6:]: v["ms_median"] / cn for k, v in row.items() if k.startswith("torch_")}
                 row["peak_rss_mb"] = {k: v["peak_rss_mb"] for k, v in row.items()
@@ -366,6 +385,8 @@ def main(argv):
                 log(f"{w} at {t} thread(s): coeffnet {cn:.1f} ms; ratios " +
                     ", ".join(f"{k} {v:.2f}" for k, v in row["ratios"].items()))
         rec["works"] = rows
+        if not a.no_extras:
+            rec["contention"] = contention(a, model_dir, pixels_file, tmax, best_env)
 
     if not a.no_extras:
         rec["extras"] = extras(a, build)
@@ -378,6 +399,29 @@ def main(argv):
         Path(tmpf).write_text(json.dumps(rec, indent=2) + "\n")
         os.replace(tmpf, a.json)
     return 0
+
+
+def contention(a, model_dir, pixels, threads, best_env):
+    """fwd1 at `threads`, each side idle and then beside one busy-loop process per core; the
+    slowdown is loaded / idle (below PyTorch's: coeffnet degrades more gracefully)."""
+    reps = a.reps * 3
+    out = {"work": "fwd1", "threads": threads, "busy_processes": os.cpu_count() or 1, "busy_loop": " ".join(BUSY_LOOP)}
+    sides = {"coeffnet": lambda: coeffnet_work(a, model_dir, pixels, "fwd", 1, threads, reps),
+             "torch_sdpa_best": lambda: torch_work(a, model_dir, pixels, "fwd", 1, threads, reps, "sdpa", best_env)}
+    for name, go in sides.items():
+        log(f"contention: {name} idle")
+        idle = go()
+        busy = [subprocess.Popen(BUSY_LOOP) for _ in range(out["busy_processes"])]
+        try:
+            log(f"contention: {name} beside {len(busy)} busy processes")
+            loaded = go()
+        finally:
+            for b in busy:
+                b.kill()
+                b.wait()
+        out[name] = {"idle_ms": idle["ms_median"], "loaded_ms": loaded["ms_median"],
+                     "slowdown": loaded["ms_median"] / idle["ms_median"], "loaded_reps_ms": loaded["ms"]}
+    return out
 
 
 def extras(a, build):
@@ -424,6 +468,19 @@ def print_table(rec):
               f"{fmt_ratio(ra.get('eager_best')):>8} {fmt_ratio(ra.get('sdpa_best')):>8} "
               f"{r['peak_rss_mb']['coeffnet']:7.0f} {pt_rss:7.0f}")
     print("(* PyTorch in its best environment; RSS: peak resident MB of the process, PyTorch's largest)")
+    comp = [r for r in rec["works"] if "torch_compile_installed" in r]
+    if comp:
+        print("\nPyTorch with torch.compile (SDPA, installed environment; reported, not a target):")
+        for r in comp:
+            print(f"  {r['work']:7} {r['threads']} thr: {r['torch_compile_installed']['ms_median']:9.1f} ms, "
+                  f"ratio {fmt_ratio(r['ratios'].get('compile_installed'))}")
+    if "contention" in rec:
+        c = rec["contention"]
+        print(f"\nUnder contention ({c['work']}, {c['threads']} threads, beside {c['busy_processes']} busy processes):")
+        for name in ("coeffnet", "torch_sdpa_best"):
+            v = c[name]
+            print(f"  {name:16} idle {v['idle_ms']:8.1f} ms  loaded {v['loaded_ms']:8.1f} ms  slowdown "
+                  f"{v['slowdown']:.2f}x")
     ex = rec.get("extras", {})
     if "gemm" in ex:
         g = ex["gemm"]
