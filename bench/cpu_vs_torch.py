@@ -201,7 +201,8 @@ def coeffnet_work(a, model_dir, pixels, work, batch, threads, reps):
     out, _ = run(cmd, base_env(threads))
     whole = json.loads(out)
     rec = whole["results"][0]
-    return {"ms": rec["ms"], "ms_median": statistics.median(rec["ms"]), "peak_rss_mb": whole["peak_rss_mb"]}
+    return {"ms": rec["ms"], "ms_median": statistics.median(rec["ms"]), "peak_rss_mb": whole["peak_rss_mb"],
+            "gemm_gflop": rec.get("gemm_gflop")}
 
 
 def torch_work(a, model_dir, pixels, work, batch, threads, reps, attn, extra_env):
@@ -468,6 +469,19 @@ def print_table(rec):
               f"{fmt_ratio(ra.get('eager_best')):>8} {fmt_ratio(ra.get('sdpa_best')):>8} "
               f"{r['peak_rss_mb']['coeffnet']:7.0f} {pt_rss:7.0f}")
     print("(* PyTorch in its best environment; RSS: peak resident MB of the process, PyTorch's largest)")
+    peak = rec.get("extras", {}).get("gemm", {}).get("peak")
+    floors = [r for r in rec["works"] if r["coeffnet"].get("gemm_gflop")]
+    if peak and floors:
+        print("\nThe GEMM floor: a call's GEMM work at the measured FMA peak (1 thread: the 1-thread peak), the "
+              "least time any fp32 implementation doing these products needs; 'ceiling' = PyTorch eager ms / floor ms, "
+              "the best ratio coeffnet could reach:")
+        for r in floors:
+            pk = peak["single_thread_gflops"] if r["threads"] == 1 else peak["all_threads_gflops"]
+            floor = r["coeffnet"]["gemm_gflop"] / pk * 1e3
+            eager = r.get("torch_eager_installed", {}).get("ms_median")
+            print(f"  {r['work']:7} {r['threads']} thr: {r['coeffnet']['gemm_gflop']:7.1f} GFLOP, floor {floor:8.1f} ms, "
+                  f"coeffnet at {100 * floor / r['coeffnet']['ms_median']:5.1f}% of it, ceiling "
+                  f"{fmt_ratio(eager / floor if eager else None)}")
     comp = [r for r in rec["works"] if "torch_compile_installed" in r]
     if comp:
         print("\nPyTorch with torch.compile (SDPA, installed environment; reported, not a target):")

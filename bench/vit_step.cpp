@@ -213,26 +213,33 @@ struct Options {
     std::string model_dir, pixels_file, logits_out;
 };
 
-// What the host caching allocator did during the timed reps (core/host_allocator.hpp): raw
-// mallocs per rep (0 in steady state) and what it holds.
-struct CacheUse {
+// Counted during each timed rep: the host caching allocator's raw mallocs (core/host_allocator.hpp;
+// 0 in steady state) and what it holds, and the GEMM work (gemm_flops(), ops/matmul.hpp: 2 M N K
+// per product), which divided by the machine's FMA peak is the time the call would take if every
+// product ran at the peak and nothing else took time.
+struct RepStats {
     std::vector<int64_t> raw_mallocs;
+    std::vector<double> gemm_gflop;
     double reserved_mb = 0, peak_in_use_mb = 0;
 };
 
 // Times `call` warmup + reps times, one line per call on stderr; returns the timed reps in ms.
 template <class F>
-std::vector<double> time_reps(const char* work, const Options& o, CacheUse& cache, F&& call) {
+std::vector<double> time_reps(const char* work, const Options& o, RepStats& cache, F&& call) {
     std::vector<double> ms;
     coeffnet::host_allocator().reset_peak();
     for (int i = 0; i < o.warmup + o.reps; ++i) {
         const bool warm = i < o.warmup;
         const int64_t mallocs = coeffnet::host_allocator().stats().num_raw_malloc;
+        const int64_t flops = coeffnet::gemm_flops().load();
         const auto t0 = Clock::now();
         call();
         const double t = seconds_since(t0) * 1e3;
-        if (!warm) ms.push_back(t);
-        if (!warm) cache.raw_mallocs.push_back(coeffnet::host_allocator().stats().num_raw_malloc - mallocs);
+        if (!warm) {
+            ms.push_back(t);
+            cache.raw_mallocs.push_back(coeffnet::host_allocator().stats().num_raw_malloc - mallocs);
+            cache.gemm_gflop.push_back(static_cast<double>(coeffnet::gemm_flops().load() - flops) * 1e-9);
+        }
         std::fprintf(stderr, "vit_step: %s %s %d/%d: %.1f ms\n", work, warm ? "warm-up" : "rep",
                      warm ? i + 1 : i - o.warmup + 1, warm ? o.warmup : o.reps, t);
     }
@@ -242,7 +249,7 @@ std::vector<double> time_reps(const char* work, const Options& o, CacheUse& cach
     return ms;
 }
 
-json timing_json(const std::vector<double>& ms, const CacheUse& cache) {
+json timing_json(const std::vector<double>& ms, const RepStats& cache) {
     return {{"ms", ms},
             {"ms_min", *std::min_element(ms.begin(), ms.end())},
             {"ms_median", bench::median(ms)},
@@ -250,10 +257,12 @@ json timing_json(const std::vector<double>& ms, const CacheUse& cache) {
             {"host_cache",
              {{"raw_mallocs_per_rep", cache.raw_mallocs},
               {"reserved_mb", cache.reserved_mb},
-              {"peak_in_use_mb", cache.peak_in_use_mb}}}};
+              {"peak_in_use_mb", cache.peak_in_use_mb}}},
+            {"gemm_gflop", cache.gemm_gflop.front()},
+            {"gemm_gflops_over_the_call", cache.gemm_gflop.front() / (bench::median(ms) * 1e-3)}};
 }
 
-void print_row(const char* work, const Options& o, const std::vector<double>& ms, const CacheUse& cache,
+void print_row(const char* work, const Options& o, const std::vector<double>& ms, const RepStats& cache,
                const Checksum& c) {
     const double med = bench::median(ms);
     std::printf("%-6s %5lld %5d %10.1f %10.1f %10.1f %8.2f %16.6f %16.6f\n", work, static_cast<long long>(o.batch),
@@ -264,6 +273,8 @@ void print_row(const char* work, const Options& o, const std::vector<double>& ms
     std::printf("\n       host cache: raw mallocs per rep");
     for (int64_t n : cache.raw_mallocs) std::printf(" %lld", static_cast<long long>(n));
     std::printf(", reserved %.0f MB, peak in use %.0f MB\n", cache.reserved_mb, cache.peak_in_use_mb);
+    std::printf("       GEMM work %.1f GFLOP per call: %.1f GFLOP/s over the whole call (median)\n",
+                cache.gemm_gflop.front(), cache.gemm_gflop.front() / (med * 1e-3));
     std::fflush(stdout);
 }
 
@@ -507,7 +518,7 @@ int main(int argc, char** argv) {
                 w.write(o.logits_out);
             }
             bool repeatable = true;
-            CacheUse cache;
+            RepStats cache;
             const std::vector<double> ms = time_reps("fwd", o, cache, [&] {
                 const Tensor<float> logits = vit_step_timed_fwd(*model, pixels);
                 const Checksum r = checksum(logits);
@@ -561,7 +572,7 @@ int main(int argc, char** argv) {
                 }
 
             std::vector<double> losses;
-            CacheUse cache;
+            RepStats cache;
             const std::vector<double> ms = time_reps(name, o, cache, [&] {
                 const StepOut r = vit_step_timed_step(*model, opt, pixels, labels);
                 losses.push_back(r.loss);

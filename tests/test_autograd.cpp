@@ -106,8 +106,18 @@ TEST_CASE("frozen weights cost no weight-gradient GEMM") {
     auto m = Tensor<float>::randn({4, 2}, gen);
     auto l = sum(matmul(a, m));
     const int64_t before = gemm_count().load();
+    const int64_t flops_before = gemm_flops().load();
     l.backward();
     CHECK(gemm_count().load() - before == 1);
+    CHECK(gemm_flops().load() - flops_before == 2 * 3 * 4 * 2);  // dA = G [3,2] M^T [2,4]: 2 M N K
+
+    // gemm_flops counts 2 M N K per batch item, broadcast batches included.
+    const int64_t f0 = gemm_flops().load();
+    (void)matmul(Tensor<float>::zeros({2, 3, 5, 7}), Tensor<float>::zeros({3, 7, 4}));
+    CHECK(gemm_flops().load() - f0 == 2 * (2 * 3) * 5 * 4 * 7);
+    const int64_t f1 = gemm_flops().load();
+    (void)linear(Tensor<float>::zeros({4, 5, 8}), w);  // [20, 8] x [8, 6]
+    CHECK(gemm_flops().load() - f1 == 2 * 20 * 6 * 8);
 }
 
 TEST_CASE("a 100,000-op chain differentiates and frees without recursion") {

@@ -135,73 +135,6 @@ TEST_CASE("toy graph: the layer matches its definition written out as loops, alp
     CHECK(max_abs_diff(mixed.out, plain.out) > 0.01);  // and alpha does change the output
 }
 
-TEST_CASE("toy graph: tuning W_q, W_k alone stays inside the input's convex hull") {
-    // Without alpha, O = sum_h F_h X / H: every row of F_h is positive and sums to 1, so O's
-    // nodes are convex combinations of X's and stay in its hull, the square [-1,1]^2; the MSE
-    // can therefore not drop below the hull floor, 0.25 (checked in closed form above).
-    const toy::Run& qk = trained(0);
-    CHECK(qk.max_abs_coord <= 1.0 + 1e-12);
-    CHECK(qk.final_mse >= toy::hull_floor_mse() - 1e-12);
-    CHECK(qk.final_mse < toy::hull_floor_mse() + 1e-3);  // and it gets there: the best it can do is copy X
-}
-
-TEST_CASE("toy graph: alpha leaves the hull and fits the target with W_v untouched") {
-    const toy::Run& qa = trained(1);
-    CHECK(qa.max_abs_coord > 1.5);
-    CHECK(qa.final_mse <= toy::kFitThreshold);
-    // W_v is bit for bit I/H: it was never handed to the optimiser.
-    const int64_t H = qa.params.wv.shape()[0];
-    std::vector<double> eye_over_h(static_cast<size_t>(H * 4), 0.0);
-    for (size_t h = 0; h < static_cast<size_t>(H); ++h)
-        eye_over_h[h * 4] = eye_over_h[h * 4 + 3] = 1.0 / static_cast<double>(H);
-    CHECK(qa.params.wv.to_vector() == eye_over_h);
-    CHECK_FALSE(qa.params.wv.grad().defined());
-    // alpha did move, and its filter coefficients are not an average: some c_i < 0 or sum c != 1.
-    const std::vector<double> c = toy::filter_coeffs(qa.params);
-    double sum_c = 0, min_c = 1e300;
-    for (double v : c) {
-        sum_c += v;
-        min_c = std::min(min_c, v);
-    }
-    CHECK((min_c < 0 || std::abs(sum_c - 1.0) > 0.1));
-}
-
-TEST_CASE("toy graph: with W_v = I/H the layer is sum_i c_i F_i X, c = alpha' column sums / H") {
-    const toy::Config cfg;
-    const std::vector<const toy::Run*> runs{&trained(0), &trained(1)};  // train before NoGrad below
-    NoGrad ng;
-    for (size_t s : {size_t{0}, size_t{1}}) {
-        const toy::Run& r = *runs[s];
-        INFO("setting ", r.setting.name);
-        // The run's reported output and MSE are the layer's at its trained parameters, by the loops.
-        const LoopLayer want = loop_layer(r.params, s == 1, cfg);
-        CHECK(max_abs_diff(r.out, want.out) < 1e-12);
-        CHECK(r.final_mse == doctest::Approx(loop_mse(want.out)).epsilon(1e-12));
-        // The identity, with the loops' maps.
-        CHECK(max_abs_diff(column_sum_output(toy::filter_coeffs(r.params), want.maps), want.out) < 1e-12);
-    }
-    // Only the column sums matter: adding to alpha anything whose columns sum to zero changes
-    // nothing (the maps F_i do not depend on alpha).
-    toy::Params p = trained(1).params;
-    const int64_t H = p.alpha.shape()[0];
-    Tensor<double> shifted = p.alpha.detach().clone();
-    for (int64_t i = 0; i < H; ++i) {
-        shifted.at({0, i}) += 0.7 * static_cast<double>(i + 1);
-        shifted.at({H - 1, i}) -= 0.7 * static_cast<double>(i + 1);
-    }
-    const std::vector<double> before = loop_layer(p, true, cfg).out;
-    p.alpha = shifted;
-    CHECK(max_abs_diff(toy::forward(p, true, cfg).out.to_vector(), before) < 1e-12);
-}
-
-TEST_CASE("toy graph: the picture has one panel per setting") {
-    const std::string s = toy::svg({trained(0), trained(1)}, toy::Config{});
-    CHECK(s.rfind("<svg", 0) == 0);
-    CHECK(s.find("</svg>") != std::string::npos);
-    CHECK(s.find(">qk<") != std::string::npos);
-    CHECK(s.find(">qk_alpha<") != std::string::npos);
-}
-
 namespace {
 
 // The polygon's area by the shoelace formula: positive when its vertices run counter-clockwise.
@@ -270,41 +203,6 @@ TEST_CASE("toy graph: point in the values' hull, inside, outside and on the edge
     CHECK_FALSE(toy::inside({{2, 3}}, {2, 3.1}));
 }
 
-TEST_CASE("toy graph: the values' hull agrees with its support function at the trained W_v") {
-    // The Minkowski sum's support function is the sum of the heads': max over R of u . p equals
-    // sum_h max_m u . (X W_v^h)[m] in every direction u. And every one of the 8^H sums of one
-    // value per head lies in R. Checked at qkv's trained W_v, where R is not a square.
-    const Tensor<double> wv = trained(2).params.wv;
-    const std::vector<toy::Point> r = toy::value_region(wv);
-    const std::vector<double> x = toy::input_graph().to_vector(), w = wv.to_vector();
-    const size_t H = static_cast<size_t>(wv.shape()[0]), N = static_cast<size_t>(toy::kNodes);
-    auto value = [&](size_t h, size_t m) {
-        return toy::Point{x[2 * m] * w[h * 4 + 0] + x[2 * m + 1] * w[h * 4 + 2], x[2 * m] * w[h * 4 + 1] + x[2 * m + 1] * w[h * 4 + 3]};
-    };
-    CHECK(toy_signed_area(r) > 0);
-    for (int k = 0; k < 72; ++k) {
-        const double ux = std::cos(k * std::numbers::pi / 36), uy = std::sin(k * std::numbers::pi / 36);
-        double want = 0, got = -1e300;
-        for (size_t h = 0; h < H; ++h) {
-            double best = -1e300;
-            for (size_t m = 0; m < N; ++m) best = std::max(best, ux * value(h, m).x + uy * value(h, m).y);
-            want += best;
-        }
-        for (toy::Point p : r) got = std::max(got, ux * p.x + uy * p.y);
-        CHECK(got == doctest::Approx(want).epsilon(1e-12));
-    }
-    size_t outside = 0;
-    for (size_t i = 0; i < static_cast<size_t>(std::pow(N, H)); ++i) {
-        toy::Point p{0, 0};
-        for (size_t h = 0, j = i; h < H; ++h, j /= N) {
-            p.x += value(h, j % N).x;
-            p.y += value(h, j % N).y;
-        }
-        if (!toy::inside(r, p)) ++outside;
-    }
-    CHECK(outside == 0);
-}
-
 TEST_CASE("toy graph: the query node is a target furthest outside the input's hull") {
     const std::vector<double> t = toy::target_graph().to_vector();
     auto gap = [&](size_t n) {  // distance from target n to the square [-1,1]^2
@@ -315,25 +213,126 @@ TEST_CASE("toy graph: the query node is a target furthest outside the input's hu
     for (size_t n = 0; n < static_cast<size_t>(toy::kNodes); ++n) CHECK(gap(n) <= gap(q));
 }
 
-TEST_CASE("toy graph: without alpha the query node stays in the values' hull, with alpha it leaves") {
-    // qk and qkv: every row of F_h is a convex combination, so O[n] lies in R (the theorem; the
-    // tolerance only absorbs rounding). qk_alpha fits, so its node sits at the target (0, 2),
-    // outside R = hull(X) = [-1,1]^2.
-    const toy::Run &qk = trained(0), &qa = trained(1), &qkv = trained(2);
-    CHECK(toy::inside(toy::value_region(qk.params.wv), toy::output_point(qk)));
-    CHECK(toy::inside(toy::value_region(qkv.params.wv), toy::output_point(qkv)));
-    REQUIRE(qa.final_mse <= toy::kFitThreshold);
-    CHECK_FALSE(toy::inside(toy::value_region(qa.params.wv), toy::output_point(qa)));
-    CHECK(toy::output_point(qa).y > 1.9);
-    // And for every node, not only the query node, without alpha.
-    for (const toy::Run* r : {&qk, &qkv})
-        for (int64_t n = 0; n < toy::kNodes; ++n) CHECK(toy::inside(toy::value_region(r->params.wv), toy::output_point(*r, n)));
-}
-
-TEST_CASE("toy graph: the picture draws the values' hull and the query node's verdict per panel") {
-    const std::string s = toy::svg({trained(0), trained(1), trained(2)}, toy::Config{});
-    CHECK(s.find("node 1: output (0.00, 1.00) inside R") != std::string::npos);   // qk
-    CHECK(s.find("node 1: output (0.00, 2.00) outside R") != std::string::npos);  // qk_alpha
-    CHECK(s.find("node 1: output (0.00, 2.00) inside R") != std::string::npos);   // qkv
-    CHECK(s.find("R = sum_h hull(X W_v^h)") != std::string::npos);
+// The tests of the three trained runs (the program's defaults: 3 settings x 3000 steps) are the
+// subcases of one test case, so that one process trains them once (ctest runs each test case in a
+// process of its own: as seven test cases they trained seven times, 57 s under ASan in CI).
+TEST_CASE("toy graph: the three trained runs (qk, qk_alpha, qkv)") {
+    SUBCASE("tuning W_q, W_k alone stays inside the input's convex hull") {
+        // Without alpha, O = sum_h F_h X / H: every row of F_h is positive and sums to 1, so O's
+        // nodes are convex combinations of X's and stay in its hull, the square [-1,1]^2; the MSE
+        // can therefore not drop below the hull floor, 0.25 (checked in closed form above).
+        const toy::Run& qk = trained(0);
+        CHECK(qk.max_abs_coord <= 1.0 + 1e-12);
+        CHECK(qk.final_mse >= toy::hull_floor_mse() - 1e-12);
+        CHECK(qk.final_mse < toy::hull_floor_mse() + 1e-3);  // and it gets there: the best it can do is copy X
+    }
+    SUBCASE("alpha leaves the hull and fits the target with W_v untouched") {
+        const toy::Run& qa = trained(1);
+        CHECK(qa.max_abs_coord > 1.5);
+        CHECK(qa.final_mse <= toy::kFitThreshold);
+        // W_v is bit for bit I/H: it was never handed to the optimiser.
+        const int64_t H = qa.params.wv.shape()[0];
+        std::vector<double> eye_over_h(static_cast<size_t>(H * 4), 0.0);
+        for (size_t h = 0; h < static_cast<size_t>(H); ++h)
+            eye_over_h[h * 4] = eye_over_h[h * 4 + 3] = 1.0 / static_cast<double>(H);
+        CHECK(qa.params.wv.to_vector() == eye_over_h);
+        CHECK_FALSE(qa.params.wv.grad().defined());
+        // alpha did move, and its filter coefficients are not an average: some c_i < 0 or sum c != 1.
+        const std::vector<double> c = toy::filter_coeffs(qa.params);
+        double sum_c = 0, min_c = 1e300;
+        for (double v : c) {
+            sum_c += v;
+            min_c = std::min(min_c, v);
+        }
+        CHECK((min_c < 0 || std::abs(sum_c - 1.0) > 0.1));
+    }
+    SUBCASE("with W_v = I/H the layer is sum_i c_i F_i X, c = alpha' column sums / H") {
+        const toy::Config cfg;
+        const std::vector<const toy::Run*> runs{&trained(0), &trained(1)};  // train before NoGrad below
+        NoGrad ng;
+        for (size_t s : {size_t{0}, size_t{1}}) {
+            const toy::Run& r = *runs[s];
+            INFO("setting ", r.setting.name);
+            // The run's reported output and MSE are the layer's at its trained parameters, by the loops.
+            const LoopLayer want = loop_layer(r.params, s == 1, cfg);
+            CHECK(max_abs_diff(r.out, want.out) < 1e-12);
+            CHECK(r.final_mse == doctest::Approx(loop_mse(want.out)).epsilon(1e-12));
+            // The identity, with the loops' maps.
+            CHECK(max_abs_diff(column_sum_output(toy::filter_coeffs(r.params), want.maps), want.out) < 1e-12);
+        }
+        // Only the column sums matter: adding to alpha anything whose columns sum to zero changes
+        // nothing (the maps F_i do not depend on alpha).
+        toy::Params p = trained(1).params;
+        const int64_t H = p.alpha.shape()[0];
+        Tensor<double> shifted = p.alpha.detach().clone();
+        for (int64_t i = 0; i < H; ++i) {
+            shifted.at({0, i}) += 0.7 * static_cast<double>(i + 1);
+            shifted.at({H - 1, i}) -= 0.7 * static_cast<double>(i + 1);
+        }
+        const std::vector<double> before = loop_layer(p, true, cfg).out;
+        p.alpha = shifted;
+        CHECK(max_abs_diff(toy::forward(p, true, cfg).out.to_vector(), before) < 1e-12);
+    }
+    SUBCASE("the picture has one panel per setting") {
+        const std::string s = toy::svg({trained(0), trained(1)}, toy::Config{});
+        CHECK(s.rfind("<svg", 0) == 0);
+        CHECK(s.find("</svg>") != std::string::npos);
+        CHECK(s.find(">qk<") != std::string::npos);
+        CHECK(s.find(">qk_alpha<") != std::string::npos);
+    }
+    SUBCASE("the values' hull agrees with its support function at the trained W_v") {
+        // The Minkowski sum's support function is the sum of the heads': max over R of u . p equals
+        // sum_h max_m u . (X W_v^h)[m] in every direction u. And every one of the 8^H sums of one
+        // value per head lies in R. Checked at qkv's trained W_v, where R is not a square.
+        const Tensor<double> wv = trained(2).params.wv;
+        const std::vector<toy::Point> r = toy::value_region(wv);
+        const std::vector<double> x = toy::input_graph().to_vector(), w = wv.to_vector();
+        const size_t H = static_cast<size_t>(wv.shape()[0]), N = static_cast<size_t>(toy::kNodes);
+        auto value = [&](size_t h, size_t m) {
+            return toy::Point{x[2 * m] * w[h * 4 + 0] + x[2 * m + 1] * w[h * 4 + 2], x[2 * m] * w[h * 4 + 1] + x[2 * m + 1] * w[h * 4 + 3]};
+        };
+        CHECK(toy_signed_area(r) > 0);
+        for (int k = 0; k < 72; ++k) {
+            const double ux = std::cos(k * std::numbers::pi / 36), uy = std::sin(k * std::numbers::pi / 36);
+            double want = 0, got = -1e300;
+            for (size_t h = 0; h < H; ++h) {
+                double best = -1e300;
+                for (size_t m = 0; m < N; ++m) best = std::max(best, ux * value(h, m).x + uy * value(h, m).y);
+                want += best;
+            }
+            for (toy::Point p : r) got = std::max(got, ux * p.x + uy * p.y);
+            CHECK(got == doctest::Approx(want).epsilon(1e-12));
+        }
+        size_t outside = 0;
+        for (size_t i = 0; i < static_cast<size_t>(std::pow(N, H)); ++i) {
+            toy::Point p{0, 0};
+            for (size_t h = 0, j = i; h < H; ++h, j /= N) {
+                p.x += value(h, j % N).x;
+                p.y += value(h, j % N).y;
+            }
+            if (!toy::inside(r, p)) ++outside;
+        }
+        CHECK(outside == 0);
+    }
+    SUBCASE("without alpha the query node stays in the values' hull, with alpha it leaves") {
+        // qk and qkv: every row of F_h is a convex combination, so O[n] lies in R (the theorem; the
+        // tolerance only absorbs rounding). qk_alpha fits, so its node sits at the target (0, 2),
+        // outside R = hull(X) = [-1,1]^2.
+        const toy::Run &qk = trained(0), &qa = trained(1), &qkv = trained(2);
+        CHECK(toy::inside(toy::value_region(qk.params.wv), toy::output_point(qk)));
+        CHECK(toy::inside(toy::value_region(qkv.params.wv), toy::output_point(qkv)));
+        REQUIRE(qa.final_mse <= toy::kFitThreshold);
+        CHECK_FALSE(toy::inside(toy::value_region(qa.params.wv), toy::output_point(qa)));
+        CHECK(toy::output_point(qa).y > 1.9);
+        // And for every node, not only the query node, without alpha.
+        for (const toy::Run* r : {&qk, &qkv})
+            for (int64_t n = 0; n < toy::kNodes; ++n) CHECK(toy::inside(toy::value_region(r->params.wv), toy::output_point(*r, n)));
+    }
+    SUBCASE("the picture draws the values' hull and the query node's verdict per panel") {
+        const std::string s = toy::svg({trained(0), trained(1), trained(2)}, toy::Config{});
+        CHECK(s.find("node 1: output (0.00, 1.00) inside R") != std::string::npos);   // qk
+        CHECK(s.find("node 1: output (0.00, 2.00) outside R") != std::string::npos);  // qk_alpha
+        CHECK(s.find("node 1: output (0.00, 2.00) inside R") != std::string::npos);   // qkv
+        CHECK(s.find("R = sum_h hull(X W_v^h)") != std::string::npos);
+    }
 }

@@ -20,6 +20,12 @@ inline std::atomic<int64_t>& gemm_count() {
     static std::atomic<int64_t> count{0};
     return count;
 }
+// Adds up those products' floating-point operations, 2 M N K per batch item: bench/vit_step reports
+// a step's GEMM work with it, and so the time the step would take with every GEMM at the FMA peak.
+inline std::atomic<int64_t>& gemm_flops() {
+    static std::atomic<int64_t> flops{0};
+    return flops;
+}
 
 namespace detail {
 
@@ -40,6 +46,7 @@ Tensor<T> matmul_raw(const Tensor<T>& a, const Tensor<T>& b, const char* op) {
     const Device dev = same_device(op, a, b);
     Tensor<T> out = Tensor<T>::empty(out_shape, dev);
     gemm_count().fetch_add(1, std::memory_order_relaxed);
+    gemm_flops().fetch_add(2 * M * N * K * shape_numel(batch), std::memory_order_relaxed);
     backend::ops<T>(dev).matmul(out, a, b);
     return out;
 }
