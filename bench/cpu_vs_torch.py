@@ -480,7 +480,7 @@ def print_table(rec):
             floor = r["coeffnet"]["gemm_gflop"] / pk * 1e3
             eager = r.get("torch_eager_installed", {}).get("ms_median")
             print(f"  {r['work']:7} {r['threads']} thr: {r['coeffnet']['gemm_gflop']:7.1f} GFLOP, floor {floor:8.1f} ms, "
-                  f"coeffnet at {100 * floor / r['coeffnet']['ms_median']:5.1f}% of it, ceiling "
+                  f"coeffnet's call at {100 * floor / r['coeffnet']['ms_median']:5.1f}% of the peak, ceiling "
                   f"{fmt_ratio(eager / floor if eager else None)}")
     comp = [r for r in rec["works"] if "torch_compile_installed" in r]
     if comp:
