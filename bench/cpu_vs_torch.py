@@ -7,9 +7,10 @@
     python3 bench/cpu_vs_torch.py --table out.json    # that record's table again
 
 On first use it creates .venv (git-ignored) with the PyTorch and transformers versions pinned in
-tools/make_reference.py and reruns itself there. It needs the build's bench/vit_step (and, for their
-rows, bench/attention_cpu_bench, bench/gemm_bench and tools/coeffnet): `bash tools/quickstart.sh`
-builds them.
+tools/make_reference.py and reruns itself there. It builds what it runs (bench/vit_step, and for
+their rows bench/attention_cpu_bench, bench/gemm_bench and tools/coeffnet) in build/ first,
+configuring it on a fresh clone (the compilers and libraries are the quick start's); --no-build
+times the programs there as they are.
 
 What it does, in order:
  1. The model: transformers' ViTForImageClassification with ViT-B/16's config (1000 labels) and
@@ -78,6 +79,9 @@ TORCH_ENV_CANDIDATES = [
 ]
 JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
 LOGITS_TOL = 1e-4  # of max |PyTorch's logits|
+# The programs the comparison runs (CMake targets): vit_step, and for the extra rows gemm_bench,
+# attention_cpu_bench and the coeffnet command (tune --quick).
+BUILD_TARGETS = ["vit_step", "gemm_bench", "attention_cpu_bench", "coeffnet_cli"]
 # Works also timed with torch.compile (its first call compiles: about a minute per process here).
 COMPILED_WORKS = ("fwd8", "full8")
 # The contention measurement: the batch-1 forward at the largest thread count, idle and then with
@@ -297,6 +301,9 @@ def main(argv):
     p.add_argument("--no-extras", action="store_true",
                    help="skip the attention, GEMM, tune and contention rows")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
+    p.add_argument("--no-build", action="store_true",
+                   help="time the programs in --build as they are (default: configure the build if it has no "
+                        "CMakeCache.txt, then bring the programs it runs up to date)")
     p.add_argument("--json", help="write the record here too (PATH.tmp, then renamed)")
     p.add_argument("--table", metavar="JSON", help="print the table of a record written by --json, and exit")
     a = p.parse_args(argv)
@@ -309,6 +316,8 @@ def main(argv):
 
     build = Path(a.build)
     a.vit_step = str(build / "bench" / "vit_step")
+    if not a.no_build:
+        ensure_built(build)
     if not Path(a.vit_step).exists():
         p.error(f"{a.vit_step} is missing: build first (bash tools/quickstart.sh)")
     if a.quick:
@@ -400,6 +409,23 @@ def main(argv):
         Path(tmpf).write_text(json.dumps(rec, indent=2) + "\n")
         os.replace(tmpf, a.json)
     return 0
+
+
+def ensure_built(build):
+    """Configures `build` (Release, Ninja where installed) when it has no CMakeCache.txt, then builds
+    the programs this script runs, so that it measures the tree it is run from (on a fresh clone: one
+    command). The compilers and libraries are the quick start's (bash tools/quickstart.sh installs them)."""
+    if not (build / "CMakeCache.txt").exists():
+        gen = ["-G", "Ninja"] if subprocess.run(["sh", "-c", "command -v ninja"], capture_output=True).returncode == 0 else []
+        log(f"configuring {build} (Release)")
+        subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build), *gen, "-DCMAKE_BUILD_TYPE=Release"], check=True,
+                       stdout=subprocess.DEVNULL)
+    log(f"building {', '.join(BUILD_TARGETS)} in {build}")
+    r = subprocess.run(["cmake", "--build", str(build), "-j", str(os.cpu_count() or 1), "--target", *BUILD_TARGETS],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"cpu_vs_torch: building {build} failed (install what the quick start installs: "
+                         f"bash tools/quickstart.sh):\n{(r.stdout + r.stderr)[-3000:]}")
 
 
 def contention(a, model_dir, pixels, threads, best_env):
