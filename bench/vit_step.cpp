@@ -221,11 +221,13 @@ struct RepStats {
     std::vector<int64_t> raw_mallocs;
     std::vector<double> gemm_gflop;
     double reserved_mb = 0, peak_in_use_mb = 0;
+    // The GEMM work per second over a whole call of median_ms.
+    double gemm_gflops(double median_ms) const { return gemm_gflop.front() / (median_ms * 1e-3); }
 };
 
 // Times `call` warmup + reps times, one line per call on stderr; returns the timed reps in ms.
 template <class F>
-std::vector<double> time_reps(const char* work, const Options& o, RepStats& cache, F&& call) {
+std::vector<double> time_reps(const char* work, const Options& o, RepStats& stats, F&& call) {
     std::vector<double> ms;
     coeffnet::host_allocator().reset_peak();
     for (int i = 0; i < o.warmup + o.reps; ++i) {
@@ -237,32 +239,32 @@ std::vector<double> time_reps(const char* work, const Options& o, RepStats& cach
         const double t = seconds_since(t0) * 1e3;
         if (!warm) {
             ms.push_back(t);
-            cache.raw_mallocs.push_back(coeffnet::host_allocator().stats().num_raw_malloc - mallocs);
-            cache.gemm_gflop.push_back(static_cast<double>(coeffnet::gemm_flops().load() - flops) * 1e-9);
+            stats.raw_mallocs.push_back(coeffnet::host_allocator().stats().num_raw_malloc - mallocs);
+            stats.gemm_gflop.push_back(static_cast<double>(coeffnet::gemm_flops().load() - flops) * 1e-9);
         }
         std::fprintf(stderr, "vit_step: %s %s %d/%d: %.1f ms\n", work, warm ? "warm-up" : "rep",
                      warm ? i + 1 : i - o.warmup + 1, warm ? o.warmup : o.reps, t);
     }
     const coeffnet::AllocatorStats st = coeffnet::host_allocator().stats();
-    cache.reserved_mb = static_cast<double>(st.bytes_reserved) / 1e6;
-    cache.peak_in_use_mb = static_cast<double>(st.peak_in_use) / 1e6;
+    stats.reserved_mb = static_cast<double>(st.bytes_reserved) / 1e6;
+    stats.peak_in_use_mb = static_cast<double>(st.peak_in_use) / 1e6;
     return ms;
 }
 
-json timing_json(const std::vector<double>& ms, const RepStats& cache) {
+json timing_json(const std::vector<double>& ms, const RepStats& stats) {
     return {{"ms", ms},
             {"ms_min", *std::min_element(ms.begin(), ms.end())},
             {"ms_median", bench::median(ms)},
             {"ms_max", *std::max_element(ms.begin(), ms.end())},
             {"host_cache",
-             {{"raw_mallocs_per_rep", cache.raw_mallocs},
-              {"reserved_mb", cache.reserved_mb},
-              {"peak_in_use_mb", cache.peak_in_use_mb}}},
-            {"gemm_gflop", cache.gemm_gflop.front()},
-            {"gemm_gflops_over_the_call", cache.gemm_gflop.front() / (bench::median(ms) * 1e-3)}};
+             {{"raw_mallocs_per_rep", stats.raw_mallocs},
+              {"reserved_mb", stats.reserved_mb},
+              {"peak_in_use_mb", stats.peak_in_use_mb}}},
+            {"gemm_gflop", stats.gemm_gflop.front()},
+            {"gemm_gflops_over_the_call", stats.gemm_gflops(bench::median(ms))}};
 }
 
-void print_row(const char* work, const Options& o, const std::vector<double>& ms, const RepStats& cache,
+void print_row(const char* work, const Options& o, const std::vector<double>& ms, const RepStats& stats,
                const Checksum& c) {
     const double med = bench::median(ms);
     std::printf("%-6s %5lld %5d %10.1f %10.1f %10.1f %8.2f %16.6f %16.6f\n", work, static_cast<long long>(o.batch),
@@ -271,10 +273,10 @@ void print_row(const char* work, const Options& o, const std::vector<double>& ms
     std::printf("       per rep (ms):");
     for (double t : ms) std::printf(" %.1f", t);
     std::printf("\n       host cache: raw mallocs per rep");
-    for (int64_t n : cache.raw_mallocs) std::printf(" %lld", static_cast<long long>(n));
-    std::printf(", reserved %.0f MB, peak in use %.0f MB\n", cache.reserved_mb, cache.peak_in_use_mb);
+    for (int64_t n : stats.raw_mallocs) std::printf(" %lld", static_cast<long long>(n));
+    std::printf(", reserved %.0f MB, peak in use %.0f MB\n", stats.reserved_mb, stats.peak_in_use_mb);
     std::printf("       GEMM work %.1f GFLOP per call: %.1f GFLOP/s over the whole call (median)\n",
-                cache.gemm_gflop.front(), cache.gemm_gflop.front() / (med * 1e-3));
+                stats.gemm_gflop.front(), stats.gemm_gflops(med));
     std::fflush(stdout);
 }
 
@@ -518,8 +520,8 @@ int main(int argc, char** argv) {
                 w.write(o.logits_out);
             }
             bool repeatable = true;
-            RepStats cache;
-            const std::vector<double> ms = time_reps("fwd", o, cache, [&] {
+            RepStats stats;
+            const std::vector<double> ms = time_reps("fwd", o, stats, [&] {
                 const Tensor<float> logits = vit_step_timed_fwd(*model, pixels);
                 const Checksum r = checksum(logits);
                 if (r.sum != c.sum || r.abs_sum != c.abs_sum) repeatable = false;
@@ -527,12 +529,12 @@ int main(int argc, char** argv) {
             if (!repeatable)
                 std::fprintf(stderr, "vit_step: warning: fwd: a timed call's logits differ from the check run's\n");
             json row = {{"work", "fwd"}, {"batch", o.batch}, {"reps", o.reps}, {"warmup", o.warmup}};
-            row.update(timing_json(ms, cache));
+            row.update(timing_json(ms, stats));
             row["images_per_s"] = static_cast<double>(o.batch) / (bench::median(ms) * 1e-3);
             row["checksum"] = {{"logits_sum", c.sum}, {"logits_abs_sum", c.abs_sum}};
             row["reps_match_check"] = repeatable;
             j["results"].push_back(row);
-            if (!o.as_json) print_row("fwd", o, ms, cache, c);
+            if (!o.as_json) print_row("fwd", o, ms, stats, c);
         }
 
         // ---- the steps ----------------------------------------------------------------------
@@ -572,15 +574,15 @@ int main(int argc, char** argv) {
                 }
 
             std::vector<double> losses;
-            RepStats cache;
-            const std::vector<double> ms = time_reps(name, o, cache, [&] {
+            RepStats stats;
+            const std::vector<double> ms = time_reps(name, o, stats, [&] {
                 const StepOut r = vit_step_timed_step(*model, opt, pixels, labels);
                 losses.push_back(r.loss);
             });
             for (double l : losses)
                 if (!std::isfinite(l)) fail_check(std::string(name) + ": a timed step's loss is not finite");
             json row = {{"work", name}, {"batch", o.batch}, {"reps", o.reps}, {"warmup", o.warmup}};
-            row.update(timing_json(ms, cache));
+            row.update(timing_json(ms, stats));
             row["images_per_s"] = static_cast<double>(o.batch) / (bench::median(ms) * 1e-3);
             row["checksum"] = {{"logits_sum", c.sum},
                                {"logits_abs_sum", c.abs_sum},
@@ -592,7 +594,7 @@ int main(int argc, char** argv) {
             row["losses"] = losses;
             j["results"].push_back(row);
             if (!o.as_json) {
-                print_row(name, o, ms, cache, c);
+                print_row(name, o, ms, stats, c);
                 std::printf("       check step: loss %.9g, sum|grad| over the %lld trained parameters %.9g (alphas "
                             "%.9g), sum|p| after its AdamW step %.9g\n",
                             first.loss, static_cast<long long>(trainable), probe.grad_abs_sum,
