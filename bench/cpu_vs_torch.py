@@ -52,6 +52,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -420,7 +421,7 @@ def ensure_built(build):
     the programs this script runs, so that it measures the tree it is run from (on a fresh clone: one
     command). The compilers and libraries are the quick start's (bash tools/quickstart.sh installs them)."""
     if not (build / "CMakeCache.txt").exists():
-        gen = ["-G", "Ninja"] if subprocess.run(["sh", "-c", "command -v ninja"], capture_output=True).returncode == 0 else []
+        gen = ["-G", "Ninja"] if shutil.which("ninja") else []
         log(f"configuring {build} (Release)")
         subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build), *gen, "-DCMAKE_BUILD_TYPE=Release"], check=True,
                        stdout=subprocess.DEVNULL)
