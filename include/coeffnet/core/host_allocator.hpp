@@ -32,6 +32,10 @@ namespace coeffnet {
 
 inline constexpr size_t host_alignment = 64;  // a cache line, and an AVX-512 register
 
+// Gives back what ::operator new[](bytes, std::align_val_t{host_alignment}) returned (both the
+// cache's segments and the small buffers below are made that way).
+inline void host_delete(void* p) { ::operator delete[](p, std::align_val_t{host_alignment}); }
+
 // Aligned operator new / delete; out of memory is error 1.
 class HostRawMemory final : public RawMemory {
 public:
@@ -40,7 +44,7 @@ public:
         return *ptr == nullptr ? 1 : 0;
     }
     int raw_free(void* ptr) override {
-        ::operator delete[](ptr, std::align_val_t{host_alignment});
+        host_delete(ptr);
         return 0;
     }
     int synchronize() override { return 0; }
@@ -75,7 +79,7 @@ inline std::shared_ptr<void> allocate_host_memory(size_t nbytes) {
     if (nbytes > CachingAllocator::small_request && host_caching_enabled())
         return host_allocator().allocate_shared(nbytes);
     void* p = ::operator new[](nbytes == 0 ? 1 : nbytes, std::align_val_t{host_alignment});
-    return std::shared_ptr<void>(p, [](void* q) { ::operator delete[](q, std::align_val_t{host_alignment}); });
+    return std::shared_ptr<void>(p, host_delete);
 }
 
 }  // namespace coeffnet
